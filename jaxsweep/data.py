@@ -1,0 +1,293 @@
+"""In-memory datasets, shared by every variant of a sweep.
+
+A :class:`Dataset` holds numpy arrays for a train and a test split, each a dict
+with at least ``"x"`` (inputs) and ``"y"`` (targets), leading axis = examples.
+The engine puts them on the device once and passes them to the compiled
+program as an un-batched argument (``in_axes=None``), so a population of
+variants never copies the data per variant. Minibatch indices are drawn inside
+the compiled program from each variant's key.
+
+Datasets are looked up by name (``data: {name: digits}`` in a config) through
+:func:`load`; register your own with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxsweep import errors
+
+TASKS = ("classification", "regression", "language_model")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Train and test arrays plus what the task is.
+
+  Attributes:
+    train: dict of arrays (``x``, ``y``), leading axis = examples.
+    test: dict of arrays with the same keys and trailing shapes.
+    task: one of ``classification``, ``regression``, ``language_model``.
+    num_classes: number of classes (classification) or vocabulary size
+      (language model); ``None`` for regression.
+    name: a short name for headers and reports.
+    info: free-form metadata (e.g. the vocabulary).
+  """
+
+  train: Mapping[str, np.ndarray]
+  test: Mapping[str, np.ndarray]
+  task: str = "classification"
+  num_classes: int | None = None
+  name: str = "arrays"
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.task not in TASKS:
+      raise errors.ConfigError(
+          f"unknown task '{self.task}'.", key="data.task",
+          fix=f"use one of: {', '.join(TASKS)}")
+    for split_name, split in (("train", self.train), ("test", self.test)):
+      for k in ("x", "y"):
+        if k not in split:
+          raise errors.ConfigError(
+              f"the {split_name} split has no '{k}' array.", key="data",
+              fix="give both 'x' (inputs) and 'y' (targets) for train and test")
+      n = {k: len(v) for k, v in split.items()}
+      if len(set(n.values())) != 1:
+        raise errors.ConfigError(
+            f"the {split_name} arrays have different lengths {n}.", key="data",
+            fix="every array in a split needs the same number of examples")
+      if not n["x"]:
+        raise errors.ConfigError(f"the {split_name} split is empty.", key="data")
+    for k in self.train:
+      if k in self.test and np.shape(self.train[k])[1:] != np.shape(self.test[k])[1:]:
+        raise errors.ConfigError(
+            f"train '{k}' has per-example shape {np.shape(self.train[k])[1:]} "
+            f"but test '{k}' has {np.shape(self.test[k])[1:]}.", key="data",
+            fix="train and test examples must have the same shape")
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train["x"])
+
+  @property
+  def num_test(self) -> int:
+    return len(self.test["x"])
+
+  def describe(self) -> str:
+    x = self.train["x"]
+    return (f"{self.name}: {self.num_train} train / {self.num_test} test, "
+            f"x {tuple(x.shape[1:])} {x.dtype}, task {self.task}"
+            + (f", {self.num_classes} classes" if self.num_classes else ""))
+
+
+def arrays(x_train, y_train, x_test, y_test, *, task: str | None = None,
+           num_classes: int | None = None, name: str = "arrays") -> Dataset:
+  """Wraps user arrays as a :class:`Dataset`.
+
+  The task is inferred when not given: integer targets mean classification
+  (with ``num_classes = max(y) + 1``), float targets mean regression.
+
+  Examples:
+    >>> import numpy as np, jaxsweep as js
+    >>> ds = js.data.arrays(np.zeros((8, 3)), np.arange(8) % 2,
+    ...                     np.zeros((4, 3)), np.arange(4) % 2)
+    >>> ds.task, ds.num_classes
+    ('classification', 2)
+  """
+  y_train = np.asarray(y_train)
+  y_test = np.asarray(y_test)
+  if task is None:
+    task = ("classification" if np.issubdtype(y_train.dtype, np.integer)
+            else "regression")
+  x_train = _as_float_or_int(np.asarray(x_train))
+  x_test = _as_float_or_int(np.asarray(x_test))
+  if task in ("classification", "language_model"):
+    y_train = y_train.astype(np.int32)
+    y_test = y_test.astype(np.int32)
+    if num_classes is None:
+      num_classes = int(max(y_train.max(), y_test.max())) + 1
+  else:
+    y_train = y_train.astype(np.float32)
+    y_test = y_test.astype(np.float32)
+  return Dataset(train={"x": x_train, "y": y_train},
+                 test={"x": x_test, "y": y_test},
+                 task=task, num_classes=num_classes, name=name)
+
+
+def _as_float_or_int(a: np.ndarray) -> np.ndarray:
+  if np.issubdtype(a.dtype, np.integer):
+    return a.astype(np.int32)
+  return a.astype(np.float32)
+
+
+def split(x, y, *, test_fraction: float, seed: int, key: str = "data"):
+  """A seeded shuffled train/test split of numpy arrays."""
+  if not 0.0 < test_fraction < 1.0:
+    raise errors.ConfigError(
+        f"test_fraction must be strictly between 0 and 1, got {test_fraction}.",
+        key=f"{key}.test_fraction", fix="use e.g. test_fraction: 0.2")
+  n = len(x)
+  perm = np.random.default_rng(seed).permutation(n)
+  n_test = max(1, int(round(n * test_fraction)))
+  test, train = perm[:n_test], perm[n_test:]
+  return x[train], y[train], x[test], y[test]
+
+
+# --------------------------------------------------------------------------
+# Registry.
+
+_DATASETS: dict[str, Callable[..., Dataset]] = {}
+
+
+def register(name: str):
+  """Decorator registering a dataset loader ``fn(**config) -> Dataset``."""
+  def deco(fn):
+    _DATASETS[name] = fn
+    return fn
+  return deco
+
+
+def names() -> list[str]:
+  return sorted(_DATASETS)
+
+
+def loader(name: str) -> Callable[..., Dataset]:
+  if name not in _DATASETS:
+    raise errors.unknown_key(str(name), _DATASETS, what="dataset")
+  return _DATASETS[name]
+
+
+def accepted_args(name: str) -> list[str]:
+  """The config keys the named dataset accepts (besides ``name``)."""
+  return [p for p in inspect.signature(loader(name)).parameters]
+
+
+def load(name: str, **kwargs) -> Dataset:
+  """Loads a registered dataset by name; unknown arguments are an error.
+
+  Examples:
+    >>> import jaxsweep as js
+    >>> js.data.load("synthetic", num_train=64, num_test=32).num_train
+    64
+  """
+  fn = loader(name)
+  params = inspect.signature(fn).parameters
+  for k in kwargs:
+    if k not in params:
+      raise errors.unknown_key(f"data.{k}", [f"data.{p}" for p in params],
+                               what=f"argument of dataset '{name}'")
+  return fn(**kwargs)
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def load_cached(name: str, **kwargs) -> Dataset:
+  """Like :func:`load`, memoised on the arguments (datasets are immutable)."""
+  key = (name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+  if name == "npz":  # A file can change between runs: key on its mtime too.
+    path = kwargs.get("path")
+    key += (os.path.getmtime(path) if path and os.path.exists(path) else None,)
+  if key not in _CACHE:
+    _CACHE[key] = load(name, **kwargs)
+  return _CACHE[key]
+
+
+@register("digits")
+def digits(*, test_fraction: float = 0.2, seed: int = 0,
+           as_images: bool = False) -> Dataset:
+  """scikit-learn's 1,797 8x8 handwritten digits, 10 classes.
+
+  Pixels are scaled to [0, 1]. ``as_images`` keeps the 8x8x1 image shape for
+  convolutional models; otherwise each image is a flat 64-vector.
+  """
+  try:
+    from sklearn import datasets as skdatasets
+  except ImportError as e:  # pragma: no cover - scikit-learn is a dependency.
+    raise errors.ConfigError(
+        "the digits dataset needs scikit-learn.", key="data.name",
+        fix="pip install scikit-learn") from e
+  bunch = skdatasets.load_digits()
+  x = (bunch.images / 16.0).astype(np.float32)
+  x = x[..., None] if as_images else x.reshape(len(x), -1)
+  y = bunch.target.astype(np.int32)
+  xtr, ytr, xte, yte = split(x, y, test_fraction=test_fraction, seed=seed)
+  return arrays(xtr, ytr, xte, yte, task="classification", num_classes=10,
+                name="digits")
+
+
+@register("synthetic")
+def synthetic(*, num_train: int = 256, num_test: int = 128, num_features: int = 16,
+              num_classes: int = 4, noise: float = 0.5, seed: int = 0) -> Dataset:
+  """Gaussian blobs: a small, fast classification task for tests."""
+  for k, v in (("num_train", num_train), ("num_test", num_test),
+               ("num_features", num_features), ("num_classes", num_classes)):
+    if int(v) < 1:
+      raise errors.ConfigError(f"{k} must be >= 1, got {v}.", key=f"data.{k}")
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(num_classes, num_features)).astype(np.float32) * 2.0
+  def make(n):
+    y = rng.integers(0, num_classes, size=n)
+    x = centers[y] + noise * rng.normal(size=(n, num_features))
+    return x.astype(np.float32), y.astype(np.int32)
+  xtr, ytr = make(num_train)
+  xte, yte = make(num_test)
+  return arrays(xtr, ytr, xte, yte, task="classification",
+                num_classes=num_classes, name="synthetic")
+
+
+@register("regression")
+def regression(*, num_train: int = 512, num_test: int = 256, num_features: int = 8,
+               noise: float = 0.1, seed: int = 0) -> Dataset:
+  """A synthetic non-linear regression task (targets of shape [1]), for MSE."""
+  rng = np.random.default_rng(seed)
+  w1 = rng.normal(size=(num_features, 16)) / np.sqrt(num_features)
+  w2 = rng.normal(size=(16, 1)) / 4.0
+  def make(n):
+    x = rng.normal(size=(n, num_features))
+    y = np.tanh(x @ w1) @ w2 + noise * rng.normal(size=(n, 1))
+    return x.astype(np.float32), y.astype(np.float32)
+  xtr, ytr = make(num_train)
+  xte, yte = make(num_test)
+  return arrays(xtr, ytr, xte, yte, task="regression", name="regression")
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@register("npz")
+def npz(*, path: str, task: str | None = None,
+        num_classes: int | None = None) -> Dataset:
+  """A user ``.npz`` file with arrays ``x_train, y_train, x_test, y_test``."""
+  if not path:
+    raise errors.ConfigError("the npz dataset needs a path.", key="data.path",
+                             fix="set data: {name: npz, path: FILE.npz}")
+  path = os.path.expanduser(str(path))
+  if not os.path.exists(path):
+    raise errors.ConfigError(f"file not found: {path}", key="data.path",
+                             fix="check the path (relative paths start at the "
+                                 "current directory)")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = [k for k in NPZ_KEYS if k not in f.files]
+      if missing:
+        raise errors.ConfigError(
+            f"{path} has no array(s) {', '.join(missing)} "
+            f"(it has: {', '.join(f.files) or 'nothing'}).", key="data.path",
+            fix=f"save the file with np.savez(path, {', '.join(k + '=...' for k in NPZ_KEYS)})")
+      arrs = {k: f[k] for k in NPZ_KEYS}
+  except errors.ConfigError:
+    raise
+  except Exception as e:  # zipfile.BadZipFile, ValueError, OSError ...
+    raise errors.ConfigError(f"cannot read {path} as .npz: {e}", key="data.path",
+                             fix="write it with numpy.savez") from e
+  return arrays(arrs["x_train"], arrs["y_train"], arrs["x_test"], arrs["y_test"],
+                task=task, num_classes=num_classes,
+                name=os.path.basename(path))

@@ -1,0 +1,78 @@
+"""User-facing errors.
+
+Every mistake a user can make in a config file, on the command line or in a
+call of the Python API raises :class:`ConfigError` (or a subclass). The message
+names *where* (file, key) and *how to fix it*; the CLI prints it without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+  """A mistake in a sweep's configuration, with where it is and how to fix it.
+
+  Attributes:
+    key: the dotted config path (or argument name) at fault, if any.
+    file: the config file at fault, if any.
+    fix: one sentence saying what to do instead.
+  """
+
+  def __init__(
+      self,
+      message: str,
+      *,
+      key: str | None = None,
+      file: str | None = None,
+      fix: str | None = None,
+  ):
+    self.key = key
+    self.file = file
+    self.fix = fix
+    self.detail = message
+    super().__init__(self._render())
+
+  def _render(self) -> str:
+    where = []
+    if self.file:
+      where.append(str(self.file))
+    if self.key:
+      where.append(f"key '{self.key}'")
+    text = (": ".join([", ".join(where), self.detail])
+            if where else self.detail)
+    if self.fix:
+      text += f"\n  fix: {self.fix}"
+    return text
+
+  def with_file(self, file: str) -> "ConfigError":
+    """Returns a copy of this error that also names `file`."""
+    if self.file:
+      return self
+    return type(self)(self.detail, key=self.key, file=file, fix=self.fix)
+
+
+class ModelError(ConfigError):
+  """The model, loss or data do not fit together (shapes, signatures)."""
+
+
+class CheckpointError(ConfigError):
+  """A checkpoint or results directory is missing, corrupt or incompatible."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+  """Returns ' Did you mean X?' for the closest option, or ''."""
+  close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
+  return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_key(key: str, options: Iterable[str], *, what: str = "key",
+                file: str | None = None) -> ConfigError:
+  """Builds the error for an unknown key, listing the accepted ones."""
+  options = sorted(set(options))
+  return ConfigError(
+      f"unknown {what} '{key}'.{did_you_mean(key.rsplit('.', 1)[-1], options)}",
+      key=key, file=file,
+      fix=f"use one of: {', '.join(options)}" if options else None)
