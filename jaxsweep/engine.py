@@ -463,8 +463,8 @@ class Built:
 
   program: train_lib.Program
   dataset: data_lib.Dataset
-  init: Callable          # jit(vmap(init))
-  chunk: Callable         # jit(vmap(chunk))
+  init: Callable          # vmap(init), jitted per mesh by compile_group
+  chunk: Callable         # vmap(chunk)
   model: models_lib.ModelFns
   metric_names: tuple[str, ...]
   derived: dict[str, Callable]
@@ -573,8 +573,8 @@ def build_group(plan: Plan, group: Group) -> Built:
   program = train_lib.make_train(model_fns, tx, loss_bound, metrics, settings)
   built = Built(
       program=program, dataset=dataset,
-      init=jax.jit(jax.vmap(program.init, in_axes=(0, None))),
-      chunk=jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=(0,)),
+      init=jax.vmap(program.init, in_axes=(0, None)),
+      chunk=jax.vmap(program.chunk, in_axes=(0, 0, None)),
       model=model_fns, metric_names=tuple(metrics), derived=derived)
   _PROGRAM_CACHE[key] = built
   while len(_PROGRAM_CACHE) > _CACHE_SIZE:
@@ -659,19 +659,26 @@ class Compiled:
   seconds: float
 
 
-def compile_group(built: Built, hp_dev, data) -> Compiled:
-  """Compiles (once per chunk shape) the group's init and chunk programs."""
-  key = (jax.tree.map(lambda a: (a.shape, a.dtype, str(a.sharding)), hp_dev),
-         jax.tree.map(lambda a: (a.shape, a.dtype), data))
-  key = str(key)
+def compile_group(built: Built, mesh, hp_dev, data) -> Compiled:
+  """Compiles (once per chunk shape and mesh) the group's init and chunk.
+
+  Population arrays are sharded on the mesh's ``"sweep"`` axis and the data
+  replicated, for inputs and outputs alike, so every chunk call sees the
+  shardings it was compiled for; the run state is donated.
+  """
+  key = str((jax.tree.map(lambda a: (a.shape, a.dtype), hp_dev),
+             jax.tree.map(lambda a: (a.shape, a.dtype), data),
+             tuple(d.id for d in mesh.devices.flat)))
   if key not in built.compiled:
+    pop, rep = sharding.population(mesh), sharding.replicated(mesh)
     t0 = time.perf_counter()
-    init = built.init.lower(hp_dev, data).compile()
-    state = jax.tree.map(
-        lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-        jax.eval_shape(built.init, hp_dev, data), init.output_shardings)
-    chunk = built.chunk.lower(state, hp_dev, data).compile()
-    built.compiled[key] = Compiled(init, chunk, time.perf_counter() - t0)
+    init = jax.jit(built.init, in_shardings=(pop, rep), out_shardings=pop)
+    chunk = jax.jit(built.chunk, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
+                    donate_argnums=(0,))
+    state = jax.eval_shape(built.init, hp_dev, data)
+    built.compiled[key] = Compiled(init.lower(hp_dev, data).compile(),
+                                   chunk.lower(state, hp_dev, data).compile(),
+                                   time.perf_counter() - t0)
   return built.compiled[key]
 
 
@@ -714,7 +721,7 @@ def execute(plan: Plan, *, mesh=None, chunk_size: int | None = None,
       members = group.members[c0:c0 + size]
       hp = sharding.pad(stack_hparams(plan, group, members), size)
       hp_dev = sharding.put_population(hp, mesh)
-      compiled = compile_group(built, hp_dev, data)
+      compiled = compile_group(built, mesh, hp_dev, data)
       if compiled.seconds and not info["compile_seconds"]:
         info["compile_seconds"] = compiled.seconds
         emit({"event": "compiled", "group": group.index, "seconds": compiled.seconds})
