@@ -82,7 +82,7 @@ def read_yaml(path: str) -> dict[str, Any]:
                              fix="check the path; the shipped configs are in configs/")
   try:
     with open(path) as f:
-      raw = yaml.safe_load(f)
+      raw = space.load_yaml(f.read())
   except yaml.YAMLError as e:
     raise errors.ConfigError(f"not valid YAML: {e}", file=path) from e
   if raw is None:
