@@ -42,6 +42,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         fixed: Mapping[str, Any] | None = None, steps: int = 1000,
         batch_size: int = 128, eval_every: int | None = None,
         eval_batch_size: int = 1024, seed: int = 0, static: Iterable[str] = (),
+        vectorize: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
         chunk_size: int | None = None, mesh=None, out: str | None = None,
         progress: bool | Callable[[dict], None] = False,
@@ -76,6 +77,10 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       (``eval_every`` defaults to ``steps``: evaluate once at the end).
     seed: the seed of variants whose sweep does not set ``seed``.
     static: names to treat as structural even though numeric.
+    vectorize: structural string choices to select per variant inside one
+      compiled program (an int index + ``lax.switch``) instead of one program
+      per value; the model factory must accept a tuple of options for them
+      (the built-in models do for ``activation``).
     target, mode: the metric to rank on and ``"max"``/``"min"`` (default:
       test accuracy, max; else test loss, min).
     chunk_size: at most this many variants per compiled call.
@@ -104,8 +109,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
                   if k in engine.slot_args(spec, "model")}
   qualified = engine.qualify(names, spec, model_kwargs)
   static_q = frozenset(engine.qualify(list(static), spec, model_kwargs).values())
+  vector_q = frozenset(engine.qualify(list(vectorize), spec, model_kwargs).values())
   spec = engine.Spec(model=model, optimizer=optimizer, loss=loss, data=data,
-                     metrics=metrics, static=static_q)
+                     metrics=metrics, static=static_q, vectorize=vector_q)
   base = {"train.steps": steps, "train.batch_size": batch_size,
           "train.eval_every": eval_every if eval_every is not None else steps,
           "train.eval_batch_size": eval_batch_size, "seed": seed}

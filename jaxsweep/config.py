@@ -32,7 +32,8 @@ from jaxsweep import errors
 from jaxsweep import space
 
 SECTIONS = ("data", "model", "loss", "optimizer", "train")
-TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run")
+TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
+             "vectorize")
 RUN_KEYS = ("chunk_size", "max_variants", "memory_budget", "devices")
 
 
@@ -59,7 +60,7 @@ class Config:
 
   @property
   def spec(self) -> engine.Spec:
-    return registry_spec()
+    return registry_spec(self.raw.get("vectorize") or ())
 
   def variant_config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
     """A runnable config (no sweep) for one variant's full settings."""
@@ -69,10 +70,27 @@ class Config:
     return raw
 
 
-def registry_spec() -> engine.Spec:
-  """Components looked up by name in jaxsweep's registries."""
+def registry_spec(vectorize=()) -> engine.Spec:
+  """Components looked up by name in jaxsweep's registries.
+
+  Args:
+    vectorize: config paths of string choices to select per variant inside
+      one compiled program (``model.activation``, ``loss.name``).
+  """
+  vectorize = [vectorize] if isinstance(vectorize, str) else list(vectorize)
+  for key in vectorize:
+    if key not in VECTORIZABLE:
+      raise errors.ConfigError(
+          f"'{key}' cannot be vectorized.{errors.did_you_mean(str(key), VECTORIZABLE)}",
+          key="vectorize", fix=f"vectorize one of: {', '.join(VECTORIZABLE)} (other "
+                               "structural keys form compile groups)")
   return engine.Spec(model=engine.MODEL_REGISTRY, optimizer=engine.OPTIMIZER_REGISTRY,
-                     loss=engine.LOSS_REGISTRY, data=engine.DATA_REGISTRY)
+                     loss=engine.LOSS_REGISTRY, data=engine.DATA_REGISTRY,
+                     vectorize=frozenset(vectorize))
+
+
+# String choices that the built-in models and losses can select per variant.
+VECTORIZABLE = ("model.activation", "loss.name")
 
 
 def read_yaml(path: str) -> dict[str, Any]:
@@ -215,7 +233,7 @@ def run(cfg: Config, *, out: str | None = None, progress=False, mesh=None,
   """Runs a loaded config through the same engine as :func:`jaxsweep.run`."""
   from jaxsweep import api  # pylint: disable=g-import-not-at-top
   try:
-    return api.run_plan(registry_spec(), cfg.base, cfg.points, target=cfg.target,
+    return api.run_plan(cfg.spec, cfg.base, cfg.points, target=cfg.target,
                         mode=cfg.mode, chunk_size=chunk_size or cfg.run.get("chunk_size"),
                         mesh=mesh, out=out, progress=progress, config=cfg.raw)
   except errors.ConfigError as e:

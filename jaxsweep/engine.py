@@ -83,6 +83,9 @@ class Spec:
     data: a :class:`~jaxsweep.data.Dataset`, a factory of one, or Dispatch.
     metrics: name -> metric function; ``None`` picks the task's defaults.
     static: qualified names forced static even when numeric.
+    vectorize: qualified names of string choices (``model.activation``,
+      ``loss.name``) to select per variant inside one program (an int index
+      and ``lax.switch``) instead of splitting compile groups.
   """
 
   model: Any
@@ -91,6 +94,7 @@ class Spec:
   data: Any
   metrics: Mapping[str, Callable] | None = None
   static: frozenset = frozenset()
+  vectorize: frozenset = frozenset()
 
 
 # --------------------------------------------------------------------------
@@ -261,6 +265,8 @@ class Group:
     dynamic: qualified names vectorized within the group.
     members: indices of the member variants in the plan.
     defaults: values used for dynamic names a member does not set.
+    choices: vectorized choice key -> its options in this group; the
+      variant's option index is the dynamic value ``index_name(key)``.
   """
 
   index: int
@@ -268,6 +274,7 @@ class Group:
   dynamic: tuple[str, ...]
   members: list[int]
   defaults: dict[str, Any]
+  choices: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
   def describe(self) -> str:
     return ", ".join(f"{k}={v}" for k, v in self.static.items()
@@ -288,6 +295,13 @@ class Plan:
   @property
   def num_variants(self) -> int:
     return len(self.variants)
+
+
+def index_name(key: str) -> str:
+  """The dynamic int that selects a vectorized choice: ``loss.name`` ->
+  ``loss.loss_index``, ``model.activation`` -> ``model.activation_index``."""
+  head, _, tail = key.partition(".")
+  return f"{head}.{head if tail == 'name' else tail}_index"
 
 
 def _is_dynamic(spec: Spec, key: str, value: Any, factory_args: Mapping[str, dict],
@@ -353,23 +367,52 @@ def make_plan(spec: Spec, base: Mapping[str, Any],
         raise errors.unknown_key(
             f"model.{k}", [f"model.{a}" for a in (*fargs["model"], *call_args, "init_scale")],
             what="model argument")
-    static, dynamic = {}, {}
+    static, dynamic, chosen = {}, {}, {}
     for k, v in settings.items():
-      (dynamic if _is_dynamic(spec, k, v, fargs, call_args) else static)[k] = v
-    gkey = tuple(sorted((k, _freeze(v)) for k, v in static.items()))
+      if k in spec.vectorize and isinstance(v, str):
+        chosen[k] = v
+      elif _is_dynamic(spec, k, v, fargs, call_args):
+        dynamic[k] = v
+      else:
+        static[k] = v
+    gkey = (tuple(sorted((k, _freeze(v)) for k, v in static.items())), tuple(sorted(chosen)))
     if gkey not in groups:
       groups[gkey] = Group(index=len(groups), static=static, dynamic=(),
                            members=[], defaults={})
     g = groups[gkey]
     g.members.append(i)
+    for k, v in chosen.items():
+      if v not in g.choices.setdefault(k, ()):
+        g.choices[k] += (v,)
+      if index_name(k) not in dynamic:
+        dynamic[index_name(k)] = 0
     for k in dynamic:
       if k not in g.dynamic:
         g.dynamic += (k,)
   for g in groups.values():
+    g.static.update(g.choices)  # The factories receive the tuple of options.
+    _add_numeric_defaults(spec, g)
     g.defaults = _dynamic_defaults(spec, g)
   ids = [space.variant_id({display.get(k, k): v[k] for k in swept if k in v})
          for v in variants]
   return Plan(spec, variants, swept, display, list(groups.values()), ids)
+
+
+def _add_numeric_defaults(spec: Spec, group: Group) -> None:
+  """Makes every numeric optimizer argument dynamic, swept or not.
+
+  inject_hyperparams keeps them all in ``opt_state.hyperparams`` anyway; with
+  all of them in the hparams pytree, sweeping one more of them later (say
+  ``b1``) is a new value, not a new program. (Loss arguments stay static
+  unless swept: a user's loss may branch on them in Python.)
+  """
+  per = _split_slot(group.static)
+  for slot in ("optimizer",):
+    for arg, default in slot_args(spec, slot, per[slot].get("name")).items():
+      key = f"{slot}.{arg}"
+      if (optim.is_numeric(default) and key not in spec.static
+          and key not in group.static and key not in group.dynamic):
+        group.dynamic += (key,)
 
 
 def _check_known(spec: Spec, slot: str, args: Mapping[str, Any],
@@ -390,13 +433,18 @@ def _dynamic_defaults(spec: Spec, group: Group) -> dict[str, Any]:
   per = _split_slot(group.static)
   out = {}
   model_fns = None
+  index_keys = {index_name(c) for c in group.choices}
   for k in group.dynamic:
     head, _, tail = k.partition(".")
     default = inspect.Parameter.empty
-    if k == "seed":
+    if k in index_keys:
+      default = 0
+    elif k == "seed":
       default = 0
     elif tail == "init_scale" and head == "model":
       default = 1.0
+    elif k == "optimizer.total_steps":  # Schedules span the whole run.
+      default = group.static.get("train.steps", default)
     elif head in ("optimizer", "loss"):
       default = slot_args(spec, head, per[head].get("name")).get(tail, default)
     elif head == "model":
@@ -429,9 +477,14 @@ def stack_hparams(plan: Plan, group: Group,
   """
   members = group.members if members is None else members
   hp: dict[str, Any] = {"seed": None, "optimizer": {}, "loss": {}, "model": {}}
+  chooser = {index_name(c): c for c in group.choices}
   for k in ("seed",) + tuple(d for d in group.dynamic if d != "seed"):
     vals = []
     for i in members:
+      if k in chooser:
+        c = chooser[k]
+        vals.append(group.choices[c].index(plan.variants[i][c]))
+        continue
       v = plan.variants[i].get(k, group.defaults.get(k))
       if v is None:
         raise errors.ConfigError(
@@ -445,7 +498,7 @@ def stack_hparams(plan: Plan, group: Group,
                                  key="seed")
       hp["seed"] = arr.astype(np.uint32)
       continue
-    arr = np.asarray(vals, dtype=np.float32)
+    arr = np.asarray(vals, dtype=np.int32 if k in chooser else np.float32)
     head, _, tail = k.partition(".")
     if k == "model.init_scale":
       hp["init_scale"] = arr
@@ -533,8 +586,8 @@ def build_group(plan: Plan, group: Group) -> Built:
   per = _split_slot(group.static)
   dataset = load_data(spec, per["data"])
   settings = train_settings(group.static)
-  dyn_names = {s: tuple(k.partition(".")[2] for k in group.dynamic
-                        if k.startswith(s + ".")) for s in ("optimizer", "loss", "model")}
+  dyn_names = {s: tuple(sorted(k.partition(".")[2] for k in group.dynamic
+                               if k.startswith(s + "."))) for s in ("optimizer", "loss", "model")}
 
   # Model.
   model_static = dict(per["model"])
@@ -547,12 +600,18 @@ def build_group(plan: Plan, group: Group) -> Built:
   opt_static = {k: v for k, v in per["optimizer"].items() if k not in dyn_names["optimizer"]}
   opt_fn = slot_factory(spec, "optimizer", opt_static.pop("name", None))
   loss_static = {k: v for k, v in per["loss"].items() if k not in dyn_names["loss"]}
-  loss_fn = slot_factory(spec, "loss", loss_static.pop("name", None))
+  loss_name = loss_static.pop("name", None)
+  if isinstance(loss_name, tuple):  # A vectorized choice of named losses.
+    loss_fn = losses_lib.choice(loss_name)
+  else:
+    loss_fn = slot_factory(spec, "loss", loss_name)
   metrics = dict(spec.metrics) if spec.metrics is not None else losses_lib.default_metrics(dataset.task)
   derived = {} if spec.metrics is not None else losses_lib.derived_metrics(dataset.task)
 
   key = (_ident(spec.model), _freeze(model_static), _ident(opt_fn), _freeze(opt_static),
-         dyn_names["optimizer"], _ident(loss_fn), _freeze(loss_static), dyn_names["loss"],
+         dyn_names["optimizer"],
+         ("choice", loss_name) if isinstance(loss_name, tuple) else _ident(loss_fn),
+         _freeze(loss_static), dyn_names["loss"],
          dyn_names["model"], "model.init_scale" in group.dynamic,
          tuple((k, _ident(v)) for k, v in metrics.items()), settings)
   if key in _PROGRAM_CACHE:
@@ -659,6 +718,19 @@ class Compiled:
   seconds: float
 
 
+# Init runs once per chunk, so its speed does not matter, but XLA's backend
+# optimisations of the many unrolled threefry rounds in a model's init took
+# 4-15 s to compile on a 2-core CPU against ~1 s at level 0 (measured here).
+_COLD_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _compile_cold(lowered):
+  try:
+    return lowered.compile(compiler_options=_COLD_OPTIONS)
+  except Exception:  # pylint: disable=broad-except  # Backend without the option.
+    return lowered.compile()
+
+
 def compile_group(built: Built, mesh, hp_dev, data) -> Compiled:
   """Compiles (once per chunk shape and mesh) the group's init and chunk.
 
@@ -676,7 +748,7 @@ def compile_group(built: Built, mesh, hp_dev, data) -> Compiled:
     chunk = jax.jit(built.chunk, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
                     donate_argnums=(0,))
     state = jax.eval_shape(built.init, hp_dev, data)
-    built.compiled[key] = Compiled(init.lower(hp_dev, data).compile(),
+    built.compiled[key] = Compiled(_compile_cold(init.lower(hp_dev, data)),
                                    chunk.lower(state, hp_dev, data).compile(),
                                    time.perf_counter() - t0)
   return built.compiled[key]
@@ -713,7 +785,8 @@ def execute(plan: Plan, *, mesh=None, chunk_size: int | None = None,
     size = sharding.padded_size(min(chunk_size or n, n), num_devices)
     info = {"group": group.index, "variants": n, "chunk_size": size,
             "padding": sharding.padded_size(n, size) - n, "static": group.describe(),
-            "dynamic": [plan.display.get(k, k) for k in group.dynamic],
+            "dynamic": [plan.display.get(k, k) for k in group.dynamic
+                        if k in plan.swept or k in group.choices],
             "compile_seconds": 0.0, "train_seconds": 0.0}
     emit({"event": "group", **info, "steps": settings.steps,
           "num_groups": len(plan.groups), "dataset": built.dataset.describe()})

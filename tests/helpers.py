@@ -1,0 +1,31 @@
+"""Tiny shared components so tests reuse compiled programs (JAX compile
+time dominates the suite): the same factories + shapes hit the engine's
+program cache."""
+
+import optax
+
+import jaxsweep as js
+
+DATA = js.data.load("synthetic", num_train=64, num_test=40, num_features=8,
+                    num_classes=4, seed=0)
+STEPS = 6
+BATCH = 16
+
+
+def mlp(features=(16,)):
+  return js.models.MLP(features=features, num_outputs=4)
+
+
+def sgd(learning_rate):
+  return optax.sgd(learning_rate)
+
+
+def adam(learning_rate, b1=0.9):
+  return optax.adam(learning_rate, b1=b1)
+
+
+def run(sweep, *, optimizer=adam, steps=STEPS, eval_every=3, **kw):
+  kw.setdefault("fixed", {"features": (16,)})
+  return js.run(model=mlp, optimizer=optimizer, loss=js.losses.cross_entropy,
+                data=DATA, sweep=sweep, steps=steps, batch_size=BATCH,
+                eval_every=eval_every, **kw)
