@@ -11,6 +11,7 @@ Examples:
   ['mlp']
 """
 
+from jaxsweep import config
 from jaxsweep import data
 from jaxsweep import engine
 from jaxsweep import errors
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "Results",
+    "config",
     "data",
     "device_data",
     "engine",
