@@ -147,6 +147,7 @@ def test_error_non_pure_loss_names_the_problem():
            sweep={"learning_rate": [0.1]}, fixed={"features": (16,)}, steps=2, batch_size=4)
   msg = str(e.value)
   assert "not traceable" in msg and "TracerBoolConversionError" in msg
+  assert "in bad_loss (" in msg and "test_api.py" in msg
   assert "jnp.where" in msg
 
 
