@@ -43,6 +43,96 @@ def sort_key(row: Mapping[str, Any], target: str, mode: str):
   return (0, -value if mode == "max" else value, row.get("variant", 0))
 
 
+SEED = "seed"
+# Aggregated tables use the sample standard deviation (ddof=1, as pandas'
+# ``std`` and most papers' error bars over seeds do); with one healthy seed
+# the spread is unknown, so it is None rather than a misleading 0.
+DEFAULT_DDOF = 1
+
+
+def freeze(value: Any) -> Any:
+  """A hashable stand-in for a cell value (lists -> tuples, NaN == NaN)."""
+  if isinstance(value, (list, tuple)):
+    return tuple(freeze(v) for v in value)
+  if isinstance(value, float) and math.isnan(value):
+    return ("nan",)  # NaN != NaN would split a group into singletons.
+  return value
+
+
+def is_healthy(row: Mapping[str, Any], metric: str | None = None) -> bool:
+  """Whether a row counts as a valid value (not diverged, finite metric)."""
+  if row.get("status") != STATUS_OK:
+    return False
+  if metric is None:
+    return True
+  v = row.get(metric)
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
+                   metrics: Sequence[str], target: str, mode: str,
+                   ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
+  """Groups rows that differ only in ``seed``; mean and std of each metric.
+
+  Diverged seeds (and NaN/inf metric values) are counted but excluded from
+  the mean and std, so one exploding seed does not turn a configuration's
+  mean into NaN; the ``diverged`` column says how many were left out.
+
+  Args:
+    rows: per-variant rows.
+    swept: the swept columns (``seed`` among them is what is averaged over).
+    metrics: the metric columns to aggregate.
+    target, mode: ranking metric and ``"max"``/``"min"``.
+    ddof: delta degrees of freedom of the std (1: sample std; 0: population).
+
+  Returns:
+    One dict per configuration, best mean first: the swept columns but seed,
+    ``seeds`` (list), ``n``, ``diverged`` (count), ``status`` (``ok`` if any
+    seed is healthy), ``variants`` (indices), and ``<metric>_mean``,
+    ``<metric>_std``, ``<metric>_n`` (values used) for each metric; a mean
+    with no healthy value and a std with fewer than ``ddof + 1`` values are
+    None.
+
+  Examples:
+    >>> rows = [{"variant": i, "lr": 0.1, "seed": i, "status": "ok", "acc": a}
+    ...         for i, a in enumerate([0.5, 0.7])]
+    >>> agg = aggregate_rows(rows, swept=["lr", "seed"], metrics=["acc"],
+    ...                      target="acc", mode="max")
+    >>> agg[0]["acc_mean"], round(agg[0]["acc_std"], 4), agg[0]["n"]
+    (0.6, 0.1414, 2)
+  """
+  config_cols = [c for c in swept if c != SEED]
+  groups: dict[tuple, list[Mapping[str, Any]]] = {}
+  for r in sorted(rows, key=lambda r: r.get("variant", 0)):
+    groups.setdefault(tuple(freeze(r.get(c)) for c in config_cols), []).append(r)
+  out = []
+  for members in groups.values():
+    first = members[0]
+    row: dict[str, Any] = {c: first.get(c) for c in config_cols}
+    row["seeds"] = [r.get(SEED) for r in members]
+    row["n"] = len(members)
+    row["diverged"] = sum(r.get("status") != STATUS_OK for r in members)
+    row["status"] = STATUS_OK if row["diverged"] < len(members) else STATUS_DIVERGED
+    row["variants"] = [r.get("variant") for r in members]
+    for m in metrics:
+      vals = np.asarray([r[m] for r in members if is_healthy(r, m)], dtype=np.float64)
+      row[f"{m}_mean"] = float(vals.mean()) if vals.size else None
+      row[f"{m}_std"] = float(vals.std(ddof=ddof)) if vals.size > ddof else None
+      row[f"{m}_n"] = int(vals.size)
+    out.append(row)
+  key = f"{target}_mean"
+  return sorted(out, key=lambda r: sort_key({**r, "variant": r["variants"][0]}, key, mode))
+
+
+def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool:
+  """Whether some configuration was trained with more than one seed."""
+  if SEED not in swept:
+    return False
+  config_cols = [c for c in swept if c != SEED]
+  keys = [tuple(freeze(r.get(c)) for c in config_cols) for r in rows]
+  return len(set(keys)) < len(keys)
+
+
 class Results:
   """What :func:`jaxsweep.run` returns.
 
@@ -136,6 +226,21 @@ class Results:
       raise errors.ConfigError("no variants were trained.", key="sweep")
     return self.table[0]
 
+  def aggregate(self, *, ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
+    """Rows that differ only in ``seed`` merged: mean/std per metric, best first.
+
+    Diverged seeds are counted in ``diverged`` and excluded from the mean; see
+    :func:`aggregate_rows` for the columns. ``ddof=1`` (default) is the
+    sample standard deviation, ``numpy.std(values, ddof=1)``.
+    """
+    return aggregate_rows(self.rows, swept=self.swept, metrics=self.metrics,
+                          target=self.target, mode=self.mode, ddof=ddof)
+
+  @property
+  def has_seeds(self) -> bool:
+    """Whether some configuration ran with several seeds (aggregation matters)."""
+    return seeds_swept(self.rows, self.swept)
+
   def __len__(self) -> int:
     return len(self.rows)
 
@@ -173,27 +278,28 @@ class Results:
   # -------------------------------------------------------------- export
   def to_csv(self, path: str | None = None, *, table: bool = True) -> str:
     """Writes (atomically) or returns the rows as CSV, best first."""
-    rows = self.table if table else self.rows
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=self.columns(), extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-      writer.writerow({k: _csv_value(v) for k, v in r.items()})
-    text = buf.getvalue()
+    text = rows_to_csv(self.table if table else self.rows, self.columns())
     if path is not None:
       atomic_write(path, text)
     return text
 
   def to_dict(self) -> dict[str, Any]:
+    rows = self.table
     return {"target": self.target, "mode": self.mode, "swept": self.swept,
             "metrics": self.metrics, "seconds": self.seconds, "groups": self.groups,
-            "rows": self.table,
+            "rows": rows,
             "history": {str(k): v for k, v in self.history.items()},
-            "settings": {str(k): v for k, v in self.settings.items()}}
+            "settings": {str(k): v for k, v in self.settings.items()},
+            # Strict JSON has no NaN/inf: such cells are written as null and
+            # listed here, so from_json restores them (a NaN learning rate
+            # stays NaN, not None, when a report is re-rendered).
+            "nonfinite": {
+                "rows": _nonfinite(((r.get("variant"), r) for r in rows)),
+                "settings": _nonfinite(self.settings.items())}}
 
   def to_json(self, path: str | None = None) -> str:
     """Writes (atomically) or returns rows, history and settings as JSON."""
-    text = json.dumps(_jsonable(self.to_dict()), indent=1, allow_nan=False)
+    text = rows_to_json(self.to_dict())
     if path is not None:
       atomic_write(path, text)
     return text
@@ -201,19 +307,28 @@ class Results:
   @classmethod
   def from_json(cls, path: str) -> "Results":
     """Loads results written by :meth:`to_json` (metrics only, no params)."""
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
       raise errors.CheckpointError(f"no results file at {path}.", key="results",
                                    fix="pass the --out directory of a finished run")
     try:
       with open(path) as f:
         d = json.load(f)
+      if not isinstance(d, dict):
+        raise TypeError(f"expected a JSON object, got {type(d).__name__}")
       rows = sorted(d["rows"], key=lambda r: r["variant"])
-      return cls(rows, {int(k): v for k, v in d.get("history", {}).items()},
+      settings = {int(k): v for k, v in d.get("settings", {}).items()}
+      nonfinite = d.get("nonfinite") or {}
+      _restore({r["variant"]: r for r in rows}, nonfinite.get("rows", ()))
+      _restore(settings, nonfinite.get("settings", ()))
+      # History holds only the step and metric floats: null there was NaN.
+      history = {int(k): [{m: (float("nan") if v is None else v) for m, v in e.items()}
+                          for e in entries]
+                 for k, entries in d.get("history", {}).items()}
+      return cls(rows, history,
                  swept=d["swept"], target=d["target"], mode=d["mode"],
-                 groups=d.get("groups", ()),
-                 settings={int(k): v for k, v in d.get("settings", {}).items()},
+                 groups=d.get("groups", ()), settings=settings,
                  seconds=d.get("seconds"), metrics=d.get("metrics", ()))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
       raise errors.CheckpointError(f"{path} is not a jaxsweep results file ({e}).",
                                    key="results",
                                    fix="rerun the sweep, or restore the file") from e
@@ -225,6 +340,40 @@ class Results:
     except ImportError as e:
       raise ImportError("to_pandas needs pandas: pip install pandas") from e
     return pd.DataFrame(self.table, columns=self.columns())
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+  """CSV text of rows (lists as JSON, NaN as ``nan``, None as empty)."""
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+  writer.writeheader()
+  for r in rows:
+    writer.writerow({k: _csv_value(v) for k, v in r.items()})
+  return buf.getvalue()
+
+
+def rows_to_json(obj: Any) -> str:
+  """Strict JSON (NaN/inf as null) of rows or any JSON-like object."""
+  return json.dumps(_jsonable(obj), indent=1, allow_nan=False)
+
+
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def _nonfinite(items) -> list[list[Any]]:
+  """``[[index, key, "nan"|"inf"|"-inf"], ...]`` for non-finite float cells."""
+  out = []
+  for i, cells in items:
+    for k, v in cells.items():
+      if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+        out.append([i, k, "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")])
+  return out
+
+
+def _restore(by_index: Mapping[Any, dict], cells) -> None:
+  for i, k, v in cells:
+    if i in by_index and by_index[i].get(k) is None:
+      by_index[i][k] = _NONFINITE[v]
 
 
 def _csv_value(v):

@@ -1,0 +1,531 @@
+"""Tables, seed aggregation, best config, plots, report/compare, loggers.
+
+Most tests build :class:`~jaxsweep.results.Results` by hand (no JAX
+compilation); one tiny real sweep, shared by the module, goes through the CLI
+for what only a real run can show: best.yaml reproducing the best row bit for
+bit, progress on a non-terminal, and ``report`` re-rendering the run's table.
+"""
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import jaxsweep as js
+from jaxsweep import cli
+from jaxsweep import config as config_lib
+from jaxsweep import loggers
+from jaxsweep import plots
+from jaxsweep import report
+from jaxsweep import results as results_lib
+
+METRICS = ["test_accuracy", "test_loss", "train_loss"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_results(points, *, diverged=(), target="test_accuracy", mode="max"):
+  """Results of a made-up sweep: accuracy is a smooth function of the settings.
+
+  Args:
+    points: one dict of swept values per variant.
+    diverged: indices of variants that diverged (NaN train loss, junk metrics).
+  """
+  rows, history, settings = [], {}, {}
+  for i, p in enumerate(points):
+    lr = p.get("learning_rate", 0.1)
+    lr = 0.1 if not isinstance(lr, float) or math.isnan(lr) else lr
+    acc = 0.9 - 0.1 * abs(math.log10(lr) + 2) + 0.01 * p.get("seed", 0) + 0.003 * i
+    acc -= 0.05 * (p.get("activation") == "tanh") + 0.02 * p.get("width", 0) / 64
+    bad = i in diverged
+    final = {"test_accuracy": 0.1 if bad else acc, "test_loss": 2.3 if bad else 1 - acc,
+             "train_loss": float("nan") if bad else 1.1 - acc}
+    rows.append({"variant": i, "id": f"id{i:04d}", **p, "group": 0,
+                 "status": "diverged" if bad else "ok", "diverged_step": 0 if bad else None,
+                 "steps": 4, **final})
+    history[i] = [{"step": 2, **{k: v * 1.5 for k, v in final.items()}},
+                  {"step": 4, **final}]
+    settings[i] = {("seed" if k == "seed" else f"optimizer.{k}"): v for k, v in p.items()}
+  return js.Results(rows, history, swept=list(points[0]), target=target, mode=mode,
+                    settings=settings, metrics=METRICS, seconds=1.5,
+                    groups=[{"group": 0, "variants": len(points)}])
+
+
+def grid(**axes):
+  names = list(axes)
+  return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+
+
+def run_cli(argv):
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main(argv)
+  return code, out.getvalue(), err.getvalue()
+
+
+def pngs(directory):
+  return sorted(n for n in os.listdir(directory) if n.endswith(".png"))
+
+
+def assert_png(path):
+  with open(path, "rb") as f:
+    head = f.read(8)
+  assert head == PNG and os.path.getsize(path) > 1000, path
+
+
+# --------------------------------------------------------------------------
+# Seed aggregation.
+
+def test_aggregate_matches_numpy():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]), diverged={4})
+  agg = res.aggregate()
+  assert [r["learning_rate"] for r in agg] == [0.01, 0.1]  # Best mean first.
+  by_lr = {r["learning_rate"]: r for r in agg}
+  for lr, r in by_lr.items():
+    members = [row for row in res.rows if row["learning_rate"] == lr]
+    healthy = [row for row in members if row["status"] == "ok"]
+    assert r["n"] == 3 and r["seeds"] == [0, 1, 2]
+    assert r["diverged"] == len(members) - len(healthy)
+    assert r["variants"] == [row["variant"] for row in members]
+    for m in METRICS:
+      values = np.array([row[m] for row in healthy])
+      assert r[f"{m}_mean"] == pytest.approx(np.mean(values), rel=1e-12, abs=0)
+      assert r[f"{m}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12, abs=0)
+      assert r[f"{m}_n"] == len(healthy)
+  assert by_lr[0.01]["diverged"] == 1  # Variant 4 (lr 0.01, seed 1) is excluded...
+  assert by_lr[0.01]["train_loss_mean"] == pytest.approx(  # ...so no NaN leaks in.
+      np.mean([1.1 - r["test_accuracy"] for r in res.rows if r["variant"] in (3, 5)]))
+  pop = res.aggregate(ddof=0)
+  vals = [r["test_accuracy"] for r in res.rows if r["learning_rate"] == 0.1]
+  assert {r["learning_rate"]: r for r in pop}[0.1]["test_accuracy_std"] == pytest.approx(
+      np.std(vals, ddof=0))
+
+
+def test_aggregate_edge_cases():
+  res = make_results(grid(learning_rate=[0.1, 0.01, float("nan")], seed=[0, 1]),
+                     diverged={1, 4, 5})
+  agg = {str(r["learning_rate"]): r for r in res.aggregate()}
+  assert agg["0.1"]["test_accuracy_std"] is None  # One healthy seed: spread unknown.
+  assert agg["nan"]["test_accuracy_mean"] is None and agg["nan"]["status"] == "diverged"
+  assert res.aggregate()[-1]["learning_rate"] != res.aggregate()[-1]["learning_rate"]
+  assert res.has_seeds and not make_results(grid(learning_rate=[0.1, 0.01])).has_seeds
+
+
+def test_aggregated_table_says_what_was_excluded():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]), diverged={4})
+  text = report.format_aggregated(res)
+  assert "1/3" in text and "0/3" in text and "±" in text
+  assert "ddof=1" in text and "excluded from the mean" in text
+  assert text.splitlines()[0].split()[0] == "learning_rate"
+  assert len(report.format_aggregated(res, top=1).splitlines()) == 4
+
+
+# --------------------------------------------------------------------------
+# Tables and files.
+
+def test_table_compact_and_ranked():
+  res = make_results(grid(learning_rate=[1e-4, 3e-2], seed=[0]))
+  res.swept = ["optimizer.learning_rate", "seed"]
+  for r in res.rows:
+    r["optimizer.learning_rate"] = r.pop("learning_rate")
+  text = report.format_table(res)
+  header = text.splitlines()[0]
+  assert "learning_rate" in header and "optimizer.learning_rate" not in header
+  assert "0.0001" not in text and "1e-04" in text
+  assert report.short_names(["optimizer.weight_decay", "loss.weight_decay"]) == {
+      "optimizer.weight_decay": "optimizer.weight_decay",
+      "loss.weight_decay": "loss.weight_decay"}
+
+
+def test_write_outputs_writes_every_file(tmp_path):
+  res = make_results(grid(learning_rate=[0.1, 0.01], activation=["relu", "tanh"],
+                          seed=[0, 1]), diverged={3})
+  paths = report.write_outputs(res, str(tmp_path), config={"optimizer": {"name": "sgd"},
+                                                           "sweep": {"seed": [0, 1]}})
+  for name in ("results.csv", "results.json", "results_aggregated.csv",
+               "results_aggregated.json", "results.md", "config.yaml", "best.yaml"):
+    assert os.path.getsize(tmp_path / name) > 0, name
+  agg = json.loads((tmp_path / "results_aggregated.json").read_text())
+  assert agg["ddof"] == 1 and len(agg["rows"]) == 4
+  assert agg["rows"] == json.loads(results_lib.rows_to_json(res.aggregate()))
+  csv_lines = (tmp_path / "results_aggregated.csv").read_text().splitlines()
+  assert len(csv_lines) == 5 and csv_lines[0].startswith("learning_rate,activation,n,")
+  md = (tmp_path / "results.md").read_text()
+  assert md.index("Aggregated over seeds") < md.index("Per variant")
+  assert "best.yaml" in md and "![heatmap_learning_rate__activation]" in md
+  assert pngs(tmp_path) == sorted(os.path.basename(p) for p in paths["plots"])
+  if "parquet" in paths:
+    assert os.path.getsize(paths["parquet"]) > 0
+
+
+def test_parquet_when_pyarrow_installed(tmp_path):
+  pd = pytest.importorskip("pandas")
+  pytest.importorskip("pyarrow")
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
+  paths = report.write_outputs(res, str(tmp_path), plots=False)
+  assert len(pd.read_parquet(paths["aggregated_parquet"])) == 2
+  assert len(pd.read_parquet(paths["parquet"])) == 4
+
+
+def test_json_round_trip_keeps_nan(tmp_path):
+  res = make_results(grid(learning_rate=[0.1, float("nan")], seed=[0]), diverged={1})
+  res.to_json(str(tmp_path / "results.json"))
+  back = js.Results.from_json(str(tmp_path / "results.json"))
+  assert math.isnan(back.rows[1]["learning_rate"]) and math.isnan(back.rows[1]["train_loss"])
+  assert math.isnan(back.history[1][0]["train_loss"])
+  assert report.format_table(back) == report.format_table(res)
+  assert json.loads((tmp_path / "results.json").read_text())["rows"][1]["train_loss"] is None
+
+
+def test_formats():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
+  for name, check in (("markdown", lambda t: t.startswith("| learning_rate |")),
+                      ("csv", lambda t: t.startswith("learning_rate,n,diverged")),
+                      ("json", lambda t: len(json.loads(t)) == 2),
+                      ("plain", lambda t: "±" in t and "\x1b" not in t),
+                      ("auto", lambda t: "\x1b" not in t)):
+    out = io.StringIO()
+    report.render(res, fmt_name=name, stream=out)
+    assert check(out.getvalue()), name
+  out = io.StringIO()
+  report.render(res, fmt_name="csv", aggregate=False, top=3, stream=out)
+  assert len(out.getvalue().splitlines()) == 4 and out.getvalue().startswith("variant,")
+  out = io.StringIO()
+  report.render(res, fmt_name="rich", stream=out)
+  assert "learning_rate" in out.getvalue()
+
+
+def test_best_config_is_new_and_complete():
+  raw = {"loss": "cross_entropy", "optimizer": {"name": "sgd", "learning_rate": 0.1},
+         "sweep": {"optimizer.learning_rate": [0.1, 0.3]}}
+  cfg = report.best_config(raw, {"optimizer.learning_rate": 0.3, "loss.label_smoothing": 0.1,
+                                 "model.features": (8, 8), "seed": 2})
+  assert cfg == {"loss": {"name": "cross_entropy", "label_smoothing": 0.1},
+                 "optimizer": {"name": "sgd", "learning_rate": 0.3},
+                 "model": {"features": [8, 8]}, "seed": 2}
+  assert raw["optimizer"]["learning_rate"] == 0.1 and "sweep" in raw
+
+
+def test_no_best_yaml_when_everything_diverged(tmp_path):
+  res = make_results(grid(learning_rate=[0.1, 0.01]), diverged={0, 1})
+  paths = report.write_outputs(res, str(tmp_path), config={"optimizer": {"name": "sgd"}})
+  assert "best" not in paths and not (tmp_path / "best.yaml").exists()
+  assert "learning_curves.png" in pngs(tmp_path)  # Says "every variant diverged".
+
+
+# --------------------------------------------------------------------------
+# Plots.
+
+@pytest.mark.parametrize("points, diverged, expected", [
+    (grid(learning_rate=[1e-3, 1e-2, 1e-1], seed=[0, 1]), (),
+     ["learning_curves.png", "metric_vs_learning_rate.png"]),
+    (grid(learning_rate=[1e-3, 1e-1], width=[16, 32, 64], seed=[0, 1]), {2},
+     ["heatmap_learning_rate__width.png", "learning_curves.png",
+      "metric_vs_learning_rate.png", "metric_vs_width.png"]),
+    (grid(activation=["relu", "tanh", "gelu"], seed=[0, 1]), {0},
+     ["learning_curves.png", "metric_vs_activation.png"]),
+    (grid(learning_rate=[0.01, 0.1, float("nan")], activation=["relu", "tanh"]), {4, 5},
+     ["heatmap_learning_rate__activation.png", "learning_curves.png",
+      "metric_vs_activation.png", "metric_vs_learning_rate.png"]),
+], ids=["1d", "2d", "categorical", "diverged"])
+def test_plot_files(tmp_path, points, diverged, expected):
+  res = make_results(points, diverged=set(diverged))
+  paths = plots.make_plots(res, str(tmp_path))
+  assert pngs(tmp_path) == expected
+  for p in paths:
+    assert_png(p)
+
+
+def test_many_values_are_binned_in_heatmaps(tmp_path):
+  rng = np.random.default_rng(0)
+  points = [{"learning_rate": float(10 ** rng.uniform(-4, 0)),
+             "width": int(rng.integers(8, 200))} for _ in range(40)]
+  paths = plots.make_plots(make_results(points), str(tmp_path))
+  assert "heatmap_learning_rate__width.png" in pngs(tmp_path)
+  assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_diverged_never_plotted_as_values():
+  res = make_results(grid(learning_rate=[1e-3, 1e-2, 1e-1], seed=[0, 1]), diverged={5})
+  fig = plots._figure(9, 4)  # pylint: disable=protected-access
+  plots.plot_vs(fig, res, "learning_rate", ["test_accuracy"], log=True)
+  ax = fig.axes[0]
+  assert ax.get_xscale() == "log"
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  mean = lines["mean ± std"]
+  healthy_01 = [r["test_accuracy"] for r in res.rows
+                if r["learning_rate"] == 1e-1 and r["status"] == "ok"]
+  assert list(mean.get_xdata()) == [1e-3, 1e-2, 1e-1]
+  assert mean.get_ydata()[2] == pytest.approx(np.mean(healthy_01))  # Not the junk 0.1.
+  cross = lines["diverged (1)"]
+  assert list(cross.get_xdata()) == [1e-1] and cross.get_color() == "red"
+
+
+def test_log_axis_choice():
+  res = make_results(grid(learning_rate=[0.2, 0.4, 0.8]))
+  assert not plots._log_axis(res, "learning_rate", None)  # pylint: disable=protected-access
+  assert plots._log_axis(res, "learning_rate",  # pylint: disable=protected-access
+                         {"learning_rate": {"log_uniform": [0.2, 0.8], "num": 3}})
+  res = make_results(grid(learning_rate=[1e-4, 1e-2, float("nan")]))
+  assert plots._log_axis(res, "learning_rate", None)  # pylint: disable=protected-access
+
+
+def test_plots_skipped_without_matplotlib(tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+  monkeypatch.setattr(plots, "_warned_missing", False)
+  res = make_results(grid(learning_rate=[0.1, 0.01]))
+  assert plots.make_plots(res, str(tmp_path)) == []
+  assert plots.make_plots(res, str(tmp_path)) == []
+  err = capsys.readouterr().err
+  assert err.count("pip install jaxsweep[plots]") == 1 and not pngs(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# report and compare from disk.
+
+def test_report_rerenders_from_disk(tmp_path):
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]), diverged={2})
+  report.write_outputs(res, str(tmp_path), plots=False)
+  expected = io.StringIO()
+  report.render(res, stream=expected)
+  code, out, err = run_cli(["report", str(tmp_path), "--no-plots"])
+  assert code == 0 and out.startswith(expected.getvalue()) and not err
+  code, out, _ = run_cli(["report", str(tmp_path), "--no-aggregate", "--top", "2",
+                          "--no-plots"])
+  assert out.splitlines()[0].split()[0] == "variant" and len(out.splitlines()) == 7
+  code, out, _ = run_cli(["report", str(tmp_path), "--target", "test_loss", "--format",
+                          "json", "--no-aggregate", "--no-plots"])
+  rows = json.loads(out)
+  assert [r["test_loss"] for r in rows] == sorted(r["test_loss"] for r in rows[:-1]) + [
+      rows[-1]["test_loss"]]  # Ranked on loss, lowest first; the diverged one last.
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "no results directory"),
+    ("", "no results file"),
+    ("{oops", "not a jaxsweep results file"),
+    ("[1, 2]", "not a jaxsweep results file"),
+    ('{"rows": [{"x": 1}], "swept": [], "target": "a", "mode": "max"}',
+     "not a jaxsweep results file"),
+], ids=["missing-dir", "missing-file", "bad-json", "not-object", "bad-rows"])
+def test_report_errors_exit_2_without_traceback(tmp_path, content, needle):
+  d = str(tmp_path / "run")
+  if content is not None:
+    os.makedirs(d)
+  if content:
+    with open(os.path.join(d, "results.json"), "w") as f:
+      f.write(content)
+  code, out, err = run_cli(["report", d])
+  assert code == 2 and needle in err and "Traceback" not in err and "fix:" in err
+  code, _, err = run_cli(["compare", d, d])
+  assert code == 2 and needle in err
+
+
+def test_compare(tmp_path):
+  a = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
+  b = make_results(grid(learning_rate=[0.01, 0.001], activation=["relu", "tanh"]),
+                   diverged={1})
+  report.write_outputs(a, str(tmp_path / "adam"), plots=False)
+  report.write_outputs(b, str(tmp_path / "sgd"), plots=False)
+  code, out, err = run_cli(["compare", str(tmp_path / "adam"), str(tmp_path / "sgd")])
+  assert code == 0, err
+  best_table, matched = out.split("\n\n")
+  assert "adam" in best_table and "sgd" in best_table
+  assert f"{a.best['test_accuracy']:.4g}" in best_table
+  lines = matched.splitlines()
+  assert lines[0].split()[0] == "learning_rate" and "sgd - adam" in lines[0]
+  by_lr = {line.split()[0]: line for line in lines[2:-1]}
+  assert set(by_lr) == {"0.001", "0.01", "0.1"}
+  assert "1/4" not in by_lr["0.01"] and "1/2" in by_lr["0.01"]  # b's diverged (lr .01, tanh)
+  assert by_lr["0.1"].split()[-1] == "-" and by_lr["0.001"].split()[-1] == "-"
+  mean_a = np.mean([r["test_accuracy"] for r in a.rows if r["learning_rate"] == 0.01])
+  mean_b = np.mean([r["test_accuracy"] for r in b.rows
+                    if r["learning_rate"] == 0.01 and r["status"] == "ok"])
+  assert by_lr["0.01"].split()[-1] == f"{mean_b - mean_a:+.4g}"
+
+
+# --------------------------------------------------------------------------
+# TensorBoard.
+
+def read_events(run_dir):
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  events = []
+  for name in sorted(os.listdir(run_dir)):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    with open(os.path.join(run_dir, name), "rb") as f:
+      data = f.read()
+    pos = 0
+    while pos < len(data):  # TFRecord: u64 length, u32 crc, payload, u32 crc.
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
+      pos += 12 + length + 4
+  return events
+
+
+def test_tensorboard_one_run_per_variant(tmp_path):
+  pytest.importorskip("tensorboardX")
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0]), diverged={1})
+  for _ in range(2):  # Rewriting replaces the event files, no duplicates.
+    paths = report.write_outputs(res, str(tmp_path), plots=False, tensorboard=True)
+  runs = sorted(os.listdir(paths["tensorboard"]))
+  assert runs == ["0000_id0000", "0001_id0001"]
+  events = read_events(os.path.join(paths["tensorboard"], runs[0]))
+  scalars = [(v.tag, e.step, v.simple_value) for e in events for v in e.summary.value
+             if v.HasField("simple_value")]
+  assert ("test_accuracy", 2, pytest.approx(res.history[0][0]["test_accuracy"])) in scalars
+  assert sum(tag == "train_loss" for tag, _, _ in scalars) == 2
+  assert ("hparam/test_accuracy", 4, pytest.approx(res.rows[0]["test_accuracy"])) in scalars
+  tags = {v.tag for e in events for v in e.summary.value}
+  assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= tags
+
+
+def test_tensorboard_missing_says_what_to_install(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(loggers, "tensorboard_backend", lambda: None)
+  res = make_results(grid(learning_rate=[0.1]))
+  assert loggers.write_tensorboard(res, str(tmp_path / "tb")) is None
+  assert "pip install tensorboardX" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# Progress.
+
+EVENTS = [
+    {"event": "start", "variants": 6, "groups": 1, "devices": 8},
+    {"event": "group", "group": 0, "num_groups": 1, "variants": 6, "steps": 4,
+     "chunk_size": 4, "padding": 2, "static": "model.features=(8,)",
+     "dynamic": ["learning_rate", "seed"]},
+    {"event": "compiled", "group": 0, "seconds": 2.5},
+    *[{"event": "period", "group": 0, "chunk_start": c0, "chunk_variants": n,
+       "group_variants": 6, "step": step, "steps": 4, "diverged": div,
+       "variant_steps_per_s": 100.0, "elapsed": 0.01 * step}
+      for c0, n, div in ((0, 4, 1), (4, 2, 1)) for step in (2, 4)],
+    {"event": "done", "seconds": 3.0},
+]
+
+
+def test_progress_plain_for_logs():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream)
+  assert not printer.live
+  for e in EVENTS:
+    printer(e)
+  text = stream.getvalue()
+  assert "\x1b" not in text and "\r" not in text
+  assert len(text.splitlines()) == 5  # start, group, compiled, group end, done.
+  assert "compiled in 2.5s" in text and "diverged 2" in text
+  assert "2 of 6 variants diverged" in text and "compile 2.5s" in text
+
+
+def test_progress_plain_lines_and_eta():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, min_interval=0.0)
+  for e in EVENTS[:4]:
+    printer(e)
+  line = stream.getvalue().splitlines()[-1]
+  # 4 variants x 2 steps done in 0.02 s: 400/s; 24 - 8 left: 0.04 s.
+  assert "step 2/4" in line and "variants 1-4/6" in line and "400 variant-steps/s" in line
+  assert "ETA <1s" in line and "diverged 1" in line
+
+
+def test_progress_counts_diverged_over_groups():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream)
+  second = [dict(e, group=1, num_groups=2) if e["event"] in ("group", "period") else e
+            for e in EVENTS[1:-1]]
+  for e in [dict(EVENTS[0], groups=2), *EVENTS[1:-1], *second, EVENTS[-1]]:
+    printer(e)
+  lines = stream.getvalue().splitlines()
+  assert "group 2/2 trained" in lines[-2] and "diverged 2" in lines[-2]
+  assert "4 of 6 variants diverged" in lines[-1] and "compile 5.0s" in lines[-1]
+
+
+def test_progress_rich_live_display():
+  pytest.importorskip("rich")
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, live=True)
+  for e in EVENTS:
+    printer(e)
+  text = stream.getvalue()
+  assert "group 1/1" in text and "diverged" in text and "compile 2.5s" in text
+  assert not report._LIVE  # pylint: disable=protected-access
+
+
+# --------------------------------------------------------------------------
+# One real sweep through the CLI.
+
+TINY = """\
+data: {name: synthetic, num_train: 64, num_test: 32}
+model: {name: mlp, features: [8]}
+optimizer: {name: sgd, learning_rate: 0.1}
+train: {steps: 4, batch_size: 16, eval_every: 2}
+sweep:
+  optimizer.learning_rate: [0.03, 0.3, .nan]
+  seed: [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+  d = tmp_path_factory.mktemp("real")
+  (d / "tiny.yaml").write_text(TINY)
+  out = str(d / "out")
+  code, stdout, stderr = run_cli(["run", str(d / "tiny.yaml"), "--out", out,
+                                  "--tensorboard"])
+  assert code == 0, stderr
+  return {"dir": d, "out": out, "stdout": stdout, "stderr": stderr}
+
+
+def test_real_run_outputs(real_run):
+  out = real_run["out"]
+  res = js.Results.from_json(os.path.join(out, "results.json"))
+  assert len(res.rows) == 6 and sum(r["status"] == "diverged" for r in res.rows) == 2
+  assert pngs(out) == ["learning_curves.png", "metric_vs_optimizer.learning_rate.png"]
+  for name in pngs(out):
+    assert_png(os.path.join(out, name))
+  assert len(os.listdir(os.path.join(out, "tensorboard"))) == 6
+  assert "2/2" in real_run["stdout"] and "best mean: learning_rate=" in real_run["stdout"]
+
+
+def test_real_run_progress_is_plain_on_non_terminals(real_run):
+  err = real_run["stderr"]
+  assert "\x1b" not in err and "\r" not in err
+  assert len(err.splitlines()) <= 6 and "compiled in" in err and "diverged" in err
+
+
+def test_best_yaml_reproduces_best_row(real_run):
+  out = real_run["out"]
+  res = js.Results.from_json(os.path.join(out, "results.json"))
+  best = res.best
+  cfg = config_lib.load(os.path.join(out, "best.yaml"))
+  assert "sweep" not in cfg.raw and len(cfg.points) == 1
+  again = config_lib.run(cfg)
+  row = again.rows[0]
+  assert row["status"] == "ok"
+  for m in res.metrics:
+    assert row[m] == best[m], m  # Same seed, same machine: bit-identical.
+  assert again.history[0] == res.history[best["variant"]]
+
+
+def test_report_matches_run_output(real_run):
+  code, out, err = run_cli(["report", real_run["out"]])
+  assert code == 0, err
+  assert out == real_run["stdout"]
+  code, out, _ = run_cli(["report", real_run["out"], "--no-aggregate", "--no-plots"])
+  assert out.splitlines()[0].split()[:2] == ["variant", "learning_rate"]
+
+
+def test_quiet_run_prints_only_the_table(real_run):
+  # The second run of the same config reuses the compiled program: cheap.
+  out = str(real_run["dir"] / "quiet")
+  code, stdout, stderr = run_cli(["run", str(real_run["dir"] / "tiny.yaml"), "--out", out,
+                                  "--quiet", "--no-plots", "--format", "csv"])
+  assert code == 0 and stderr == ""
+  lines = stdout.splitlines()
+  assert lines[0].startswith("optimizer.learning_rate,n,diverged") and len(lines) == 4
+  assert not pngs(out) and os.path.exists(os.path.join(out, "results.md"))
