@@ -1,6 +1,8 @@
 """The ``jaxsweep`` command: a thin layer over the Python API.
 
   jaxsweep run CONFIG [--out DIR] [key=value | key=v1,v2 ...]
+  jaxsweep report DIR [--top K] [--no-aggregate] [--format F] [--no-plots]
+  jaxsweep compare DIR1 DIR2 [--target METRIC]
 """
 
 from __future__ import annotations
@@ -26,20 +28,78 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("--out", default=None,
                  help="directory for results.csv/results.json (default: runs/<config name>)")
   r.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-  r.add_argument("--top", type=int, default=None, help="show only the best K rows")
+  r.add_argument("--top", type=int, default=None,
+                 help="show only the best K rows (and K learning curves)")
   r.add_argument("--chunk-size", type=int, default=None,
                  help="at most this many variants per compiled call")
   r.add_argument("--max-variants", type=int, default=None,
                  help="allow sweeps larger than 10,000 variants")
+  r.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
+                 help="take the sweep from a W&B sweep file (method grid/random) "
+                      "instead of the config's sweep section")
+  _add_output_flags(r)
+  pl = sub.add_parser("plan", help="dry run: variants, compile groups, vectorized vs "
+                                   "grouped keys and memory, without training")
+  pl.add_argument("config", help="YAML config file")
+  pl.add_argument("overrides", nargs="*", help="as for run")
+  pl.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
+                  help="take the sweep from a W&B sweep file")
+  pl.add_argument("--max-variants", type=int, default=None,
+                  help="allow sweeps larger than 10,000 variants")
+  pl.add_argument("--no-memory", dest="memory", action="store_false",
+                  help="skip the memory estimate (it compiles each group's step)")
+  rp = sub.add_parser("report", help="re-render tables and plots of a finished run "
+                                     "from its results.json (no training)")
+  rp.add_argument("dir", help="the run's output directory (its --out)")
+  rp.add_argument("--top", type=int, default=None,
+                  help="show only the best K rows (and K learning curves)")
+  rp.add_argument("--target", default=None, help="rank on another metric")
+  rp.add_argument("--mode", choices=("max", "min"), default=None,
+                  help="whether higher or lower --target is better")
+  _add_output_flags(rp)
+  c = sub.add_parser("compare", help="two finished sweeps side by side")
+  c.add_argument("dirs", nargs=2, metavar="DIR", help="two runs' output directories")
+  c.add_argument("--target", default=None, help="the metric to compare (default: "
+                                                "the first run's target)")
+  c.add_argument("--format", default="auto", choices=("auto", "rich", "plain", "markdown"),
+                 help="table format (auto: rich in a terminal, else plain)")
   return p
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+  # Shared by `run` and `report`: both render the same tables and files.
+  p.add_argument("--no-aggregate", dest="aggregate", action="store_false",
+                 help="show one row per variant instead of merging seeds (mean ± std)")
+  p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                 help="write PNG plots into the output directory (needs matplotlib)")
+  p.add_argument("--tensorboard", action="store_true",
+                 help="also write TensorBoard event files (needs tensorboardX)")
+  p.add_argument("--format", default="auto",
+                 choices=("auto", "rich", "plain", "markdown", "csv", "json"),
+                 help="console table format (auto: rich in a terminal, else plain; "
+                      "csv/json print only the table, for piping)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point; returns the process exit code."""
-  args = _parser().parse_args(argv)
+  parser = _parser()
+  args, extra = parser.parse_known_args(argv)
+  # Overrides may come after options (`run CFG --out D lr=1e-3`): argparse
+  # leaves those to us; anything else unknown is a usage error.
+  unknown = [a for a in extra if "=" not in a or a.startswith("-")]
+  if unknown or (extra and args.command not in ("run", "plan")):
+    parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+  if extra:
+    args.overrides = list(args.overrides) + extra
   try:
     if args.command == "run":
       return _run(args)
+    if args.command == "plan":
+      return _plan(args)
+    if args.command == "report":
+      return _report(args)
+    if args.command == "compare":
+      return _compare(args)
   except errors.ConfigError as e:
     print(f"jaxsweep: error: {e}", file=sys.stderr)
     return 2
@@ -49,14 +109,65 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args) -> int:
   from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
   from jaxsweep import report  # pylint: disable=g-import-not-at-top
-  cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants)
+  cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
+                        wandb=args.wandb)
   out = args.out or os.path.join(
       "runs", os.path.splitext(os.path.basename(args.config))[0])
-  res = config_lib.run(cfg, out=out, progress=not args.quiet,
-                       chunk_size=args.chunk_size)
-  print(report.format_table(res, top=args.top))
-  print(report.format_best(res))
-  print(f"results: {os.path.join(out, 'results.csv')}, {os.path.join(out, 'results.json')}")
+  with report.output_options(aggregate=args.aggregate, plots=args.plots,
+                             tensorboard=args.tensorboard,
+                             curves=args.top or report.DEFAULT_CURVES):
+    res = config_lib.run(cfg, out=out, progress=not args.quiet,
+                         chunk_size=args.chunk_size)
+  report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
+  if args.format not in ("csv", "json"):
+    print(report.describe_outputs(out))
+  return 0
+
+
+def _plan(args) -> int:
+  from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxsweep import dryrun  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
+                        wandb=args.wandb)
+  try:
+    print(dryrun.describe(js_engine().make_plan(cfg.spec, cfg.base, cfg.points),
+                          memory=args.memory))
+  except errors.ConfigError as e:
+    raise e.with_file(args.config)
+  return 0
+
+
+def js_engine():
+  from jaxsweep import engine  # pylint: disable=g-import-not-at-top
+  return engine
+
+
+def _report(args) -> int:
+  from jaxsweep import report  # pylint: disable=g-import-not-at-top
+  res, config = report.load_run(args.dir)
+  if args.target or args.mode:
+    res = res.ranked(args.target, args.mode)
+  directory = args.dir if os.path.isdir(args.dir) else (os.path.dirname(args.dir) or ".")
+  try:
+    report.write_derived(res, directory, config=config, aggregate=args.aggregate,
+                         plots=args.plots, tensorboard=args.tensorboard,
+                         curves=args.top or report.DEFAULT_CURVES)
+  except OSError as e:  # A read-only run directory still gets its tables shown.
+    print(f"jaxsweep: files not rewritten in {directory}: {e}", file=sys.stderr)
+  report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
+  if args.format not in ("csv", "json"):
+    print(report.describe_outputs(directory))
+  return 0
+
+
+def _compare(args) -> int:
+  from jaxsweep import report  # pylint: disable=g-import-not-at-top
+  (a, _), (b, _) = report.load_run(args.dirs[0]), report.load_run(args.dirs[1])
+  labels = [os.path.basename(os.path.normpath(d)) or d for d in args.dirs]
+  if labels[0] == labels[1]:
+    labels = list(args.dirs)
+  report.render_tables(report.compare_tables(a, b, labels=labels, target=args.target),
+                       fmt_name=args.format)
   return 0
 
 

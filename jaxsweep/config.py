@@ -112,7 +112,8 @@ def read_yaml(path: str) -> dict[str, Any]:
 
 
 def load(path: str | None = None, overrides: Sequence[str] = (), *,
-         raw: Mapping[str, Any] | None = None, max_variants: int | None = None) -> Config:
+         raw: Mapping[str, Any] | None = None, max_variants: int | None = None,
+         wandb: str | None = None) -> Config:
   """Loads a config file (or dict), applies CLI overrides, expands the sweep.
 
   Args:
@@ -121,12 +122,21 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
     raw: a config dict instead of a file.
     max_variants: refuse to expand more variants (None: the config's
       ``run.max_variants`` or 10,000).
+    wandb: a W&B sweep file whose parameters replace the config's sweep.
   """
   try:
     if raw is None:
       raw = read_yaml(path)
     raw = copy.deepcopy(dict(raw))
-    return _load(raw, path, list(overrides), max_variants)
+    if wandb is not None:
+      try:
+        raw["sweep"] = space.from_wandb(read_yaml(wandb), file=wandb)
+      except errors.ConfigError as e:
+        raise e.with_file(wandb)
+    cfg = _load(raw, path, list(overrides), max_variants)
+    if wandb is not None:  # Keep config.yaml plain YAML: name the source.
+      cfg.raw["sweep"] = {"imported_from_wandb": os.path.abspath(wandb)}
+    return cfg
   except errors.ConfigError as e:
     raise e.with_file(path) if path else e
 
@@ -157,7 +167,9 @@ def _load(raw, path, overrides, max_variants) -> Config:
       raise errors.unknown_key(f"run.{k}", [f"run.{r}" for r in RUN_KEYS])
   limit = max_variants or int(run_opts.get("max_variants", 10_000))
   parts = []
-  if sweep_obj:
+  if isinstance(sweep_obj, space.Sweep):
+    parts.append(sweep_obj)
+  elif sweep_obj:
     parts.append(space.parse(sweep_obj, file=path))
   if parsed_override is not None:
     parts.append(parsed_override)
