@@ -63,8 +63,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     loss: ``loss(outputs, batch, **hparams) -> scalar`` with ``batch =
       {"x": ..., "y": ...}``; numeric keyword arguments can be swept. Default:
       cross-entropy (classification) or MSE (regression).
-    data: ``js.data.arrays(...)``, a :class:`~jaxsweep.data.Dataset` or a
-      factory of one whose keyword arguments may be swept (structural).
+    data: ``js.data.arrays(...)``, a :class:`~jaxsweep.data.Dataset`, a dict
+      with ``x_train, y_train, x_test, y_test``, or a factory of a Dataset
+      whose keyword arguments may be swept (structural).
     sweep: name -> list of values or a ``js.space`` distribution; several
       names form their product; or any ``js.space`` combinator. Names are
       arguments of the components (``learning_rate``), qualified where
@@ -97,6 +98,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     ConfigError: for names no component accepts, impossible values, or a
       model whose outputs do not fit the loss (raised before training).
   """
+  if isinstance(data, Mapping):
+    data = engine.load_data(engine.Spec(None, None, None, data), {})
   if loss is None:
     task = data.task if isinstance(data, data_lib.Dataset) else "classification"
     loss = losses_lib.mse if task == "regression" else losses_lib.cross_entropy

@@ -37,8 +37,19 @@ def varying_static(plan: engine.Plan) -> list[str]:
           if len({repr(g.static.get(k)) for g in plan.groups}) > 1]
 
 
-def describe(plan: engine.Plan, *, estimates: dict[int, Any] | None = None) -> str:
-  """A human-readable dry-run report of a plan."""
+def describe(plan: engine.Plan, *, memory: bool = False,
+             estimates: dict[int, Any] | None = None, **memory_kwargs) -> str:
+  """A human-readable dry-run report of a plan.
+
+  Args:
+    plan: from :func:`jaxsweep.engine.make_plan`.
+    memory: also estimate each group's memory and chunking (compiles each
+      group's step at two small sizes; nothing is trained).
+    estimates: precomputed group index -> estimate (anything printable).
+    **memory_kwargs: passed to :func:`jaxsweep.engine.estimate_memory`.
+  """
+  if memory and estimates is None:
+    estimates = engine.estimate_memory(plan, **memory_kwargs)
   lines = [f"{plan.num_variants} variants in {len(plan.groups)} compile group(s) "
            f"({len(plan.groups)} compilation(s))"]
   kinds = classify(plan)

@@ -364,6 +364,12 @@ def make_plan(spec: Spec, base: Mapping[str, Any],
     call_args = call_args_cache[ck]
     for k in per["model"]:
       if k not in fargs["model"] and k not in call_args and k != "init_scale":
+        if not models_lib.is_factory(slot_factory(spec, "model", per["model"].get("name"))):
+          raise errors.ConfigError(
+              f"the model is not a factory, so it cannot take '{k}'.", key=f"model.{k}",
+              fix="pass a model factory (e.g. lambda width: MyModel(width)) to sweep "
+                  "structural arguments; traced ones must be keyword arguments of "
+                  f"__call__ (it accepts: {', '.join(call_args) or 'none'})")
         raise errors.unknown_key(
             f"model.{k}", [f"model.{a}" for a in (*fargs["model"], *call_args, "init_scale")],
             what="model argument")
@@ -547,6 +553,12 @@ def load_data(spec: Spec, static_data: Mapping[str, Any]) -> data_lib.Dataset:
           fix="pass a data factory to sweep data settings")
     return obj
   kwargs = dict(static_data)
+  if isinstance(obj, Mapping):  # {"x_train": ..., "y_train": ..., "x_test": ..., "y_test": ...}
+    missing = [k for k in data_lib.NPZ_KEYS if k not in obj]
+    if missing:
+      raise errors.ConfigError(f"the data dict has no {', '.join(missing)}.", key="data",
+                               fix=f"give all of {', '.join(data_lib.NPZ_KEYS)}")
+    return data_lib.arrays(*(obj[k] for k in data_lib.NPZ_KEYS))
   if isinstance(obj, Dispatch):
     return data_lib.load_cached(kwargs.pop("name", obj.default), **kwargs)
   if callable(obj):
@@ -681,8 +693,8 @@ def check_group(plan: Plan, group: Group, built: Built):
           jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError) as e:
     raise errors.ModelError(
         "the loss, metrics or model is not traceable by jax.jit: it uses a traced "
-        f"value in Python control flow or converts it to a Python/numpy value "
-        f"({type(e).__name__}: {_first_line(e)})", key="loss",
+        f"value in Python control flow or converts it to a Python/numpy value, "
+        f"{_user_frame(e)}({type(e).__name__}: {_first_line(e)})", key="loss",
         fix="use jnp.where / lax.cond instead of if/else on array values, and no "
             "float()/.item()/print of arrays inside the loss") from e
   except Exception as e:  # pylint: disable=broad-except
@@ -691,6 +703,21 @@ def check_group(plan: Plan, group: Group, built: Built):
         f"{_shape_str(batch['y'])}: {type(e).__name__}: {_first_line(e)}", key="loss",
         fix="make the model's output size match the targets (e.g. num_outputs = number "
             "of classes) or use a loss for these targets") from e
+
+
+def _user_frame(e: BaseException) -> str:
+  """'in fn (file:line) ' for the innermost traceback frame of user code."""
+  import os  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  skip = (os.sep + "jax" + os.sep, os.sep + "jaxlib" + os.sep, os.sep + "flax" + os.sep,
+          os.sep + "optax" + os.sep, os.path.dirname(os.path.abspath(__file__)) + os.sep,
+          "contextlib.py", "functools.py")
+  frames = [f for f in traceback.extract_tb(e.__traceback__)
+            if not any(p in f.filename for p in skip)]
+  if not frames:
+    return ""
+  f = frames[-1]
+  return f"in {f.name} ({f.filename}:{f.lineno}: {(f.line or '').strip()}) "
 
 
 def _shape_str(x) -> str:
@@ -711,11 +738,21 @@ def _first_line(e: Exception) -> str:
 
 @dataclasses.dataclass
 class Compiled:
-  """AOT-compiled population functions for one chunk shape."""
+  """AOT-compiled population functions for one chunk shape.
 
-  init: Callable
+  Attributes:
+    init: compiled ``vmap(init)``, or ``None`` until a run needs it (memory
+      planning compiles the chunk step alone).
+    chunk: compiled ``vmap(chunk)``; its state argument is donated.
+    seconds: compile time spent on this entry so far.
+    memory_bytes: the chunk step's arguments + outputs + temporaries per
+      device (:func:`jaxsweep.memory.measure`), ``None`` if unknown.
+  """
+
+  init: Callable | None
   chunk: Callable
   seconds: float
+  memory_bytes: int | None = None
 
 
 # Init runs once per chunk, so its speed does not matter, but XLA's backend
@@ -731,73 +768,228 @@ def _compile_cold(lowered):
     return lowered.compile()
 
 
-def compile_group(built: Built, mesh, hp_dev, data) -> Compiled:
+def compile_group(built: Built, mesh, hp_dev, data, *, init: bool = True,
+                  timings: list[float] | None = None) -> Compiled:
   """Compiles (once per chunk shape and mesh) the group's init and chunk.
 
   Population arrays are sharded on the mesh's ``"sweep"`` axis and the data
   replicated, for inputs and outputs alike, so every chunk call sees the
   shardings it was compiled for; the run state is donated.
+
+  Args:
+    built: the group's program (:func:`build_group`); compiled programs are
+      cached on it.
+    mesh: the device mesh.
+    hp_dev: stacked hyperparameters: arrays or ``jax.ShapeDtypeStruct``s
+      (only shapes and dtypes matter).
+    data: the data, as arrays or shape structs.
+    init: also compile ``init`` (memory planning needs only the chunk).
+    timings: compile seconds are appended here whenever this compiles.
+
+  Returns:
+    The cached :class:`Compiled` for this chunk shape.
   """
   key = str((jax.tree.map(lambda a: (a.shape, a.dtype), hp_dev),
              jax.tree.map(lambda a: (a.shape, a.dtype), data),
              tuple(d.id for d in mesh.devices.flat)))
-  if key not in built.compiled:
-    pop, rep = sharding.population(mesh), sharding.replicated(mesh)
-    t0 = time.perf_counter()
-    init = jax.jit(built.init, in_shardings=(pop, rep), out_shardings=pop)
+  from jaxsweep import memory as memory_lib  # pylint: disable=g-import-not-at-top
+  pop, rep = sharding.population(mesh), sharding.replicated(mesh)
+  entry = built.compiled.get(key)
+  if entry is not None and (entry.init is not None or not init):
+    return entry
+  t0 = time.perf_counter()
+  if entry is None:
     chunk = jax.jit(built.chunk, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
                     donate_argnums=(0,))
     state = jax.eval_shape(built.init, hp_dev, data)
-    built.compiled[key] = Compiled(_compile_cold(init.lower(hp_dev, data)),
-                                   chunk.lower(state, hp_dev, data).compile(),
-                                   time.perf_counter() - t0)
-  return built.compiled[key]
+    compiled_chunk = chunk.lower(state, hp_dev, data).compile()
+    entry = built.compiled[key] = Compiled(None, compiled_chunk, 0.0,
+                                           memory_lib.measure(compiled_chunk))
+  if init:
+    entry.init = _compile_cold(jax.jit(built.init, in_shardings=(pop, rep),
+                                       out_shardings=pop).lower(hp_dev, data))
+  seconds = time.perf_counter() - t0
+  entry.seconds += seconds
+  if timings is not None:
+    timings.append(seconds)
+  return entry
+
+
+def abstract_population(plan: Plan, group: Group, size: int, mesh):
+  """Shape structs of a group's stacked hyperparameters at ``size`` variants."""
+  hp = stack_hparams(plan, group, group.members[:1])
+  pop = sharding.population(mesh)
+  return jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct((size,) + np.shape(a)[1:], np.asarray(a).dtype,
+                                     sharding=pop), hp)
+
+
+def abstract_data(dataset: data_lib.Dataset, mesh):
+  """Shape structs of the data as :func:`device_data` places it."""
+  rep = sharding.replicated(mesh)
+  tree = {"train": dict(dataset.train), "test": dict(dataset.test)}
+  return jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), tree)
+
+
+def _nbytes(tree) -> int:
+  total = 0
+  for x in jax.tree.leaves(tree):
+    try:
+      itemsize = np.dtype(x.dtype).itemsize
+    except TypeError:
+      itemsize = 8  # A typed PRNG key: two uint32 words.
+    total += int(np.prod(x.shape)) * itemsize
+  return total
+
+
+def plan_memory(plan: Plan, group: Group, built: Built, mesh, data=None, *,
+                chunk_size: int | None = None, limit=None, safety: float | None = None,
+                fit: bool = False, timings: list[float] | None = None):
+  """Picks a group's chunk size from the memory its compiled step needs.
+
+  Compiles the chunk step at the requested chunk size (which the run needs
+  anyway) and, only when that does not fit ``limit``, at one or two more
+  sizes to fit ``bytes(v) = fixed + per_variant * v`` per device
+  (:func:`jaxsweep.memory.plan_chunks`).
+
+  Args:
+    plan, group, built: the group and its program.
+    mesh: the device mesh.
+    data: the data as arrays or shape structs (default: shape structs).
+    chunk_size: the requested chunk size (default: the whole group).
+    limit: a :class:`jaxsweep.memory.Limit`, or ``None`` for no limit.
+    safety: headroom factor (default :data:`jaxsweep.memory.SAFETY`).
+    fit: always compile two sizes so the footprint is known (dry runs).
+    timings: compile seconds are appended here.
+
+  Returns:
+    A :class:`jaxsweep.memory.GroupEstimate`.
+
+  Raises:
+    ConfigError: when not even one variant per device fits.
+  """
+  from jaxsweep import memory as memory_lib  # pylint: disable=g-import-not-at-top
+  data = abstract_data(built.dataset, mesh) if data is None else data
+  n, ndev = len(group.members), mesh.devices.size
+  requested = sharding.population_size(min(chunk_size or n, n), ndev)
+  hp1 = jax.tree.map(lambda a: a[0], stack_hparams(plan, group, group.members[:1]))
+  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+  state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
+  data_bytes = _nbytes(data)  # Replicated: all of it on every device.
+
+  def lower_bound(local):
+    return data_bytes + 2 * state_bytes * local  # The state comes in and goes out.
+
+  def measure_at(local):
+    hp = abstract_population(plan, group, local * ndev, mesh)
+    return compile_group(built, mesh, hp, data, init=False, timings=timings).memory_bytes
+
+  return memory_lib.plan_chunks(
+      measure_at, group=group.index, variants=n, devices=ndev, requested=requested,
+      limit=limit, safety=memory_lib.SAFETY if safety is None else safety,
+      lower_bound=lower_bound, fit=fit, min_local=sharding.MIN_PER_DEVICE)
+
+
+def estimate_memory(plan: Plan, *, mesh=None, memory_budget: int | str | None = None,
+                    chunk_size: int | None = None) -> dict[int, Any]:
+  """Dry run of :func:`execute`'s memory planning (``jaxsweep plan``).
+
+  Compiles each group's step at two sizes (nothing is trained) and picks the
+  chunk size :func:`execute` would pick with the same arguments.
+
+  Returns:
+    group index -> :class:`jaxsweep.memory.GroupEstimate` (``str()`` gives
+    one line; ``.as_dict()`` the numbers).
+
+  Raises:
+    ConfigError: when a group cannot fit even one variant per device.
+  """
+  from jaxsweep import memory as memory_lib  # pylint: disable=g-import-not-at-top
+  return {e.group: e for e in memory_lib.estimate(
+      plan, mesh=mesh, memory_budget=memory_budget, chunk_size=chunk_size)}
 
 
 def execute(plan: Plan, *, mesh=None, chunk_size: int | None = None,
+            memory_budget: int | str | None = None,
             callback: Callable[[dict], None] | None = None):
   """Trains every variant of a plan and returns its :class:`Results`.
+
+  Every group is built, checked and fitted into memory before any trains, so
+  a sweep that cannot fit fails first. In a multi-process run
+  (:mod:`jaxsweep.distributed`) every process calls this with the same plan
+  and gets the whole results; only process 0 receives progress events.
 
   Args:
     plan: from :func:`make_plan`.
     mesh: the device mesh (default: all devices, axis ``"sweep"``).
     chunk_size: at most this many variants per compiled call (default: the
-      whole group); padded up to a multiple of the device count.
+      whole group); padded up to a multiple of the device count, and to at
+      least two variants per device (:func:`jaxsweep.sharding.population_size`).
+    memory_budget: memory the run may use (``"2GiB"``; see
+      :func:`jaxsweep.memory.available`): groups that would not fit are
+      trained in chunks that do. Default: each accelerator's memory, or 75 %
+      of the available host RAM on CPU.
     callback: receives progress events (dicts with an ``"event"`` key).
+
+  Raises:
+    ConfigError: for a group that does not fit even one variant per device.
   """
+  from jaxsweep import memory as memory_lib  # pylint: disable=g-import-not-at-top
   from jaxsweep import results as results_lib  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh() if mesh is None else mesh
   num_devices = mesh.devices.size
-  emit = callback or (lambda event: None)
+  # One table, printed once: the other processes stay silent (issue 7).
+  emit = (callback if callback is not None and jax.process_index() == 0
+          else (lambda event: None))
+  t_start = time.perf_counter()
+  limit = memory_lib.available(mesh, memory_budget)
+  emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
+        "devices": num_devices, "processes": jax.process_count(),
+        "memory_limit_per_device": limit and limit.per_device,
+        "memory_source": limit and limit.source})
+  # Build, check and size every group first: errors come before any training.
+  built_of, estimate_of, timings_of = {}, {}, {}
+  for group in plan.groups:
+    built = built_of[group.index] = build_group(plan, group)
+    check_group(plan, group, built)
+    timings_of[group.index] = []
+    estimate_of[group.index] = plan_memory(
+        plan, group, built, mesh, chunk_size=chunk_size, limit=limit,
+        timings=timings_of[group.index])
+  data_of: dict[int, Any] = {}
   history: dict[int, list[dict]] = {i: [] for i in range(plan.num_variants)}
   final: dict[int, dict] = {}
   states: dict[int, tuple[Any, int]] = {}
   group_info = []
-  t_start = time.perf_counter()
-  emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
-        "devices": num_devices})
   for group in plan.groups:
-    built = build_group(plan, group)
-    check_group(plan, group, built)
+    built = built_of[group.index]
+    estimate = estimate_of[group.index]
     settings = built.program.settings
-    data = device_data(built.dataset, mesh)
+    # Placed once per dataset, shared by every group that trains on it.
+    if id(built.dataset) not in data_of:
+      data_of.clear()  # Free the previous dataset's device copies first.
+      data_of[id(built.dataset)] = device_data(built.dataset, mesh)
+    data = data_of[id(built.dataset)]
     n = len(group.members)
-    size = sharding.padded_size(min(chunk_size or n, n), num_devices)
+    size = estimate.chunk_size
     info = {"group": group.index, "variants": n, "chunk_size": size,
-            "padding": sharding.padded_size(n, size) - n, "static": group.describe(),
+            "padding": estimate.padding, "static": group.describe(),
             "dynamic": [plan.display.get(k, k) for k in group.dynamic
                         if k in plan.swept or k in group.choices],
-            "compile_seconds": 0.0, "train_seconds": 0.0}
+            "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
     emit({"event": "group", **info, "steps": settings.steps,
           "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
+    # Every chunk has the same shape (the last one padded): one program.
+    compiled = compile_group(built, mesh, abstract_population(plan, group, size, mesh),
+                             data, timings=timings_of[group.index])
+    info["compile_seconds"] = sum(timings_of[group.index])
+    if info["compile_seconds"]:
+      emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
     for c0 in range(0, n, size):
       members = group.members[c0:c0 + size]
       hp = sharding.pad(stack_hparams(plan, group, members), size)
       hp_dev = sharding.put_population(hp, mesh)
-      compiled = compile_group(built, mesh, hp_dev, data)
-      if compiled.seconds and not info["compile_seconds"]:
-        info["compile_seconds"] = compiled.seconds
-        emit({"event": "compiled", "group": group.index, "seconds": compiled.seconds})
       t0 = time.perf_counter()
       state = compiled.init(hp_dev, data)
       for period in range(settings.num_chunks):

@@ -3,19 +3,46 @@
 Population arrays (hyperparameters, run state, metrics) carry a leading
 variant axis and are sharded along ``"sweep"``; data is replicated. Variants
 never interact, so the compiled step needs no collective on that axis. A
-population whose size is not a multiple of the device count is padded with
-inert copies of its first variant, which the engine drops from the results.
+population whose size is not a multiple of the device count (or smaller than
+two per device) is padded with inert copies of its first variant, which the
+engine drops from the results.
+
+On a CPU-only machine, XLA's own threading under-uses the cores for the small
+ops of a population step; one virtual CPU device per core lets every core run
+its own share of the variants (about 2x on 2 cores, see DESIGN.md). Because the
+device count is fixed when JAX's backend starts, ask for it first thing::
+
+  import jaxsweep as js
+  js.sharding.configure_cpu_devices()   # before any JAX computation
+  res = js.run(...)                     # the population spans every core
+
+The ``jaxsweep`` command does this at startup (``--devices N`` or the
+``JAXSWEEP_CPU_DEVICES`` environment variable override the core count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxsweep import errors
+
 AXIS = "sweep"
+ENV_CPU_DEVICES = "JAXSWEEP_CPU_DEVICES"
+# Fewest variants a device computes (see population_size).
+MIN_PER_DEVICE = 2
+# Collective ops: none may appear in a compiled population step, because
+# variants never interact (tests/test_sharding.py checks the HLO).
+COLLECTIVES = ("all-reduce", "all-gather", "all-to-all", "collective-permute",
+               "reduce-scatter", "collective-broadcast")
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -39,6 +66,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def padded_size(num: int, multiple: int) -> int:
   """Smallest multiple of ``multiple`` that is >= num."""
   return -(-num // multiple) * multiple
+
+
+def population_size(num: int, num_devices: int) -> int:
+  """Slots for ``num`` variants on ``num_devices``: padded, >= 2 per device.
+
+  XLA drops a size-1 batch dimension and then picks other kernels, so one
+  variant per device computes different last bits than two or more (measured
+  on XLA:CPU: params and train loss differed after 2 steps). Keeping at least
+  :data:`MIN_PER_DEVICE` variants per device lets a variant's results match
+  bit for bit whatever the device count, chunk size or population size, as
+  long as the per-device population stays in one kernel regime (XLA switches
+  again at larger sizes, e.g. 32+ per device for an 8-wide MLP, 64 for a
+  128-wide one).
+  """
+  return max(padded_size(num, num_devices), MIN_PER_DEVICE * num_devices)
 
 
 def pad(tree, size: int):
@@ -84,3 +126,162 @@ def to_host(tree):
     tree = multihost_utils.process_allgather(tree, tiled=True)
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
+
+
+def local_devices(mesh: Mesh) -> list[jax.Device]:
+  """The mesh's devices that this process drives."""
+  return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+
+
+def collectives(hlo_text: str) -> dict[str, int]:
+  """Counts collective ops in compiled HLO text (``compiled.as_text()``).
+
+  Returns:
+    op name -> number of occurrences, only for ops that occur.
+  """
+  counts = {}
+  for op in COLLECTIVES:
+    # Match instructions (`= f32[8] all-reduce(`, `all-gather-start(`), not
+    # metadata strings that merely mention an op's name.
+    n = len(re.findall(rf"\s{op}(?:-start)?\(", hlo_text))
+    if n:
+      counts[op] = n
+  return counts
+
+
+# --------------------------------------------------------------------------
+# Virtual CPU devices: one per core, asked for before the backend starts.
+
+def _backend_started() -> bool:
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  # No public API says whether the backend is up; jax.distributed.initialize
+  # checks the same private flag.
+  return xla_bridge.backends_are_initialized()
+
+
+def num_cores() -> int:
+  """CPU cores this process may run on (its affinity mask, else all)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):
+    return os.cpu_count() or 1
+
+
+def _accelerator_installed() -> bool:
+  """Whether a GPU/TPU plugin is installed, judged without starting JAX."""
+  try:
+    if list(importlib.metadata.entry_points(group="jax_plugins")):
+      return True
+  except Exception:  # pylint: disable=broad-except
+    pass
+  names = ("jax_plugins", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+           "jax_rocm7_plugin", "libtpu")
+  for name in names:
+    try:
+      if importlib.util.find_spec(name) is not None:
+        return True
+    except (ImportError, ValueError):
+      continue
+  return False
+
+
+def _platform_is_cpu(environ: Mapping[str, str] | None = None) -> bool:
+  """Whether JAX will run on CPU, judged without starting it.
+
+  With ``environ`` given, decides as if that were the environment;
+  otherwise reads ``jax_platforms`` (set from ``JAX_PLATFORMS`` or by code).
+  """
+  if environ is None:
+    platforms = jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS", "")
+  else:
+    platforms = environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return platforms.split(",")[0].strip().lower() == "cpu"
+  return not _accelerator_installed()
+
+
+def requested_cpu_devices(n: int | str | None = None, *,
+                          environ: Mapping[str, str] | None = None,
+                          configured: int | None = None) -> int | None:
+  """How many virtual CPU devices :func:`configure_cpu_devices` would ask for.
+
+  Pure (it starts nothing), so the rules can be tested in one process.
+
+  Args:
+    n: an explicit count (``--devices N``); wins over everything else.
+    environ: the environment (default ``os.environ``).
+    configured: the current ``jax_num_cpu_devices`` (default: read it).
+
+  Returns:
+    The count to ask for, or ``None`` to leave JAX as the user set it up: the
+    platform is not CPU, or ``XLA_FLAGS`` / ``JAX_NUM_CPU_DEVICES`` /
+    ``jax_num_cpu_devices`` already choose a count and nothing explicit
+    (``n``, ``JAXSWEEP_CPU_DEVICES``) overrides it.
+
+  Raises:
+    ConfigError: for a count that is not a positive integer.
+  """
+  platform_env, environ = environ, os.environ if environ is None else environ
+  if n is None and environ.get(ENV_CPU_DEVICES, "").strip():
+    n = environ[ENV_CPU_DEVICES].strip()
+    key = ENV_CPU_DEVICES
+  else:
+    key = "devices"
+  if n is not None:
+    try:
+      count = int(n)
+    except (TypeError, ValueError):
+      count = 0
+    if count < 1 or isinstance(n, bool) or (isinstance(n, float) and n != count):
+      raise errors.ConfigError(f"the number of CPU devices must be a positive integer, "
+                               f"got {n!r}.", key=key,
+                               fix=f"e.g. --devices {num_cores()} (one per core)")
+    return count if _platform_is_cpu(platform_env) else None
+  if not _platform_is_cpu(platform_env):
+    return None
+  if ("xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", "")
+      or environ.get("JAX_NUM_CPU_DEVICES", "").strip()
+      or (jax.config.jax_num_cpu_devices if configured is None else configured) != -1):
+    return None  # The user chose; respect it.
+  return num_cores()
+
+
+def configure_cpu_devices(n: int | str | None = None) -> int | None:
+  """Asks JAX for ``n`` virtual CPU devices (default: one per core).
+
+  Call it before any JAX computation (the ``jaxsweep`` command calls it at
+  startup); a population is then sharded over all cores. Without it, a
+  CPU-only run uses one device, i.e. roughly one core's worth of throughput.
+
+  It does nothing when JAX's backend has already started, when the platform
+  is not CPU, or when the user chose a count through ``XLA_FLAGS``
+  (``--xla_force_host_platform_device_count``), ``JAX_NUM_CPU_DEVICES`` or
+  ``jax.config.update("jax_num_cpu_devices", ...)`` — unless ``n`` or the
+  ``JAXSWEEP_CPU_DEVICES`` environment variable asks explicitly.
+
+  Args:
+    n: the number of CPU devices; ``None`` reads ``JAXSWEEP_CPU_DEVICES``,
+      else uses the number of cores.
+
+  Returns:
+    The number of CPU devices asked for, or ``None`` if it changed nothing.
+
+  Raises:
+    ConfigError: for a count that is not a positive integer.
+
+  Examples:
+    >>> from jaxsweep import sharding
+    >>> sharding.configure_cpu_devices()  # doctest: +SKIP
+    2
+  """
+  count = requested_cpu_devices(n)
+  if count is None:
+    return None
+  if _backend_started():
+    if n is not None and count != jax.local_device_count():
+      logging.getLogger(__name__).warning(
+          "configure_cpu_devices(%s) came after JAX started; keeping %d device(s). "
+          "Call it before any JAX computation.", n, jax.local_device_count())
+    return None
+  jax.config.update("jax_num_cpu_devices", count)
+  return count
