@@ -13,9 +13,11 @@ Examples:
 
 from jaxsweep import config
 from jaxsweep import data
+from jaxsweep import distributed
 from jaxsweep import engine
 from jaxsweep import errors
 from jaxsweep import losses
+from jaxsweep import memory
 from jaxsweep import models
 from jaxsweep import optim
 from jaxsweep import results
@@ -36,10 +38,12 @@ __all__ = [
     "config",
     "data",
     "device_data",
+    "distributed",
     "engine",
     "errors",
     "losses",
     "make_train",
+    "memory",
     "models",
     "optim",
     "results",

@@ -44,7 +44,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         eval_batch_size: int = 1024, seed: int = 0, static: Iterable[str] = (),
         vectorize: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
-        chunk_size: int | None = None, mesh=None, out: str | None = None,
+        chunk_size: int | None = None, memory_budget: int | str | None = None,
+        mesh=None, out: str | None = None,
         progress: bool | Callable[[dict], None] = False,
         max_variants: int = 10_000) -> results_lib.Results:
   """Trains every variant of a sweep, vectorized, and returns the results.
@@ -85,6 +86,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     target, mode: the metric to rank on and ``"max"``/``"min"`` (default:
       test accuracy, max; else test loss, min).
     chunk_size: at most this many variants per compiled call.
+    memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
+      would not fit are split into chunks that do (default: the device's
+      memory, or 75 % of free RAM on CPU).
     mesh: a ``jax.sharding.Mesh`` with axis ``"sweep"`` (default: all devices).
     out: a directory to write ``results.csv``/``results.json`` into.
     progress: ``True`` prints progress to stderr; a callable receives events.
@@ -122,13 +126,15 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
   display = {q: n for n, q in qualified.items()}
   return run_plan(spec, base, q_points, display=display, target=target, mode=mode,
-                  chunk_size=chunk_size, mesh=mesh, out=out, progress=progress)
+                  chunk_size=chunk_size, memory_budget=memory_budget, mesh=mesh, out=out,
+                  progress=progress)
 
 
 def run_plan(spec: engine.Spec, base: Mapping[str, Any],
              points: Sequence[Mapping[str, Any]], *,
              display: Mapping[str, str] | None = None, target: str | None = None,
-             mode: str | None = None, chunk_size: int | None = None, mesh=None,
+             mode: str | None = None, chunk_size: int | None = None,
+             memory_budget: int | str | None = None, mesh=None,
              out: str | None = None, progress: bool | Callable[[dict], None] = False,
              config: Mapping[str, Any] | None = None) -> results_lib.Results:
   """Runs qualified settings (the layer shared by the API and config files)."""
@@ -139,10 +145,12 @@ def run_plan(spec: engine.Spec, base: Mapping[str, Any],
   elif progress:
     from jaxsweep import report  # pylint: disable=g-import-not-at-top
     callback = report.ProgressPrinter()
-  res = engine.execute(plan, mesh=mesh, chunk_size=chunk_size, callback=callback)
+  res = engine.execute(plan, mesh=mesh, chunk_size=chunk_size,
+                       memory_budget=memory_budget, callback=callback)
   if target is not None or mode is not None:
     res = res.ranked(target, mode)
-  if out is not None:
+  from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
+  if out is not None and distributed.is_primary():  # One writer per sweep.
     from jaxsweep import report  # pylint: disable=g-import-not-at-top
     report.write_outputs(res, out, config=config)
   return res

@@ -20,6 +20,15 @@ def _parser() -> argparse.ArgumentParser:
       prog="jaxsweep",
       description="Train a population of hyperparameter variants in one compiled "
                   "JAX program and print the metrics table.")
+  p.add_argument("--devices", type=int, default=None, metavar="N",
+                 help="CPU only: number of virtual CPU devices to shard the population "
+                      "over (default: one per core; env JAXSWEEP_CPU_DEVICES)")
+  p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="multi-host: address of process 0 (env JAXSWEEP_COORDINATOR)")
+  p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                 help="multi-host: number of processes (env JAXSWEEP_NUM_PROCESSES)")
+  p.add_argument("--process-id", type=int, default=None, metavar="I",
+                 help="multi-host: this process's id (env JAXSWEEP_PROCESS_ID)")
   sub = p.add_subparsers(dest="command", required=True)
   r = sub.add_parser("run", help="run a sweep from a config file")
   r.add_argument("config", help="YAML config file (e.g. configs/digits_lr.yaml)")
@@ -34,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                  help="at most this many variants per compiled call")
   r.add_argument("--max-variants", type=int, default=None,
                  help="allow sweeps larger than 10,000 variants")
+  r.add_argument("--memory-budget", default=None, metavar="SIZE",
+                 help="memory the run may use per process, e.g. 2GiB (default: the "
+                      "accelerator's memory, or 75%% of free RAM on CPU); groups that do "
+                      "not fit run in chunks")
   r.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
                  help="take the sweep from a W&B sweep file (method grid/random) "
                       "instead of the config's sweep section")
@@ -48,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                   help="allow sweeps larger than 10,000 variants")
   pl.add_argument("--no-memory", dest="memory", action="store_false",
                   help="skip the memory estimate (it compiles each group's step)")
+  pl.add_argument("--memory-budget", default=None, metavar="SIZE",
+                  help="plan the chunking for this memory budget, e.g. 2GiB")
+  pl.add_argument("--chunk-size", type=int, default=None,
+                  help="at most this many variants per compiled call")
   rp = sub.add_parser("report", help="re-render tables and plots of a finished run "
                                      "from its results.json (no training)")
   rp.add_argument("dir", help="the run's output directory (its --out)")
@@ -92,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   if extra:
     args.overrides = list(args.overrides) + extra
   try:
+    if args.command in ("run", "plan"):
+      # Before anything touches JAX: one virtual device per core on CPU, and
+      # joining a multi-process run when launched as one.
+      from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
+      from jaxsweep import sharding  # pylint: disable=g-import-not-at-top
+      sharding.configure_cpu_devices(args.devices)
+      distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     if args.command == "run":
       return _run(args)
     if args.command == "plan":
@@ -117,7 +141,10 @@ def _run(args) -> int:
                              tensorboard=args.tensorboard,
                              curves=args.top or report.DEFAULT_CURVES):
     res = config_lib.run(cfg, out=out, progress=not args.quiet,
-                         chunk_size=args.chunk_size)
+                         chunk_size=args.chunk_size, memory_budget=args.memory_budget)
+  from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
+  if not distributed.is_primary():  # One coordinated table, printed by process 0.
+    return 0
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
   if args.format not in ("csv", "json"):
     print(report.describe_outputs(out))
@@ -130,8 +157,10 @@ def _plan(args) -> int:
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   try:
-    print(dryrun.describe(js_engine().make_plan(cfg.spec, cfg.base, cfg.points),
-                          memory=args.memory))
+    plan = js_engine().make_plan(cfg.spec, cfg.base, cfg.points)
+    kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
+              "chunk_size": args.chunk_size or cfg.run.get("chunk_size")} if args.memory else {}
+    print(dryrun.describe(plan, memory=args.memory, **kwargs))
   except errors.ConfigError as e:
     raise e.with_file(args.config)
   return 0

@@ -161,6 +161,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
     if isinstance(sweep_obj, dict) and key in sweep_obj:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
   base = flatten(raw)
+  base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
   run_opts = dict(raw.get("run") or {})
   for k in run_opts:
     if k not in RUN_KEYS:
@@ -241,12 +242,13 @@ def _tuple(v):
 
 
 def run(cfg: Config, *, out: str | None = None, progress=False, mesh=None,
-        chunk_size: int | None = None):
+        chunk_size: int | None = None, memory_budget: int | str | None = None):
   """Runs a loaded config through the same engine as :func:`jaxsweep.run`."""
   from jaxsweep import api  # pylint: disable=g-import-not-at-top
   try:
     return api.run_plan(cfg.spec, cfg.base, cfg.points, target=cfg.target,
                         mode=cfg.mode, chunk_size=chunk_size or cfg.run.get("chunk_size"),
+                        memory_budget=memory_budget or cfg.run.get("memory_budget"),
                         mesh=mesh, out=out, progress=progress, config=cfg.raw)
   except errors.ConfigError as e:
     raise e.with_file(cfg.path) if cfg.path else e
