@@ -259,6 +259,106 @@ def regression(*, num_train: int = 512, num_test: int = 256, num_features: int =
   return arrays(xtr, ytr, xte, yte, task="regression", name="regression")
 
 
+UNKNOWN_CHAR = "\ufffd"
+
+
+def _text_corpus(seed: int) -> str:
+  """The help texts of ``pydoc_data.topics`` in a seeded order of topics."""
+  try:
+    from pydoc_data import topics as topics_lib  # pylint: disable=g-import-not-at-top
+  except ImportError as e:  # pragma: no cover - part of CPython's stdlib.
+    raise errors.ConfigError(
+        "the text dataset needs the standard library's pydoc_data package, "
+        "which this Python lacks.", key="data.name",
+        fix="use a full CPython install, or pass your own text with js.data.arrays") from e
+  topics = topics_lib.topics
+  keys = sorted(topics)
+  order = np.random.default_rng(seed).permutation(len(keys))
+  return "\n\n".join(topics[keys[i]] for i in order)
+
+
+def _windows(ids: np.ndarray, seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+  """(x, y) pairs ``ids[t:t+T]``, ``ids[t+1:t+T+1]`` for t = 0, stride, ..."""
+  starts = np.arange(0, len(ids) - seq_len, stride)
+  idx = starts[:, None] + np.arange(seq_len)[None, :]
+  return ids[idx], ids[idx + 1]
+
+
+@register("text")
+def text(*, seq_len: int = 32, max_chars: int = 200_000, test_fraction: float = 0.1,
+         stride: int | None = None, seed: int = 0) -> Dataset:
+  """Character-level language modelling on English prose that ships with Python.
+
+  The corpus is the help text of every topic in the standard library's
+  ``pydoc_data.topics`` (about 465k characters on CPython 3.11; the exact
+  text depends on the Python version). Topics are concatenated in an order
+  drawn from ``seed``, capped at ``max_chars``, and split *contiguously*: the
+  first ``1 - test_fraction`` of the characters train, the rest test, so no
+  test window overlaps a training one.
+
+  The vocabulary is built from the training text; index 0 (``"\ufffd"``)
+  stands for any test character never seen in training. Examples are windows
+  ``x = ids[t:t+T]``, ``y = ids[t+1:t+T+1]`` (int32 ``[N, T]``): train
+  windows start every ``stride`` characters, test windows every ``seq_len``
+  (each test character is predicted exactly once).
+
+  Args:
+    seq_len: window length T.
+    max_chars: cap on the corpus size (characters).
+    test_fraction: fraction of the characters held out.
+    stride: distance between training windows (default ``seq_len``; smaller
+      values give more, overlapping windows).
+    seed: order of the topics, hence which ones are held out.
+
+  Returns:
+    A ``language_model`` Dataset; ``num_classes`` is the vocabulary size and
+    ``info["vocab"]`` the vocabulary as a string (``vocab[i]`` is token i).
+
+  Examples:
+    >>> import jaxsweep as js
+    >>> ds = js.data.load("text", seq_len=16, max_chars=5000)
+    >>> ds.train["x"].shape[1], ds.task, ds.info["vocab"][0]
+    (16, 'language_model', '\ufffd')
+  """
+  for k, v in (("seq_len", seq_len), ("max_chars", max_chars)):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+      raise errors.ConfigError(f"{k} must be a positive integer, got {v!r}.",
+                               key=f"data.{k}")
+  stride = seq_len if stride is None else stride
+  if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+    raise errors.ConfigError(f"stride must be a positive integer, got {stride!r}.",
+                             key="data.stride")
+  if not 0.0 < test_fraction < 1.0:
+    raise errors.ConfigError(
+        f"test_fraction must be strictly between 0 and 1, got {test_fraction}.",
+        key="data.test_fraction", fix="use e.g. test_fraction: 0.1")
+  corpus = _text_corpus(int(seed))[:int(max_chars)]
+  n_train = int(round(len(corpus) * (1.0 - test_fraction)))
+  train_text, test_text = corpus[:n_train], corpus[n_train:]
+  if min(len(train_text), len(test_text)) <= seq_len:
+    raise errors.ConfigError(
+        f"max_chars={max_chars} leaves {len(train_text)} train and {len(test_text)} "
+        f"test characters, too few for windows of seq_len={seq_len}.",
+        key="data.max_chars", fix="raise max_chars or lower seq_len")
+  vocab = UNKNOWN_CHAR + "".join(sorted(set(train_text) - {UNKNOWN_CHAR}))
+  lookup = {c: i for i, c in enumerate(vocab)}
+
+  def encode(s: str) -> np.ndarray:
+    return np.fromiter((lookup.get(c, 0) for c in s), dtype=np.int32, count=len(s))
+
+  x_train, y_train = _windows(encode(train_text), int(seq_len), int(stride))
+  x_test, y_test = _windows(encode(test_text), int(seq_len), int(seq_len))
+  return Dataset(train={"x": x_train, "y": y_train}, test={"x": x_test, "y": y_test},
+                 task="language_model", num_classes=len(vocab), name="text",
+                 info={"vocab": vocab, "unknown_index": 0,
+                       "source": "pydoc_data.topics", "num_chars": len(corpus)})
+
+
+def decode(ids, vocab: str) -> str:
+  """Token ids back to text with a :func:`text` vocabulary."""
+  return "".join(vocab[int(i)] for i in np.ravel(ids))
+
+
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 

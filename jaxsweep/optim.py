@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -35,16 +36,28 @@ def is_numeric(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class InjectedOptimizer(optax.GradientTransformationExtraArgs):
+  """The optimizer :func:`wrap` returns: an optax transformation that also
+  remembers how to rebuild itself with other values (see :func:`init_state`).
+
+  A plain subclass of the NamedTuple, so it *is* an
+  ``optax.GradientTransformationExtraArgs``; ``rebuild`` is an attribute, not
+  a field, so the tuple (and its pytree-ness) is unchanged.
+  """
+
+  rebuild: Callable[[Mapping[str, Any]], optax.GradientTransformationExtraArgs]
+
+
 def wrap(opt_factory: Callable[..., optax.GradientTransformation],
          static: Mapping[str, Any], dynamic: Mapping[str, float]
-         ) -> optax.GradientTransformation:
+         ) -> InjectedOptimizer:
   """Builds the injectable optimizer once, outside ``vmap``.
 
   Args:
     opt_factory: the user's factory.
     static: structural arguments (bools, strings), bound as Python values.
     dynamic: numeric arguments with placeholder values; per-variant values
-      are written with :func:`set_hparams` after ``init``.
+      are written with :func:`init_state` (or :func:`set_hparams`).
 
   Returns:
     An ``optax.GradientTransformation`` whose state has ``.hyperparams``.
@@ -52,17 +65,55 @@ def wrap(opt_factory: Callable[..., optax.GradientTransformation],
   # Every numeric argument, defaults included, becomes an entry of
   # opt_state.hyperparams; static ones are bound as Python values (so a
   # numeric argument the user marked static stays a compile-time constant).
-  return optax.inject_hyperparams(
-      opt_factory, static_args=tuple(static), hyperparam_dtype=jnp.float32)(
-          **static, **{k: float(v) for k, v in dynamic.items()})
+  injectable = optax.inject_hyperparams(
+      opt_factory, static_args=tuple(static), hyperparam_dtype=jnp.float32)
+  placeholders = {k: float(v) for k, v in dynamic.items()}
+
+  def rebuild(values: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
+    return injectable(**static, **{**placeholders, **values})
+
+  tx = InjectedOptimizer(*rebuild({}))
+  tx.rebuild = rebuild
+  return tx
 
 
 def set_hparams(opt_state, values: Mapping[str, Any]):
-  """Writes one variant's (traced) values into ``opt_state.hyperparams``."""
+  """Writes one variant's (traced) values into ``opt_state.hyperparams``.
+
+  Only what ``update`` reads is changed: a state that ``init`` built from a
+  value (e.g. Adagrad's initial accumulator) keeps the placeholder's; use
+  :func:`init_state` to initialise a variant.
+  """
   hp = dict(opt_state.hyperparams)
   for k, v in values.items():
     hp[k] = jnp.asarray(v, jnp.float32)
   return opt_state._replace(hyperparams=hp)
+
+
+def init_state(tx: optax.GradientTransformation, params, values: Mapping[str, Any]):
+  """One variant's optimizer state, initialised with its (traced) values.
+
+  For an optimizer from :func:`wrap`, the inner state is built by the
+  factory called with the variant's values, so values that ``init`` uses
+  (``optax.adagrad``'s ``initial_accumulator_value``, ``optax.rmsprop``'s
+  ``initial_scale``) are honoured per variant, not only those ``update``
+  reads. The state has the same structure as ``tx.init(params)``: numeric
+  values are traced either way.
+
+  Args:
+    tx: the optimizer (from :func:`wrap` for per-variant values).
+    params: the variant's parameters.
+    values: numeric hyperparameter name -> scalar (traced under ``vmap``).
+
+  Returns:
+    The optimizer state, with ``values`` in ``.hyperparams``.
+  """
+  rebuild = getattr(tx, "rebuild", None)
+  if rebuild is None or not values:
+    state = tx.init(params)
+  else:
+    state = rebuild({k: jnp.asarray(v, jnp.float32) for k, v in values.items()}).init(params)
+  return set_hparams(state, values) if values else state
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +222,7 @@ def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
 @register("sgd")
 def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-        decay_steps=None, total_steps=1000):
+        decay_steps=None, total_steps=1000.0):
   """SGD (momentum when ``momentum > 0``; Nesterov with ``nesterov: true``)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
   tx = optax.sgd(lr, momentum=momentum, nesterov=nesterov)
@@ -182,7 +233,7 @@ def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
 def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
                  weight_decay=0.0, grad_clip=0.0, schedule="constant",
                  warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-                 total_steps=1000):
+                 total_steps=1000.0):
   """SGD with heavy-ball momentum (0.9 by default)."""
   return sgd(learning_rate, momentum=momentum, nesterov=nesterov,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
@@ -193,7 +244,7 @@ def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
 @register("nesterov")
 def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
                  grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-                 decay_rate=0.1, decay_steps=None, total_steps=1000):
+                 decay_rate=0.1, decay_steps=None, total_steps=1000.0):
   """SGD with Nesterov momentum."""
   return sgd(learning_rate, momentum=momentum, nesterov=True,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
@@ -204,7 +255,7 @@ def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
 @register("adam")
 def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000):
+         decay_steps=None, total_steps=1000.0):
   """Adam; ``weight_decay`` here is L2 added to the gradient (use adamw for
   decoupled decay)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
@@ -215,10 +266,87 @@ def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
 @register("adamw")
 def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
           grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-          decay_steps=None, total_steps=1000):
+          decay_steps=None, total_steps=1000.0):
   """AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
   tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
   return _with_extras(tx, grad_clip=grad_clip)
 
 
+
+
+@register("rmsprop")
+def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
+            centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
+            grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
+            decay_steps=None, total_steps=1000.0):
+  """RMSProp (Hinton 2012); ``centered`` divides by the gradient's std.
+
+  ``momentum`` is always passed on (a trace with decay 0 is the identity), so
+  a traced momentum of 0 and one of 0.9 share the same optimizer structure.
+  ``eps_in_sqrt: false`` matches PyTorch's ``sqrt(v) + eps``.
+  """
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  tx = optax.rmsprop(lr, decay=decay, eps=eps, momentum=momentum, centered=centered,
+                     nesterov=nesterov, eps_in_sqrt=eps_in_sqrt)
+  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
+
+
+def _scale_by_rss(initial_accumulator_value, eps) -> optax.GradientTransformation:
+  """``optax.scale_by_rss`` with the initial value added in ``update``.
+
+  optax stores ``initial_accumulator_value`` in the state at ``init``; the
+  engine initialises one state structure for all variants and writes their
+  values only into ``opt_state.hyperparams``, which ``update`` reads. Keeping
+  the sum of squares from zero and adding the initial value when it is used
+  gives the same arithmetic with a value-free ``init``.
+  """
+
+  def init_fn(params):
+    return optax.ScaleByRssState(sum_of_squares=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params=None):
+    del params  # Unused.
+    sums = jax.tree.map(lambda g, t: jnp.square(g) + t, updates, state.sum_of_squares)
+
+    def scale(g, t):
+      total = t + initial_accumulator_value
+      return g * jnp.where(total > 0, jax.lax.rsqrt(total + eps), 0.0)
+
+    return jax.tree.map(scale, updates, sums), optax.ScaleByRssState(sum_of_squares=sums)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register("adagrad")
+def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
+            weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
+            decay_rate=0.1, decay_steps=None, total_steps=1000.0):
+  """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
+  L2 on the gradient."""
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  tx = optax.chain(_scale_by_rss(initial_accumulator_value, eps),
+                   optax.scale_by_learning_rate(lr))
+  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
+
+
+@register("lamb")
+def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
+         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
+         decay_steps=None, total_steps=1000.0):
+  """LAMB (You et al. 2020): Adam with decoupled decay and a per-layer trust
+  ratio."""
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  return _with_extras(tx, grad_clip=grad_clip)
+
+
+@register("lion")
+def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
+         schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
+         total_steps=1000.0):
+  """Lion (Chen et al. 2023): sign updates, so its learning rate is typically
+  3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  tx = optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay)
+  return _with_extras(tx, grad_clip=grad_clip)

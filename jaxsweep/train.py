@@ -142,7 +142,7 @@ def make_train(model: models_lib.ModelFns,
     params = variables.pop("params")
     if "init_scale" in hparams:
       params = scale_weights(params, hparams["init_scale"])
-    opt_state = optim.set_hparams(tx.init(params), hparams.get("optimizer", {}))
+    opt_state = optim.init_state(tx, params, hparams.get("optimizer", {}))
     return RunState(step=jnp.zeros([], jnp.int32), params=params,
                     model_state=variables, opt_state=opt_state, key=k_run,
                     diverged=jnp.zeros([], bool),

@@ -1,0 +1,292 @@
+"""Tests for jaxsweep.optim: every optimizer and schedule vectorizes.
+
+The golden test of the design (DESIGN.md): ``vmap`` over variants with
+different hyperparameter values equals the same variants run one at a time,
+within a tolerance, over a few steps. Every optimizer is built the way the
+engine builds it (``optim.wrap`` once, values written into
+``opt_state.hyperparams``), so a factory whose structure depended on a
+numeric value would fail here.
+"""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxsweep import optim
+
+STEPS = 6
+RTOL = 1e-5
+
+# A tiny least-squares problem: two parameter leaves (a matrix and a bias)
+# so that global-norm clipping and per-layer trust ratios see a tree.
+_RNG = np.random.default_rng(0)
+X = jnp.asarray(_RNG.normal(size=(8, 3)), jnp.float32)
+Y = jnp.asarray(_RNG.normal(size=(8, 2)), jnp.float32)
+PARAMS = {"w": jnp.asarray([[0.5, -1.0], [2.0, 0.3], [-0.7, 1.2]], jnp.float32),
+          "b": jnp.asarray([0.1, -0.2], jnp.float32)}
+
+
+def _loss(params):
+  return jnp.mean((X @ params["w"] + params["b"] - Y) ** 2)
+
+
+def _trajectory(tx, hparams, *, init=None):
+  """Runs STEPS steps of one variant; returns final params and the losses.
+
+  The state is made as train.py makes it (values written into the state of
+  ``tx.init``) unless ``init`` says otherwise.
+  """
+  init = init or (lambda tx, params, hp: optim.set_hparams(tx.init(params), hp))
+  state = init(tx, PARAMS, hparams)
+
+  def step(carry, _):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(_loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, _), losses = jax.lax.scan(step, (PARAMS, state), None, length=STEPS)
+  return params, losses
+
+
+def _vmapped_and_sequential(tx, stacked):
+  """Both paths in ONE compiled program: vmap, and lax.map (one at a time)."""
+  run = lambda hp: _trajectory(tx, hp)
+  return jax.jit(lambda hp: (jax.vmap(run)(hp), jax.lax.map(run, hp)))(stacked)
+
+
+# Three variants per optimizer, differing in every numeric argument that
+# matters (learning rate, moments, clipping, decay).
+VARIANTS = {
+    "sgd": {"learning_rate": [0.01, 0.05, 0.1], "momentum": [0.0, 0.5, 0.9],
+            "grad_clip": [0.0, 0.5, 2.0], "weight_decay": [0.0, 1e-3, 1e-2]},
+    "momentum": {"learning_rate": [0.01, 0.02, 0.05], "momentum": [0.8, 0.9, 0.95]},
+    "nesterov": {"learning_rate": [0.01, 0.02, 0.05], "momentum": [0.8, 0.9, 0.95]},
+    "adam": {"learning_rate": [1e-3, 1e-2, 5e-2], "b1": [0.8, 0.9, 0.95],
+             "b2": [0.99, 0.999, 0.9], "grad_clip": [0.0, 1.0, 0.1]},
+    "adamw": {"learning_rate": [1e-3, 1e-2, 5e-2], "weight_decay": [0.0, 1e-2, 0.1]},
+    "rmsprop": {"learning_rate": [1e-3, 1e-2, 3e-2], "decay": [0.9, 0.95, 0.99],
+                "momentum": [0.0, 0.5, 0.9]},
+    "adagrad": {"learning_rate": [0.01, 0.1, 0.3],
+                "initial_accumulator_value": [0.1, 0.01, 1.0]},
+    "lamb": {"learning_rate": [1e-3, 1e-2, 5e-2], "weight_decay": [0.0, 1e-2, 0.1]},
+    "lion": {"learning_rate": [1e-4, 1e-3, 1e-2], "b1": [0.9, 0.95, 0.8],
+             "weight_decay": [0.0, 1e-3, 1e-2]},
+}
+
+SCHEDULE_VARIANTS = {
+    "constant": {},
+    "cosine": {"total_steps": [4.0, 6.0, 10.0]},
+    "warmup_cosine": {"warmup_steps": [0.0, 2.0, 3.0], "total_steps": [4.0, 6.0, 10.0]},
+    "exponential": {"decay_rate": [0.5, 0.1, 0.9], "decay_steps": [2.0, 3.0, 5.0]},
+    "step": {"decay_rate": [0.5, 0.1, 0.9], "total_steps": [4.0, 6.0, 8.0]},
+}
+
+
+def _check_vectorizes(name, schedule, values):
+  tx = optim.wrap(optim.get(name), {"schedule": schedule},
+                  {k: v[0] for k, v in values.items()})
+  stacked = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+  (p_vec, l_vec), (p_seq, l_seq) = _vmapped_and_sequential(tx, stacked)
+  np.testing.assert_allclose(l_vec, l_seq, rtol=RTOL, atol=1e-7)
+  for k in PARAMS:
+    np.testing.assert_allclose(p_vec[k], p_seq[k], rtol=RTOL, atol=1e-7)
+  assert np.all(np.isfinite(np.asarray(l_vec)))
+  # The values are honoured: different hyperparameters, different runs.
+  assert not np.allclose(p_vec["w"][0], p_vec["w"][2])
+  return l_vec
+
+
+def test_registry_has_every_optimizer():
+  assert set(VARIANTS) <= set(optim.names())
+  for name in VARIANTS:
+    args = optim.accepted_args(name)
+    assert {"learning_rate", "grad_clip", "schedule", "warmup_steps",
+            "total_steps"} <= set(args)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_optimizer_vectorizes(name):
+  losses = _check_vectorizes(name, "constant", VARIANTS[name])
+  # A few steps at these settings make progress on a convex problem.
+  assert float(losses[1, -1]) < float(losses[1, 0])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "rmsprop", "lion"])
+def test_optimizers_vectorize_with_warmup_cosine(name):
+  values = {**VARIANTS[name], **SCHEDULE_VARIANTS["warmup_cosine"]}
+  _check_vectorizes(name, "warmup_cosine", values)
+
+
+@pytest.mark.parametrize("schedule", optim.SCHEDULES)
+def test_every_schedule_vectorizes(schedule):
+  values = {"learning_rate": [0.01, 0.05, 0.1], **SCHEDULE_VARIANTS[schedule]}
+  _check_vectorizes("adam", schedule, values)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad", "lamb", "lion"])
+def test_injected_values_match_a_plain_optimizer(name):
+  """Values written into opt_state.hyperparams act like Python constants."""
+  values = {k: v[1] for k, v in VARIANTS[name].items()}
+  tx = optim.wrap(optim.get(name), {}, {k: 0.0 for k in values})
+  p_inj, l_inj = jax.jit(lambda: _trajectory(tx, values))()
+  plain = optim.get(name)(**values)
+  p_plain, l_plain = jax.jit(lambda: _plain_trajectory(plain))()
+  np.testing.assert_allclose(l_inj, l_plain, rtol=RTOL, atol=1e-7)
+  np.testing.assert_allclose(p_inj["w"], p_plain["w"], rtol=RTOL, atol=1e-7)
+
+
+def test_adagrad_matches_optax():
+  values = {"learning_rate": 0.1, "initial_accumulator_value": 0.01, "eps": 1e-7}
+  ours = jax.jit(lambda: _plain_trajectory(optim.get("adagrad")(**values)))()
+  ref = jax.jit(lambda: _plain_trajectory(optax.adagrad(**values)))()
+  np.testing.assert_allclose(ours[1], ref[1], rtol=RTOL)
+  np.testing.assert_allclose(ours[0]["w"], ref[0]["w"], rtol=RTOL)
+
+
+def test_init_state_honours_values_used_at_init():
+  """A user factory whose init reads a value (optax.adagrad's accumulator)."""
+  factory = lambda learning_rate, initial_accumulator_value: optax.adagrad(
+      learning_rate, initial_accumulator_value=initial_accumulator_value)
+  tx = optim.wrap(factory, {}, {"learning_rate": 0.1, "initial_accumulator_value": 0.1})
+  values = {"learning_rate": jnp.array([0.1, 0.1]),
+            "initial_accumulator_value": jnp.array([0.1, 5.0])}
+  (_, l_vec), _ = jax.jit(lambda hp: (
+      jax.vmap(lambda h: _trajectory(tx, h, init=optim.init_state))(hp), 0))(values)
+  for i in range(2):
+    plain = optax.adagrad(0.1, initial_accumulator_value=float(values[
+        "initial_accumulator_value"][i]))
+    _, l_plain = jax.jit(lambda: _plain_trajectory(plain))()
+    np.testing.assert_allclose(l_vec[i], l_plain, rtol=RTOL)
+  state = jax.eval_shape(lambda: optim.init_state(tx, PARAMS, {"learning_rate": 0.2}))
+  assert jax.tree.structure(state) == jax.tree.structure(
+      jax.eval_shape(lambda: tx.init(PARAMS)))
+
+
+def _plain_trajectory(tx):
+  state = tx.init(PARAMS)
+
+  def step(carry, _):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(_loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  (params, _), losses = jax.lax.scan(step, (PARAMS, state), None, length=STEPS)
+  return params, losses
+
+
+def test_hyperparams_hold_every_numeric_argument_as_float32():
+  tx = optim.wrap(optim.get("lion"), {"schedule": "cosine"}, {"learning_rate": 1e-3})
+  hp = tx.init(PARAMS).hyperparams
+  assert {"learning_rate", "b1", "b2", "weight_decay", "grad_clip", "warmup_steps",
+          "decay_rate", "total_steps"} <= set(hp)
+  assert all(v.dtype == jnp.float32 and v.shape == () for v in hp.values())
+  assert "schedule" not in hp and "decay_steps" not in hp  # Static (str / None).
+
+
+def test_new_values_never_retrace():
+  tx = optim.wrap(optim.get("rmsprop"), {"schedule": "step"},
+                  {"learning_rate": 1e-2, "momentum": 0.0})
+  traces = []
+
+  @jax.jit
+  def run(hp):
+    traces.append(1)
+    return jax.vmap(lambda h: _trajectory(tx, h))(hp)
+
+  for lr, mom in ((1e-2, 0.0), (3e-2, 0.9)):
+    run({"learning_rate": jnp.full((3,), lr), "momentum": jnp.full((3,), mom)})
+  assert len(traces) == 1
+
+
+# --------------------------------------------------------------------------
+# Schedules: values at known points (all parameters may be traced).
+
+def _sched(name, **kw):
+  return optim.schedule(name, 1.0, total_steps=kw.pop("total_steps", 100.0), **kw)
+
+
+def test_constant_schedule():
+  fn = _sched("constant")
+  assert float(fn(0)) == 1.0 and float(fn(99)) == 1.0
+
+
+def test_cosine_schedule_endpoints():
+  fn = _sched("cosine")
+  assert float(fn(0)) == pytest.approx(1.0)
+  assert float(fn(50)) == pytest.approx(0.5, abs=1e-6)
+  assert float(fn(100)) == pytest.approx(0.0, abs=1e-6)
+  assert float(fn(500)) == pytest.approx(0.0, abs=1e-6)  # Clipped after the end.
+
+
+def test_warmup_cosine_schedule():
+  fn = _sched("warmup_cosine", warmup_steps=10.0)
+  # Linear warmup reaching the peak at step warmup - 1, then cosine decay.
+  assert float(fn(0)) == pytest.approx(0.1)
+  assert float(fn(4)) == pytest.approx(0.5)
+  assert float(fn(9)) == pytest.approx(1.0)
+  assert float(fn(10)) == pytest.approx(1.0)
+  assert float(fn(55)) == pytest.approx(0.5, abs=1e-6)
+  assert float(fn(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_exponential_schedule():
+  fn = _sched("exponential", decay_rate=0.5, decay_steps=10.0)
+  assert float(fn(0)) == pytest.approx(1.0)
+  assert float(fn(10)) == pytest.approx(0.5)
+  assert float(fn(30)) == pytest.approx(0.125)
+
+
+def test_step_schedule():
+  fn = _sched("step", decay_rate=0.1)
+  assert float(fn(49)) == pytest.approx(1.0)
+  assert float(fn(50)) == pytest.approx(0.1)
+  assert float(fn(75)) == pytest.approx(0.01)
+
+
+def test_schedule_parameters_can_be_traced():
+  @jax.jit
+  @jax.vmap
+  def lr_at_20(warmup, total):
+    return optim.schedule("warmup_cosine", 2.0, total_steps=total,
+                          warmup_steps=warmup)(20)
+  out = lr_at_20(jnp.array([0.0, 40.0]), jnp.array([40.0, 100.0]))
+  np.testing.assert_allclose(out, [2.0 * 0.5 * (1 + math.cos(math.pi * 0.5)),
+                                   2.0 * 21 / 40], rtol=1e-6)
+
+
+def test_unknown_schedule_is_a_config_error():
+  from jaxsweep import errors
+  with pytest.raises(errors.ConfigError, match="schedule"):
+    optim.schedule("cosnie", 1.0, total_steps=10)
+
+
+# --------------------------------------------------------------------------
+# Gradient clipping and weight decay as traced values.
+
+def test_traced_grad_clip_bounds_the_update_and_zero_means_off():
+  tx = optim.wrap(optim.get("sgd"), {}, {"learning_rate": 1.0, "grad_clip": 0.0})
+  grads = jax.grad(_loss)(PARAMS)
+  norm = float(optax.tree.norm(grads))
+
+  @jax.jit
+  @jax.vmap
+  def update_norm(clip):
+    state = optim.set_hparams(tx.init(PARAMS), {"grad_clip": clip})
+    updates, _ = tx.update(grads, state, PARAMS)
+    return optax.tree.norm(updates)
+
+  out = np.asarray(update_norm(jnp.array([0.0, norm / 4, 10 * norm])))
+  np.testing.assert_allclose(out, [norm, norm / 4, norm], rtol=1e-5)
+
+
+def test_docstring_examples_run():
+  assert doctest.testmod(optim).failed == 0
