@@ -66,7 +66,7 @@ class Config:
     """A runnable config (no sweep) for one variant's full settings."""
     raw = copy.deepcopy({k: v for k, v in self.raw.items() if k != "sweep"})
     for key, value in settings.items():
-      _set_path(raw, key, list(value) if isinstance(value, tuple) else value)
+      set_path(raw, key, list(value) if isinstance(value, tuple) else value)
     return raw
 
 
@@ -148,7 +148,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
   fixed, override_sweep = space.parse_overrides(overrides) if overrides else ({}, None)
   for key, value in fixed.items():
     _check_path(key)
-    _set_path(raw, key, value)
+    set_path(raw, key, value)
   sweep_obj = raw.get("sweep")
   if override_sweep is not None:
     swept = set(space.keys(override_sweep))
@@ -204,7 +204,8 @@ def _check_path(key: str) -> None:
         key=key, fix=f"paths look like {', '.join(valid)}")
 
 
-def _set_path(raw: dict, key: str, value: Any) -> None:
+def set_path(raw: dict, key: str, value: Any) -> None:
+  """Sets a dotted config path (``optimizer.learning_rate``) in a config dict."""
   if key == "seed":
     raw["seed"] = value
     return

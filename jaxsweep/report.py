@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep import results as results_lib
 
@@ -376,23 +377,8 @@ def best_config(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
   """
   out = copy.deepcopy({k: v for k, v in raw.items() if k != "sweep"})
   for key, value in settings.items():
-    _set_path(out, key, value)
+    config_lib.set_path(out, key, value)
   return _plain(out)
-
-
-def _set_path(raw: dict, key: str, value: Any) -> None:
-  # The same placement as jaxsweep.config (kept here so report does not
-  # reach into config's private helpers).
-  if key == "seed":
-    raw["seed"] = value
-    return
-  head, _, tail = key.partition(".")
-  section = raw.get(head)
-  if isinstance(section, str):  # loss: cross_entropy
-    section = {"name": section}
-  section = dict(section or {})
-  section[tail] = value
-  raw[head] = section
 
 
 def write_best_config(res: results_lib.Results, out_dir: str,
