@@ -1015,5 +1015,8 @@ def execute(plan: Plan, *, mesh=None, chunk_size: int | None = None,
     group_info.append(info)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
+  derived = {}
+  for built in built_of.values():
+    derived.update(built.derived)
   return results_lib.Results.from_run(plan, history, final, states, group_info,
-                                      seconds=seconds)
+                                      seconds=seconds, derived=derived)

@@ -159,19 +159,20 @@ class Results:
     self._states = states or {}
 
   @classmethod
-  def from_run(cls, plan, history, final, states, group_info, *, seconds=None):
-    """Assembles rows from the engine's per-variant final metrics."""
+  def from_run(cls, plan, history, final, states, group_info, *, seconds=None,
+               derived=None):
+    """Assembles rows from the engine's per-variant final metrics.
+
+    ``derived`` maps a metric name to ``fn(row) -> value`` computed from the
+    aggregated ones (e.g. perplexity from ``test_nll``).
+    """
     metric_keys: list[str] = []
     for entries in history.values():
       for e in entries:
         for k in e:
           if k != "step" and k not in metric_keys:
             metric_keys.append(k)
-    derived = {}
-    from jaxsweep import engine  # pylint: disable=g-import-not-at-top
-    for g in plan.groups:
-      built = engine.build_group(plan, g)
-      derived.update(built.derived)
+    derived = dict(derived or {})
     rows = []
     group_of = {i: g.index for g in plan.groups for i in g.members}
     for i, settings in enumerate(plan.variants):
