@@ -35,7 +35,7 @@ from jaxsweep import data as data_lib
 from jaxsweep import losses
 from jaxsweep import models
 from jaxsweep import optim
-from jaxsweep import train as train_lib
+from jaxsweep.engine import train as train_lib
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "elu")
 LOSSES = ("cross_entropy", "mse")
@@ -69,7 +69,7 @@ def _run_program(prog, hp, data):
   init = jax.jit(init_fn).lower(hp, data).compile(
       compiler_options={"xla_backend_optimization_level": 0})
   state = jax.eval_shape(init_fn, hp, data)
-  chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None))).lower(state, hp, data).compile()
+  chunk = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None))).lower(state, hp, data).compile()
   compile_s = time.perf_counter() - t0
 
   def train():

@@ -50,22 +50,22 @@ def build(n: int, steps: int):
        "optimizer.name": "adam", "train.steps": steps, "train.batch_size": 128,
        "train.eval_every": steps, "seed": 0},
       [{"optimizer.learning_rate": lr, "seed": i} for i, lr in enumerate(lrs)])
-  return plan, plan.groups[0], engine.build_group(plan, plan.groups[0])
+  return plan, plan.groups[0], engine.program.build(plan, plan.groups[0])
 
 
 def bench_vectorized(plan, group, built, mesh):
   hp = sharding.put_population(engine.stack_hparams(plan, group), mesh)
   data = engine.device_data(built.dataset, mesh)
   t0 = time.perf_counter()
-  compiled = engine.compile_group(built, mesh, hp, data)
+  compiled = engine.program.compile(built, mesh, hp, data)
   compile_s = time.perf_counter() - t0
   state = compiled.init(hp, data)
-  state, stats = compiled.chunk(state, hp, data)  # Warm-up.
+  state, stats = compiled.period(state, hp, data)  # Warm-up.
   jax.block_until_ready(stats)
   state = compiled.init(hp, data)
   jax.block_until_ready(state)
   t0 = time.perf_counter()
-  state, stats = compiled.chunk(state, hp, data)
+  state, stats = compiled.period(state, hp, data)
   jax.block_until_ready(stats)
   return compile_s, time.perf_counter() - t0, np.asarray(stats["test_accuracy"])
 
@@ -75,7 +75,7 @@ def bench_sequential(plan, group, built):
   hp_all = engine.stack_hparams(plan, group)
   data = engine.device_data(built.dataset)
   init = jax.jit(built.program.init)
-  chunk = jax.jit(built.program.chunk)
+  chunk = jax.jit(built.program.period)
   hp0 = jax.tree.map(lambda a: a[0], hp_all)
   t0 = time.perf_counter()
   s = init(hp0, data)

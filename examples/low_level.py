@@ -17,7 +17,7 @@ import jaxsweep as js
 
 def main(smoke: bool = False):
   data = js.data.load("digits")
-  settings = js.train.TrainSettings(steps=4 if smoke else 300, batch_size=32 if smoke else 128,
+  settings = js.engine.TrainSettings(steps=4 if smoke else 300, batch_size=32 if smoke else 128,
                                     eval_every=2 if smoke else 100)
   model = js.models.to_model_fns(js.models.MLP(features=(64,), num_outputs=10))
   tx = js.optim.wrap(optax.adam, {}, {"learning_rate": 1e-3})  # inject_hyperparams, once
@@ -29,7 +29,7 @@ def main(smoke: bool = False):
              "optimizer": {"learning_rate": lrs}}       # [V]
   arrays = js.device_data(data)                          # shared by all variants
   init = jax.jit(jax.vmap(program.init, in_axes=(0, None)))
-  chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)))
+  chunk = jax.jit(jax.vmap(program.period, in_axes=(0, 0, None)))
   state = init(hparams, arrays)
   for _ in range(settings.num_chunks):
     state, stats = chunk(state, hparams, arrays)

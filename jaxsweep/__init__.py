@@ -11,45 +11,46 @@ Examples:
   True
 """
 
+from jaxsweep import api
 from jaxsweep import config
-from jaxsweep import data
-from jaxsweep import distributed
 from jaxsweep import engine
 from jaxsweep import errors
-from jaxsweep import losses
-from jaxsweep import memory
-from jaxsweep import models
-from jaxsweep import optim
+from jaxsweep import keys
+from jaxsweep import report
 from jaxsweep import results
-from jaxsweep import sharding
 from jaxsweep import space
-from jaxsweep import train
 from jaxsweep.api import run
-from jaxsweep.engine import device_data, stack_hparams
+from jaxsweep.api import run_config
+from jaxsweep.components import data
+from jaxsweep.components import losses
+from jaxsweep.components import models
+from jaxsweep.components import optim
+from jaxsweep.engine import distributed
+from jaxsweep.engine import sharding
+from jaxsweep.engine.train import make_train
 from jaxsweep.errors import ConfigError
 from jaxsweep.results import Results
-from jaxsweep.train import make_train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "Results",
+    "api",
     "config",
     "data",
-    "device_data",
     "distributed",
     "engine",
     "errors",
+    "keys",
     "losses",
     "make_train",
-    "memory",
     "models",
     "optim",
+    "report",
     "results",
     "run",
+    "run_config",
     "sharding",
     "space",
-    "stack_hparams",
-    "train",
 ]

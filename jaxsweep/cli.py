@@ -12,7 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from jaxsweep import api
+from jaxsweep import config as config_lib
+from jaxsweep import dryrun
 from jaxsweep import errors
+from jaxsweep import report
+from jaxsweep.engine import distributed
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import sharding
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "plan"):
       # Before anything touches JAX: one virtual device per core on CPU, and
       # joining a multi-process run when launched as one.
-      from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
-      from jaxsweep import sharding  # pylint: disable=g-import-not-at-top
       sharding.configure_cpu_devices(args.devices)
       distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     if args.command == "run":
@@ -131,20 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-  from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   out = args.out or os.path.join(
       "runs", os.path.splitext(os.path.basename(args.config))[0])
-  with report.output_options(aggregate=args.aggregate, plots=args.plots,
-                             tensorboard=args.tensorboard,
-                             curves=args.top or report.DEFAULT_CURVES):
-    res = config_lib.run(cfg, out=out, progress=not args.quiet,
-                         chunk_size=args.chunk_size, memory_budget=args.memory_budget)
-  from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
+  res = api.run_config(cfg, progress=not args.quiet, chunk_size=args.chunk_size,
+                       memory_budget=args.memory_budget)
   if not distributed.is_primary():  # One coordinated table, printed by process 0.
     return 0
+  report.write_outputs(res, out, config=cfg.raw, aggregate=args.aggregate,
+                       plots=args.plots, tensorboard=args.tensorboard,
+                       curves=args.top or report.DEFAULT_CURVES)
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
   if args.format not in ("csv", "json"):
     print(report.describe_outputs(out))
@@ -152,12 +154,10 @@ def _run(args) -> int:
 
 
 def _plan(args) -> int:
-  from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
-  from jaxsweep import dryrun  # pylint: disable=g-import-not-at-top
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   try:
-    plan = js_engine().make_plan(cfg.spec, cfg.base, cfg.points)
+    plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
     kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
               "chunk_size": args.chunk_size or cfg.run.get("chunk_size")} if args.memory else {}
     print(dryrun.describe(plan, memory=args.memory, **kwargs))
@@ -166,13 +166,7 @@ def _plan(args) -> int:
   return 0
 
 
-def js_engine():
-  from jaxsweep import engine  # pylint: disable=g-import-not-at-top
-  return engine
-
-
 def _report(args) -> int:
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
   res, config = report.load_run(args.dir)
   if args.target or args.mode:
     res = res.ranked(args.target, args.mode)
@@ -190,7 +184,6 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
   (a, _), (b, _) = report.load_run(args.dirs[0]), report.load_run(args.dirs[1])
   labels = [os.path.basename(os.path.normpath(d)) or d for d in args.dirs]
   if labels[0] == labels[1]:

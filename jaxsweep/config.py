@@ -27,14 +27,19 @@ from typing import Any
 
 import yaml
 
-from jaxsweep import engine
 from jaxsweep import errors
+from jaxsweep import keys
 from jaxsweep import space
+from jaxsweep.components import data as data_lib
+from jaxsweep.components import losses as losses_lib
+from jaxsweep.components import models as models_lib
+from jaxsweep.components import optim
+from jaxsweep.engine import plan as plan_lib
 
-SECTIONS = ("data", "model", "loss", "optimizer", "train")
+SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
              "vectorize")
-RUN_KEYS = ("chunk_size", "max_variants", "memory_budget", "devices")
+RUN_KEYS = ("chunk_size", "max_variants", "memory_budget")
 
 
 @dataclasses.dataclass
@@ -59,18 +64,11 @@ class Config:
   run: dict[str, Any]
 
   @property
-  def spec(self) -> engine.Spec:
-    return registry_spec(self.raw.get("vectorize") or ())
-
-  def variant_config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A runnable config (no sweep) for one variant's full settings."""
-    raw = copy.deepcopy({k: v for k, v in self.raw.items() if k != "sweep"})
-    for key, value in settings.items():
-      set_path(raw, key, list(value) if isinstance(value, tuple) else value)
-    return raw
+  def components(self) -> plan_lib.Components:
+    return registry_components(self.raw.get("vectorize") or ())
 
 
-def registry_spec(vectorize=()) -> engine.Spec:
+def registry_components(vectorize=()) -> plan_lib.Components:
   """Components looked up by name in jaxsweep's registries.
 
   Args:
@@ -84,9 +82,9 @@ def registry_spec(vectorize=()) -> engine.Spec:
           f"'{key}' cannot be vectorized.{errors.did_you_mean(str(key), VECTORIZABLE)}",
           key="vectorize", fix=f"vectorize one of: {', '.join(VECTORIZABLE)} (other "
                                "structural keys form compile groups)")
-  return engine.Spec(model=engine.MODEL_REGISTRY, optimizer=engine.OPTIMIZER_REGISTRY,
-                     loss=engine.LOSS_REGISTRY, data=engine.DATA_REGISTRY,
-                     vectorize=frozenset(vectorize))
+  return plan_lib.Components(
+      model=models_lib.REGISTRY, optimizer=optim.REGISTRY, loss=losses_lib.REGISTRY,
+      data=data_lib.REGISTRY, vectorize=frozenset(keys.parse(k) for k in vectorize))
 
 
 # String choices that the built-in models and losses can select per variant.
@@ -147,8 +145,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
       raise errors.unknown_key(str(k), TOP_LEVEL, what="top-level key")
   fixed, override_sweep = space.parse_overrides(overrides) if overrides else ({}, None)
   for key, value in fixed.items():
-    _check_path(key)
-    set_path(raw, key, value)
+    keys.set_path(raw, keys.parse(key), value)
   sweep_obj = raw.get("sweep")
   if override_sweep is not None:
     swept = set(space.keys(override_sweep))
@@ -160,7 +157,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
   for key in fixed:  # A fixed override wins over the same key in the sweep.
     if isinstance(sweep_obj, dict) and key in sweep_obj:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
-  base = flatten(raw)
+  base = keys.flatten(raw)
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
   run_opts = dict(raw.get("run") or {})
   for k in run_opts:
@@ -182,7 +179,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
     points = space.expand(space.product(*parts), max_variants=limit)
   for p in points:
     for k in p:
-      _check_path(k)
+      keys.parse(k)
   mode = raw.get("mode")
   if mode not in (None, "max", "min"):
     raise errors.ConfigError(f"mode must be max or min, got {mode!r}.", key="mode")
@@ -191,65 +188,3 @@ def _load(raw, path, overrides, max_variants) -> Config:
     raw_out["sweep"] = raw.get("sweep")
   return Config(raw=raw_out, path=path, base=base, points=points,
                 target=raw.get("target"), mode=mode, run=run_opts)
-
-
-def _check_path(key: str) -> None:
-  head, _, tail = key.partition(".")
-  if key == "seed":
-    return
-  if head not in SECTIONS or not tail:
-    valid = [*(f"{s}.<arg>" for s in SECTIONS), "seed"]
-    raise errors.ConfigError(
-        f"'{key}' is not a config path.{errors.did_you_mean(head, SECTIONS + ('seed',))}",
-        key=key, fix=f"paths look like {', '.join(valid)}")
-
-
-def set_path(raw: dict, key: str, value: Any) -> None:
-  """Sets a dotted config path (``optimizer.learning_rate``) in a config dict."""
-  if key == "seed":
-    raw["seed"] = value
-    return
-  head, _, tail = key.partition(".")
-  section = raw.get(head)
-  if isinstance(section, str):  # loss: cross_entropy
-    section = {"name": section}
-  section = dict(section or {})
-  section[tail] = value
-  raw[head] = section
-
-
-def flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
-  """Config dict -> qualified settings (``optimizer.learning_rate``: 1e-3)."""
-  out: dict[str, Any] = {}
-  for section in SECTIONS:
-    value = raw.get(section)
-    if value is None:
-      continue
-    if isinstance(value, str):
-      value = {"name": value}
-    if not isinstance(value, Mapping):
-      raise errors.ConfigError(
-          f"'{section}' must be a mapping (or a name), got {type(value).__name__}.",
-          key=section, fix=f"write e.g. {section}: {{name: ..., ...}}")
-    for k, v in value.items():
-      out[f"{section}.{k}"] = tuple(_tuple(v)) if isinstance(v, list) else v
-  if "seed" in raw:
-    out["seed"] = raw["seed"]
-  return out
-
-
-def _tuple(v):
-  return [tuple(_tuple(x)) if isinstance(x, list) else x for x in v]
-
-
-def run(cfg: Config, *, out: str | None = None, progress=False, mesh=None,
-        chunk_size: int | None = None, memory_budget: int | str | None = None):
-  """Runs a loaded config through the same engine as :func:`jaxsweep.run`."""
-  from jaxsweep import api  # pylint: disable=g-import-not-at-top
-  try:
-    return api.run_plan(cfg.spec, cfg.base, cfg.points, target=cfg.target,
-                        mode=cfg.mode, chunk_size=chunk_size or cfg.run.get("chunk_size"),
-                        memory_budget=memory_budget or cfg.run.get("memory_budget"),
-                        mesh=mesh, out=out, progress=progress, config=cfg.raw)
-  except errors.ConfigError as e:
-    raise e.with_file(cfg.path) if cfg.path else e

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxsweep import engine
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import program
 
 
-def classify(plan: engine.Plan) -> dict[str, str]:
+def classify(plan: plan_lib.Plan) -> dict[plan_lib.Key, str]:
   """Swept key -> ``vectorized``, ``vectorized (choice)`` or ``grouped``."""
   out = {}
   for k in plan.swept:
@@ -26,7 +27,7 @@ def classify(plan: engine.Plan) -> dict[str, str]:
   return out
 
 
-def varying_static(plan: engine.Plan) -> list[str]:
+def varying_static(plan: plan_lib.Plan) -> list[plan_lib.Key]:
   """Static keys whose value differs between groups (what splits them)."""
   keys: list[str] = []
   for g in plan.groups:
@@ -37,32 +38,32 @@ def varying_static(plan: engine.Plan) -> list[str]:
           if len({repr(g.static.get(k)) for g in plan.groups}) > 1]
 
 
-def describe(plan: engine.Plan, *, memory: bool = False,
+def describe(plan: plan_lib.Plan, *, memory: bool = False,
              estimates: dict[int, Any] | None = None, **memory_kwargs) -> str:
   """A human-readable dry-run report of a plan.
 
   Args:
-    plan: from :func:`jaxsweep.engine.make_plan`.
+    plan: from :func:`jaxsweep.engine.plan.make_plan`.
     memory: also estimate each group's memory and chunking (compiles each
       group's step at two small sizes; nothing is trained).
     estimates: precomputed group index -> estimate (anything printable).
-    **memory_kwargs: passed to :func:`jaxsweep.engine.estimate_memory`.
+    **memory_kwargs: passed to :func:`jaxsweep.engine.program.estimate_memory`.
   """
   if memory and estimates is None:
-    estimates = engine.estimate_memory(plan, **memory_kwargs)
+    estimates = program.estimate_memory(plan, **memory_kwargs)
   lines = [f"{plan.num_variants} variants in {len(plan.groups)} compile group(s) "
            f"({len(plan.groups)} compilation(s))"]
   kinds = classify(plan)
   if kinds:
-    width = max(len(plan.display.get(k, k)) for k in kinds)
+    width = max(len(plan.column(k)) for k in kinds)
     lines.append("swept keys:")
     for k, kind in kinds.items():
       n = len({repr(v[k]) for v in plan.variants if k in v})
-      lines.append(f"  {plan.display.get(k, k):<{width}}  {kind:<20} {n} value(s)")
+      lines.append(f"  {plan.column(k):<{width}}  {kind:<20} {n} value(s)")
   split = varying_static(plan)
   lines.append("groups:")
   for g in plan.groups:
-    what = ", ".join(f"{plan.display.get(k, k)}={_short(g.static.get(k))}" for k in split)
+    what = ", ".join(f"{plan.column(k)}={_short(g.static.get(k))}" for k in split)
     lines.append(f"  [{g.index}] {len(g.members)} variants" + (f"  {what}" if what else ""))
     if estimates and g.index in estimates:
       lines.append(f"      {estimates[g.index]}")

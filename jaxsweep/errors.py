@@ -9,6 +9,8 @@ traceback.
 from __future__ import annotations
 
 import difflib
+import os
+import traceback
 from collections.abc import Iterable
 
 
@@ -76,3 +78,28 @@ def unknown_key(key: str, options: Iterable[str], *, what: str = "key",
       f"unknown {what} '{key}'.{did_you_mean(key.rsplit('.', 1)[-1], options)}",
       key=key, file=file,
       fix=f"use one of: {', '.join(options)}" if options else None)
+
+
+_LIBRARY_DIRS = (*(f"{os.sep}{name}{os.sep}" for name in ("jax", "jaxlib", "flax", "optax", "chex")),
+                 os.path.dirname(os.path.abspath(__file__)) + os.sep)
+
+
+def user_frame(e: BaseException) -> str:
+  """``'in fn (file:line: code) '`` for the innermost frame of the user's code.
+
+  Frames in JAX, Flax, Optax, chex and jaxsweep itself are skipped, so the
+  message points at the user's model, loss or metric.
+  """
+  frames = [f for f in traceback.extract_tb(e.__traceback__)
+            if not any(d in f.filename for d in _LIBRARY_DIRS)
+            and os.path.basename(f.filename) not in ("contextlib.py", "functools.py")]
+  if not frames:
+    return ""
+  f = frames[-1]
+  return f"in {f.name} ({f.filename}:{f.lineno}: {(f.line or '').strip()}) "
+
+
+def first_line(e: BaseException) -> str:
+  """The first line of an exception's message (its type if empty)."""
+  text = str(e).strip().splitlines()
+  return text[0] if text else type(e).__name__

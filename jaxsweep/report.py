@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from jaxsweep import config as config_lib
+from jaxsweep import keys
 from jaxsweep import errors
 from jaxsweep import results as results_lib
 
@@ -377,7 +377,7 @@ def best_config(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
   """
   out = copy.deepcopy({k: v for k, v in raw.items() if k != "sweep"})
   for key, value in settings.items():
-    config_lib.set_path(out, key, value)
+    keys.set_path(out, key, value)
   return _plain(out)
 
 

@@ -24,6 +24,7 @@ from jaxsweep import errors
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
+STATUS_STOPPED = "stopped"  # A scheduler stopped it early (see jaxsweep.engine.execute).
 
 
 def default_target(metric_names: Sequence[str]) -> tuple[str, str]:
@@ -157,48 +158,6 @@ class Results:
     self.seconds = seconds
     self.metrics = list(metrics)
     self._states = states or {}
-
-  @classmethod
-  def from_run(cls, plan, history, final, states, group_info, *, seconds=None,
-               derived=None):
-    """Assembles rows from the engine's per-variant final metrics.
-
-    ``derived`` maps a metric name to ``fn(row) -> value`` computed from the
-    aggregated ones (e.g. perplexity from ``test_nll``).
-    """
-    metric_keys: list[str] = []
-    for entries in history.values():
-      for e in entries:
-        for k in e:
-          if k != "step" and k not in metric_keys:
-            metric_keys.append(k)
-    derived = dict(derived or {})
-    rows = []
-    group_of = {i: g.index for g in plan.groups for i in g.members}
-    for i, settings in enumerate(plan.variants):
-      f = final[i]
-      row: dict[str, Any] = {"variant": i, "id": plan.ids[i]}
-      for k in plan.swept:
-        v = settings.get(k)
-        row[plan.display.get(k, k)] = list(v) if isinstance(v, tuple) else v
-      row["group"] = group_of[i]
-      row["status"] = STATUS_DIVERGED if f["diverged"] else STATUS_OK
-      row["diverged_step"] = f["diverged_step"] if f["diverged"] else None
-      row["steps"] = f["step"]
-      for k in metric_keys:
-        row[k] = f.get(k)
-      for name, fn in derived.items():
-        try:
-          row[f"test_{name}"] = float(fn(row))
-        except (KeyError, TypeError, ValueError, OverflowError):
-          row[f"test_{name}"] = float("nan")
-      rows.append(row)
-    metrics = [k for k in rows[0] if k.startswith(("train_", "test_"))] if rows else []
-    target, mode = default_target(metrics)
-    settings = {i: dict(v) for i, v in enumerate(plan.variants)}
-    return cls(rows, history, swept=[plan.display.get(k, k) for k in plan.swept],
-               target=target, mode=mode, groups=group_info, settings=settings,
-               states=states, seconds=seconds, metrics=metrics)
 
   # ------------------------------------------------------------------ views
   def ranked(self, target: str | None = None, mode: str | None = None) -> "Results":

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jaxsweep as js
-from jaxsweep import train as train_lib
+from jaxsweep.engine import train as train_lib
 from tests import helpers
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")

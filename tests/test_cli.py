@@ -140,7 +140,7 @@ def test_npz_dataset_roundtrip(tmp_path):
 def test_default_config_expands_to_48_variants_in_one_group():
   cfg = config_lib.load(os.path.join(os.path.dirname(__file__), "..", "configs",
                                      "digits_lr.yaml"))
-  plan = js.engine.make_plan(cfg.spec, cfg.base, cfg.points)
+  plan = js.engine.make_plan(cfg.components, cfg.base, cfg.points)
   assert plan.num_variants == 48 and len(plan.groups) == 1
   lrs = sorted({v["optimizer.learning_rate"] for v in plan.variants})
   np.testing.assert_allclose(lrs, np.geomspace(1e-4, 1.0, 16), rtol=1e-12)

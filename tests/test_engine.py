@@ -1,14 +1,17 @@
-"""The core engine: vectorized == sequential, population invariance, NaN
-isolation, no recompilation, grouping and the run state."""
+"""The core engine against independent references: a plain Flax + Optax loop,
+a variant trained alone, NaN isolation, no recompilation, grouping, the run
+state and the scheduler hook at the period boundary."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxsweep as js
 from jaxsweep import engine
-from jaxsweep import train as train_lib
+from jaxsweep.engine import train as train_lib
 from tests import helpers
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
@@ -20,7 +23,8 @@ def population():
 
 
 def _tree_equal(a, b):
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
 
 
 def test_rows_and_columns(population):
@@ -40,36 +44,118 @@ def test_rows_and_columns(population):
   assert accs == sorted(accs, reverse=True)
 
 
-def test_vectorized_matches_sequential_reference(population):
-  """Each variant trained alone by an un-vmapped jit equals the population.
+# --------------------------------------------------------------------------
+# An independent reference: the training loop a user would write by hand.
 
-  The per-variant reference runs the same one-variant program without vmap,
-  one variant at a time (the jax batching_test pattern). vmap turns matmuls
-  into batched matmuls, whose float rounding may differ: rtol 1e-5 over 6
-  steps at moderate learning rates.
+class _BNDropMLP(nn.Module):
+  """Dense -> BatchNorm -> relu -> dropout -> Dense, with a traced dropout rate.
+
+  The first Dense has no bias: batch norm removes it, so its gradient is
+  rounding noise that Adam would amplify into different last bits.
   """
-  plan = engine.make_plan(
-      js.engine.Spec(model=helpers.mlp, optimizer=helpers.adam,
-                     loss=js.losses.cross_entropy, data=helpers.DATA),
-      {"train.steps": helpers.STEPS, "train.batch_size": helpers.BATCH,
-       "train.eval_every": 3, "model.features": (16,), "seed": 0},
-      [{"optimizer.learning_rate": lr, "seed": i % 2} for i, lr in enumerate(LRS)])
-  group = plan.groups[0]
-  built = engine.build_group(plan, group)
-  data = engine.device_data(built.dataset)
-  hp_all = engine.stack_hparams(plan, group)
-  init = jax.jit(built.program.init)
-  chunk = jax.jit(built.program.chunk)
-  for i in range(len(LRS)):
-    hp = jax.tree.map(lambda a, i=i: a[i], hp_all)
-    state = init(hp, data)
-    for _ in range(2):
-      state, stats = chunk(state, hp, data)
-    ref = population.params(i)
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(stats["test_loss"], population.rows[i]["test_loss"], rtol=1e-5)
 
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, dropout_rate=0.0):
+    x = nn.Dense(16, use_bias=False)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = nn.relu(x)
+    if train:
+      keep = 1.0 - jnp.asarray(dropout_rate, jnp.float32)
+      mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
+      x = jnp.where(mask, x / keep, 0.0)
+    return nn.Dense(4)(x)
+
+
+def _reference(module, tx, *, seed, steps, batch_size, call_kwargs=None):
+  """Plain Flax + Optax: jaxsweep's documented keys and batch indices.
+
+  A variant's key is ``jax.random.key(seed)``, split into an init key (itself
+  split into the ``params`` and ``dropout`` keys of ``module.init``) and a run
+  key; step ``t`` draws its batch indices and dropout key from
+  ``split(fold_in(run_key, t))``, sampling the batch with replacement.
+  """
+  call_kwargs = dict(call_kwargs or {})
+  data = helpers.DATA
+  x, y = jnp.asarray(data.train["x"]), jnp.asarray(data.train["y"])
+  k_init, k_run = jax.random.split(jax.random.key(np.uint32(seed)))
+  k_params, k_dropout = jax.random.split(k_init)
+  variables = module.init({"params": k_params, "dropout": k_dropout}, x[:1], train=False)
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, state, opt_state, t):
+    k_batch, k_drop = jax.random.split(jax.random.fold_in(k_run, t))
+    idx = jax.random.randint(k_batch, (batch_size,), 0, x.shape[0])
+
+    def loss_fn(p):
+      out, updates = module.apply({"params": p, **state}, x[idx], train=True,
+                                  rngs={"dropout": k_drop}, mutable=list(state),
+                                  **call_kwargs)
+      return optax.softmax_cross_entropy_with_integer_labels(out, y[idx]).mean(), updates
+
+    (_, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    delta, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, delta), {**state, **updates}, opt_state
+
+  for t in range(steps):
+    params, state, opt_state = step(params, state, opt_state, t)
+  logits = module.apply({"params": params, **state}, jnp.asarray(data.test["x"]), train=False,
+                        **call_kwargs)
+  y_test = jnp.asarray(data.test["y"])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_test).mean()
+  acc = jnp.mean(jnp.argmax(logits, -1) == y_test)
+  return params, state, float(loss), float(acc)
+
+
+def _assert_close_to_reference(res, i, ref):
+  params, state, loss, acc = ref
+  # vmap turns each matmul into a batched one whose float rounding may differ
+  # in the last bits: a few steps at moderate learning rates stay within 1e-5.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               res.params(i), params)
+  variables = res.variables(i)
+  for name, collection in state.items():
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 variables[name], collection)
+  assert res.rows[i]["test_loss"] == pytest.approx(loss, abs=1e-5)
+  assert res.rows[i]["test_accuracy"] == pytest.approx(acc, abs=1e-6)
+
+
+def test_mlp_adam_equals_a_plain_flax_optax_loop(population):
+  for i in (0, 3):
+    seed = i % 2
+    ref = _reference(helpers.mlp(), optax.adam(LRS[i]), seed=seed, steps=helpers.STEPS,
+                     batch_size=helpers.BATCH)
+    _assert_close_to_reference(population, i, ref)
+
+
+def test_batch_norm_and_dropout_equal_a_plain_flax_optax_loop():
+  sweep = [{"learning_rate": 3e-2, "dropout_rate": 0.2, "seed": 3},
+           {"learning_rate": 1e-2, "dropout_rate": 0.5, "seed": 4}]
+  res = js.run(model=_BNDropMLP(), optimizer=optax.adam, data=helpers.DATA, sweep=sweep,
+               steps=helpers.STEPS, batch_size=helpers.BATCH, eval_every=3)
+  assert "batch_stats" in res.variables(0)
+  for i, s in enumerate(sweep):
+    ref = _reference(_BNDropMLP(), optax.adam(s["learning_rate"]), seed=s["seed"],
+                     steps=helpers.STEPS, batch_size=helpers.BATCH,
+                     call_kwargs={"dropout_rate": s["dropout_rate"]})
+    _assert_close_to_reference(res, i, ref)
+  # The per-variant dropout rate and batch statistics really differ.
+  assert not _tree_equal(res.variables(0)["batch_stats"], res.variables(1)["batch_stats"])
+
+
+def test_training_beats_the_untrained_model(population):
+  """The population learns: better than chance and than its own first period."""
+  best = population.best
+  assert best["test_accuracy"] > 0.5  # 4 balanced classes: chance is 0.25.
+  first = population.history[best["variant"]][0]["test_loss"]
+  assert best["test_loss"] < first
+
+
+# --------------------------------------------------------------------------
+# Population invariance and isolation.
 
 def test_population_invariance(population):
   """A variant alone is bit-identical to the same variant in a population."""
@@ -92,30 +178,47 @@ def test_nan_isolation(population):
   for i in (0, 2, 3):
     assert _tree_equal(poisoned.params(i), population.params(i))
     assert poisoned.rows[i]["test_loss"] == population.rows[i]["test_loss"]
-  # Frozen: parameters of a diverged variant stay finite (its last good ones).
+  # Frozen at step 0: the parameters are the initial ones.
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(poisoned.params(1)))
   # Never ranked above a healthy variant, whatever its accuracy.
   assert [r["status"] for r in poisoned.table][-2:] == ["diverged", "diverged"]
 
 
-def test_divergence_mid_run_records_step():
-  """SGD at a huge learning rate overflows after some steps, not at step 0."""
-  res = helpers.run([{"learning_rate": 1e-2}, {"learning_rate": 1e30}],
+def test_divergence_mid_run_freezes_the_last_finite_parameters():
+  """SGD at a huge learning rate overflows after some steps, not at step 0.
+
+  Its parameters are those after the last finite step (the same variant
+  trained for exactly that many steps), and its neighbours are bit-identical
+  to a population without it.
+  """
+  healthy = [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}]
+  res = helpers.run(healthy[:1] + [{"learning_rate": 1e30}] + healthy[1:],
                     optimizer=helpers.sgd)
-  assert res.rows[0]["status"] == "ok"
-  assert res.rows[1]["status"] == "diverged"
-  assert 0 <= res.rows[1]["diverged_step"] < helpers.STEPS
+  assert [r["status"] for r in res.rows] == ["ok", "diverged", "ok"]
+  at = res.rows[1]["diverged_step"]
+  assert 0 < at < helpers.STEPS
+  assert res.rows[1]["steps"] == at
+  last_finite = helpers.run([{"learning_rate": 1e30}], optimizer=helpers.sgd, steps=at,
+                            eval_every=at)
+  assert last_finite.rows[0]["status"] == "ok"
+  assert _tree_equal(res.params(1), last_finite.params(0))
+  without = helpers.run(healthy, optimizer=helpers.sgd)
+  for i, j in ((0, 0), (2, 1)):
+    assert _tree_equal(res.params(i), without.params(j))
+    assert res.rows[i]["test_loss"] == without.rows[j]["test_loss"]
 
 
 def test_no_recompile_when_values_change(population):
-  del population  # Compiled by the fixture.
-  before = dict(train_lib.TRACE_COUNT)
-  res = helpers.run([{"learning_rate": lr * 0.7, "seed": 5 + i} for i, lr in enumerate(LRS)])
-  assert train_lib.TRACE_COUNT == before
-  assert len(res.rows) == len(LRS)
-  # Changing a value that was fixed (b1) is also just a new array value.
-  helpers.run([{"learning_rate": lr, "b1": 0.8} for lr in LRS])
-  assert train_lib.TRACE_COUNT == before
+  """New values are new arrays: no XLA compilation, and different results."""
+  with helpers.count_compiles() as compiles:
+    res = helpers.run([{"learning_rate": lr * 0.7, "seed": 5 + i} for i, lr in enumerate(LRS)])
+    # Changing a value that was fixed (b1) is also just a new array value.
+    b1 = helpers.run([{"learning_rate": lr, "b1": 0.8, "seed": i % 2}
+                      for i, lr in enumerate(LRS)])
+  assert compiles == []
+  for i in range(len(LRS)):
+    assert res.rows[i]["test_loss"] != population.rows[i]["test_loss"]
+    assert b1.rows[i]["test_loss"] != population.rows[i]["test_loss"]
 
 
 def test_structural_keys_form_groups():
@@ -129,18 +232,71 @@ def test_structural_keys_form_groups():
   assert shapes == {(8, 8), (8, 16)}
 
 
-def test_run_state_is_one_pytree():
-  """init -> chunk works on the whole stacked RunState (checkpointable)."""
-  plan = engine.make_plan(
-      js.engine.Spec(model=helpers.mlp, optimizer=helpers.adam,
-                     loss=js.losses.cross_entropy, data=helpers.DATA),
+def _plan(lrs):
+  return engine.make_plan(
+      engine.Components(model=helpers.mlp, optimizer=helpers.adam,
+                        loss=js.losses.cross_entropy, data=helpers.DATA),
       {"train.steps": helpers.STEPS, "train.batch_size": helpers.BATCH,
        "train.eval_every": 3, "model.features": (16,), "seed": 0},
-      [{"optimizer.learning_rate": lr} for lr in LRS[:2]])
-  built = engine.build_group(plan, plan.groups[0])
+      [{"optimizer.learning_rate": lr} for lr in lrs])
+
+
+def test_static_and_traced_are_decided_once_per_group():
+  plan = _plan(LRS[:2])
+  [group] = plan.groups
+  traced = {str(k) for k in group.traced}
+  assert {"seed", "optimizer.learning_rate", "optimizer.b1"} <= traced
+  assert group.static_args("model") == {"features": (16,)}
+  assert group.traced_args("optimizer") == ("b1", "learning_rate")
+  hp = engine.stack_hparams(plan, group)
+  np.testing.assert_array_equal(hp["optimizer"]["learning_rate"], np.float32(LRS[:2]))
+  np.testing.assert_array_equal(hp["optimizer"]["b1"], np.float32([0.9, 0.9]))
+
+
+def test_run_state_is_one_pytree():
+  """init -> period works on the whole stacked RunState (checkpointable)."""
+  plan = _plan(LRS[:2])
+  built = engine.program.build(plan, plan.groups[0])
   hp = engine.stack_hparams(plan, plan.groups[0])
   state = jax.jit(built.init)(hp, engine.device_data(built.dataset))
   assert isinstance(state, train_lib.RunState)
   assert state.step.shape == (2,) and state.diverged.dtype == jnp.bool_
   np.testing.assert_array_equal(state.opt_state.hyperparams["learning_rate"],
                                 np.float32(LRS[:2]))
+
+
+class _StopSecond:
+  """A scheduler that stops the second variant at the first boundary."""
+
+  def __init__(self):
+    self.seen = []
+
+  def boundary(self, b):
+    self.seen.append((b.step, b.variants, sorted(b.metrics)))
+    return engine.Decision(stop=frozenset({1}) if b.step == 3 else frozenset())
+
+
+def test_scheduler_stops_a_variant_at_a_period_boundary(population):
+  del population  # Compiled by the fixture.
+  plan = engine.make_plan(
+      engine.Components(model=helpers.mlp, optimizer=helpers.adam,
+                        loss=js.losses.cross_entropy, data=helpers.DATA),
+      {"train.steps": helpers.STEPS, "train.batch_size": helpers.BATCH,
+       "train.eval_every": 3, "train.eval_batch_size": 1024, "model.features": (16,),
+       "seed": 0},
+      [{"optimizer.learning_rate": lr, "seed": i % 2} for i, lr in enumerate(LRS)])
+  scheduler = _StopSecond()
+  res = engine.execute.execute(plan, scheduler=scheduler)
+  assert [s for s, _, _ in scheduler.seen] == [3, 6]
+  assert scheduler.seen[0][1] == tuple(range(len(LRS)))
+  assert "test_accuracy" in scheduler.seen[0][2]
+  assert res.rows[1]["status"] == "stopped" and res.rows[1]["stopped_step"] == 3
+  assert res.rows[1]["steps"] == 3
+  # Frozen after the boundary: its parameters are those after 3 steps.
+  three = helpers.run([{"learning_rate": LRS[1], "seed": 1}], steps=3, eval_every=3)
+  assert _tree_equal(res.params(1), three.params(0))
+  # The others went on, bit-identical to the plain grid.
+  grid = engine.execute.execute(plan)
+  for i in (0, 2, 3, 4):
+    assert res.rows[i]["status"] == "ok"
+    assert _tree_equal(res.params(i), grid.params(i))

@@ -21,7 +21,7 @@ from jaxsweep import errors
 from jaxsweep import losses
 from jaxsweep import models
 from jaxsweep import optim
-from jaxsweep import train as train_lib
+from jaxsweep.engine import train as train_lib
 
 KEY = jax.random.key(0)
 
@@ -441,7 +441,7 @@ def _train(model, loss_fn, ds, hp, *, steps, batch_size=32, metrics=None):
   data = jax.tree.map(jnp.asarray, data)
   hp = jax.tree.map(jnp.asarray, hp)
   state = jax.jit(jax.vmap(prog.init, in_axes=(0, None)))(hp, data)
-  chunk = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)))
+  chunk = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))
   history = []
   for _ in range(steps):
     state, stats = chunk(state, hp, data)

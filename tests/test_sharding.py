@@ -21,7 +21,7 @@ import pytest
 import jaxsweep as js
 from jaxsweep import engine
 from jaxsweep import errors
-from jaxsweep import memory
+from jaxsweep.engine import memory
 from jaxsweep import sharding
 
 DATA = js.data.load("synthetic", num_train=64, num_test=32)
@@ -47,7 +47,7 @@ def run(num, **kwargs):
 
 def make_plan(num):
   """The plan :func:`run` executes, for calling the engine directly."""
-  spec = engine.Spec(model=_model, optimizer=_optimizer, loss=js.losses.cross_entropy,
+  spec = engine.Components(model=_model, optimizer=_optimizer, loss=js.losses.cross_entropy,
                      data=DATA)
   base = {"train.steps": 4, "train.batch_size": 16, "train.eval_every": 2,
           "train.eval_batch_size": 1024, "seed": 0, "model.features": (8,)}
@@ -117,13 +117,13 @@ def test_chunked_equals_unchunked_bit_for_bit():
 def test_compiled_step_has_no_collectives(num_devices):
   plan = make_plan(9)
   group = plan.groups[0]
-  built = engine.build_group(plan, group)
+  built = engine.program.build(plan, group)
   mesh = sharding.make_mesh()
   size = sharding.population_size(9, num_devices)
-  compiled = engine.compile_group(built, mesh,
-                                  engine.abstract_population(plan, group, size, mesh),
-                                  engine.abstract_data(built.dataset, mesh))
-  for program in (compiled.chunk, compiled.init):
+  compiled = engine.program.compile(built, mesh,
+                                  engine.program.abstract_population(plan, group, size, mesh),
+                                  engine.program.abstract_data(built.dataset, mesh))
+  for program in (compiled.period, compiled.init):
     text = program.as_text()
     assert sharding.collectives(text) == {}, sharding.collectives(text)
 
@@ -176,12 +176,12 @@ def test_estimate_predicts_an_unseen_size(num_devices):
   assert fp.per_variant > 0 and fp.fixed > 0
   # Compile at 5 variants per device, a size the fit never saw.
   group = plan.groups[0]
-  built = engine.build_group(plan, group)
+  built = engine.program.build(plan, group)
   mesh = sharding.make_mesh()
-  compiled = engine.compile_group(
-      built, mesh, engine.abstract_population(plan, group, 5 * num_devices, mesh),
-      engine.abstract_data(built.dataset, mesh), init=False)
-  actual = memory.measure(compiled.chunk)
+  compiled = engine.program.compile(
+      built, mesh, engine.program.abstract_population(plan, group, 5 * num_devices, mesh),
+      engine.program.abstract_data(built.dataset, mesh), init=False)
+  actual = memory.measure(compiled.period)
   assert abs(fp.at(5) - actual) <= 0.5 * actual, (fp, actual)
   assert est.chunk_size == 2 * num_devices and est.num_chunks == 3
   assert "group 0: 40 variants in 3 chunk(s)" in est.describe()
@@ -195,13 +195,13 @@ def test_small_budget_chunks_and_matches_unchunked(num_devices):
   # Room for 2.5 variants per device on each of the 8 devices sharing RAM.
   budget = int(num_devices * memory.SAFETY * fp.at(2.5))
   events = []
-  chunked = engine.execute(make_plan(40), memory_budget=budget, callback=events.append)
+  chunked = engine.execute.execute(make_plan(40), memory_budget=budget, callback=events.append)
   info = chunked.groups[0]
   assert info["chunk_size"] == 2 * num_devices
   assert info["num_chunks"] == 3
   assert info["memory_source"].startswith("memory_budget")
   assert info["memory_needed_per_device"] <= budget // num_devices
-  unchunked = engine.execute(make_plan(40))
+  unchunked = engine.execute.execute(make_plan(40))
   assert unchunked.groups[0]["num_chunks"] == 1
   assert_same_results(chunked, unchunked)
 
@@ -209,7 +209,7 @@ def test_small_budget_chunks_and_matches_unchunked(num_devices):
 def test_budget_too_small_fails_before_training():
   events = []
   with pytest.raises(errors.ConfigError) as err:
-    engine.execute(make_plan(9), memory_budget="64KiB", callback=events.append)
+    engine.execute.execute(make_plan(9), memory_budget="64KiB", callback=events.append)
   text = str(err.value)
   assert "does not fit in memory" in text and "available" in text
   assert "memory_budget" in text

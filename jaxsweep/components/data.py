@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from jaxsweep import errors
+from jaxsweep.components import registry
 
 TASKS = ("classification", "regression", "language_model")
 
@@ -143,30 +144,10 @@ def split(x, y, *, test_fraction: float, seed: int, key: str = "data"):
 # --------------------------------------------------------------------------
 # Registry.
 
-_DATASETS: dict[str, Callable[..., Dataset]] = {}
-
-
-def register(name: str):
-  """Decorator registering a dataset loader ``fn(**config) -> Dataset``."""
-  def deco(fn):
-    _DATASETS[name] = fn
-    return fn
-  return deco
-
-
-def names() -> list[str]:
-  return sorted(_DATASETS)
-
-
-def loader(name: str) -> Callable[..., Dataset]:
-  if name not in _DATASETS:
-    raise errors.unknown_key(str(name), _DATASETS, what="dataset")
-  return _DATASETS[name]
-
-
-def accepted_args(name: str) -> list[str]:
-  """The config keys the named dataset accepts (besides ``name``)."""
-  return [p for p in inspect.signature(loader(name)).parameters]
+REGISTRY = registry.Registry("dataset", default="digits")
+register = REGISTRY.register
+names = REGISTRY.names
+loader = REGISTRY.get
 
 
 def load(name: str, **kwargs) -> Dataset:
@@ -200,7 +181,7 @@ def load_cached(name: str, **kwargs) -> Dataset:
   return _CACHE[key]
 
 
-@register("digits")
+@REGISTRY.register("digits")
 def digits(*, test_fraction: float = 0.2, seed: int = 0,
            as_images: bool = False) -> Dataset:
   """scikit-learn's 1,797 8x8 handwritten digits, 10 classes.
@@ -223,7 +204,7 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0,
                 name="digits")
 
 
-@register("synthetic")
+@REGISTRY.register("synthetic")
 def synthetic(*, num_train: int = 256, num_test: int = 128, num_features: int = 16,
               num_classes: int = 4, noise: float = 0.5, seed: int = 0) -> Dataset:
   """Gaussian blobs: a small, fast classification task for tests."""
@@ -243,7 +224,7 @@ def synthetic(*, num_train: int = 256, num_test: int = 128, num_features: int = 
                 num_classes=num_classes, name="synthetic")
 
 
-@register("regression")
+@REGISTRY.register("regression")
 def regression(*, num_train: int = 512, num_test: int = 256, num_features: int = 8,
                noise: float = 0.1, seed: int = 0) -> Dataset:
   """A synthetic non-linear regression task (targets of shape [1]), for MSE."""
@@ -284,7 +265,7 @@ def _windows(ids: np.ndarray, seq_len: int, stride: int) -> tuple[np.ndarray, np
   return ids[idx], ids[idx + 1]
 
 
-@register("text")
+@REGISTRY.register("text")
 def text(*, seq_len: int = 32, max_chars: int = 200_000, test_fraction: float = 0.1,
          stride: int | None = None, seed: int = 0) -> Dataset:
   """Character-level language modelling on English prose that ships with Python.
@@ -362,7 +343,7 @@ def decode(ids, vocab: str) -> str:
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-@register("npz")
+@REGISTRY.register("npz")
 def npz(*, path: str, task: str | None = None,
         num_classes: int | None = None) -> Dataset:
   """A user ``.npz`` file with arrays ``x_train, y_train, x_test, y_test``."""

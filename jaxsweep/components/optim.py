@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxsweep import errors
-
-
-def factory_args(fn: Callable) -> dict[str, Any]:
-  """Keyword arguments of a factory and their defaults (``inspect.empty``)."""
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    return {}
-  return {n: p.default for n, p in params.items()
-          if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+from jaxsweep.components import registry
 
 
 def is_numeric(value: Any) -> bool:
@@ -36,45 +27,67 @@ def is_numeric(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class InjectedOptimizer(optax.GradientTransformationExtraArgs):
-  """The optimizer :func:`wrap` returns: an optax transformation that also
-  remembers how to rebuild itself with other values (see :func:`init_state`).
+def is_static_zero(value: Any) -> bool:
+  """Whether ``value`` is a compile-time 0 (a Python number, not a traced one).
 
-  A plain subclass of the NamedTuple, so it *is* an
-  ``optax.GradientTransformationExtraArgs``; ``rebuild`` is an attribute, not
-  a field, so the tuple (and its pytree-ness) is unchanged.
+  The registered optimizers drop a transformation (clipping, weight decay)
+  when its strength is a compile-time 0, i.e. an argument the planner made
+  static (``static=``); a traced 0 keeps the transformation, which then
+  does nothing.
+  """
+  return is_numeric(value) and value == 0
+
+
+class Injected(NamedTuple):
+  """An optimizer whose numeric arguments live in ``opt_state.hyperparams``.
+
+  Attributes:
+    tx: the transformation, built once (outside ``vmap``) with placeholder
+      values; ``tx.update`` reads each variant's values from its state.
+    rebuild: ``values -> transformation`` with those values, used by
+      :func:`init_state` so values read at ``init`` are honoured per variant.
   """
 
+  tx: optax.GradientTransformationExtraArgs
   rebuild: Callable[[Mapping[str, Any]], optax.GradientTransformationExtraArgs]
 
 
 def wrap(opt_factory: Callable[..., optax.GradientTransformation],
-         static: Mapping[str, Any], dynamic: Mapping[str, float]
-         ) -> InjectedOptimizer:
-  """Builds the injectable optimizer once, outside ``vmap``.
+         static: Mapping[str, Any], traced: Mapping[str, float]) -> Injected:
+  """Builds the injectable optimizer once, outside ``vmap`` (optax#932).
 
   Args:
     opt_factory: the user's factory.
-    static: structural arguments (bools, strings), bound as Python values.
-    dynamic: numeric arguments with placeholder values; per-variant values
-      are written with :func:`init_state` (or :func:`set_hparams`).
+    static: structural arguments (bools, strings, numbers marked static),
+      bound as Python values.
+    traced: numeric arguments with placeholder values; per-variant values
+      are written with :func:`init_state`.
 
   Returns:
-    An ``optax.GradientTransformation`` whose state has ``.hyperparams``.
+    An :class:`Injected` optimizer.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, jaxsweep as js
+    >>> opt = js.optim.wrap(optax.sgd, {}, {"learning_rate": 0.1})
+    >>> state = js.optim.init_state(opt, {"w": jnp.ones(2)}, {"learning_rate": 0.5})
+    >>> float(state.hyperparams["learning_rate"])
+    0.5
   """
-  # Every numeric argument, defaults included, becomes an entry of
-  # opt_state.hyperparams; static ones are bound as Python values (so a
-  # numeric argument the user marked static stays a compile-time constant).
+  # hyperparam_dtype: optax#1414 (float32 whatever the placeholder's type).
   injectable = optax.inject_hyperparams(
       opt_factory, static_args=tuple(static), hyperparam_dtype=jnp.float32)
-  placeholders = {k: float(v) for k, v in dynamic.items()}
+  placeholders = {k: float(v) for k, v in traced.items()}
 
   def rebuild(values: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
     return injectable(**static, **{**placeholders, **values})
 
-  tx = InjectedOptimizer(*rebuild({}))
-  tx.rebuild = rebuild
-  return tx
+  return Injected(rebuild({}), rebuild)
+
+
+def transformation(opt: Injected | optax.GradientTransformation
+                   ) -> optax.GradientTransformation:
+  """The optax transformation of an optimizer (injected or plain)."""
+  return opt.tx if isinstance(opt, Injected) else opt
 
 
 def set_hparams(opt_state, values: Mapping[str, Any]):
@@ -90,30 +103,28 @@ def set_hparams(opt_state, values: Mapping[str, Any]):
   return opt_state._replace(hyperparams=hp)
 
 
-def init_state(tx: optax.GradientTransformation, params, values: Mapping[str, Any]):
+def init_state(opt: Injected | optax.GradientTransformation, params,
+               values: Mapping[str, Any]):
   """One variant's optimizer state, initialised with its (traced) values.
 
-  For an optimizer from :func:`wrap`, the inner state is built by the
-  factory called with the variant's values, so values that ``init`` uses
+  For an :class:`Injected` optimizer the state is built by the factory
+  called with the variant's values, so values that ``init`` uses
   (``optax.adagrad``'s ``initial_accumulator_value``, ``optax.rmsprop``'s
   ``initial_scale``) are honoured per variant, not only those ``update``
-  reads. The state has the same structure as ``tx.init(params)``: numeric
-  values are traced either way.
+  reads. The state has the same structure as ``tx.init(params)``.
 
   Args:
-    tx: the optimizer (from :func:`wrap` for per-variant values).
+    opt: the optimizer (from :func:`wrap` for per-variant values).
     params: the variant's parameters.
     values: numeric hyperparameter name -> scalar (traced under ``vmap``).
 
   Returns:
     The optimizer state, with ``values`` in ``.hyperparams``.
   """
-  rebuild = getattr(tx, "rebuild", None)
-  if rebuild is None or not values:
-    state = tx.init(params)
-  else:
-    state = rebuild({k: jnp.asarray(v, jnp.float32) for k, v in values.items()}).init(params)
-  return set_hparams(state, values) if values else state
+  if not isinstance(opt, Injected) or not values:
+    return transformation(opt).init(params)
+  state = opt.rebuild({k: jnp.asarray(v, jnp.float32) for k, v in values.items()}).init(params)
+  return set_hparams(state, values)
 
 
 # --------------------------------------------------------------------------
@@ -171,10 +182,10 @@ def _with_extras(tx: optax.GradientTransformation, *, grad_clip=0.0,
                  weight_decay=0.0, decoupled=False) -> optax.GradientTransformation:
   del decoupled
   parts = []
-  if not (is_numeric(grad_clip) and grad_clip == 0.0):
+  if not is_static_zero(grad_clip):
     # A clip of 0 means "off"; a traced clip value c > 0 clips the global norm.
     parts.append(_clip_by_global_norm_or_off(grad_clip))
-  if not (is_numeric(weight_decay) and weight_decay == 0.0):
+  if not is_static_zero(weight_decay):
     parts.append(optax.add_decayed_weights(weight_decay))
   return optax.chain(*parts, tx) if parts else tx
 
@@ -185,41 +196,21 @@ def _clip_by_global_norm_or_off(max_norm) -> optax.GradientTransformation:
   return inner
 
 
-_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {}
-
-
-def register(name: str):
-  """Decorator registering a named optimizer factory."""
-  def deco(fn):
-    _OPTIMIZERS[name] = fn
-    return fn
-  return deco
-
-
-def names() -> list[str]:
-  return sorted(_OPTIMIZERS)
-
-
-def get(name: str) -> Callable[..., optax.GradientTransformation]:
-  if name not in _OPTIMIZERS:
-    raise errors.unknown_key(str(name), _OPTIMIZERS, what="optimizer")
-  return _OPTIMIZERS[name]
-
-
-def accepted_args(name: str) -> dict[str, Any]:
-  return factory_args(get(name))
+REGISTRY = registry.Registry("optimizer", default="adam")
+register = REGISTRY.register
+names = REGISTRY.names
+get = REGISTRY.get
 
 
 def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
         decay_steps):
-  if schedule_name == "constant" and is_numeric(warmup_steps) and warmup_steps == 0:
-    return learning_rate
+  # The constant schedule is exact (lr * 1 * 1) when warmup_steps is 0.
   return schedule(schedule_name, learning_rate, total_steps=total_steps,
                   warmup_steps=warmup_steps, decay_rate=decay_rate,
                   decay_steps=decay_steps)
 
 
-@register("sgd")
+@REGISTRY.register("sgd")
 def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
         decay_steps=None, total_steps=1000.0):
@@ -229,7 +220,7 @@ def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
-@register("momentum")
+@REGISTRY.register("momentum")
 def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
                  weight_decay=0.0, grad_clip=0.0, schedule="constant",
                  warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
@@ -241,7 +232,7 @@ def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
              decay_steps=decay_steps, total_steps=total_steps)
 
 
-@register("nesterov")
+@REGISTRY.register("nesterov")
 def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
                  grad_clip=0.0, schedule="constant", warmup_steps=0.0,
                  decay_rate=0.1, decay_steps=None, total_steps=1000.0):
@@ -252,7 +243,7 @@ def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
              decay_steps=decay_steps, total_steps=total_steps)
 
 
-@register("adam")
+@REGISTRY.register("adam")
 def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
          decay_steps=None, total_steps=1000.0):
@@ -263,7 +254,7 @@ def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
-@register("adamw")
+@REGISTRY.register("adamw")
 def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
           grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
           decay_steps=None, total_steps=1000.0):
@@ -275,7 +266,7 @@ def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
 
 
 
-@register("rmsprop")
+@REGISTRY.register("rmsprop")
 def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
             centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
             grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
@@ -292,45 +283,19 @@ def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
-def _scale_by_rss(initial_accumulator_value, eps) -> optax.GradientTransformation:
-  """``optax.scale_by_rss`` with the initial value added in ``update``.
-
-  optax stores ``initial_accumulator_value`` in the state at ``init``; the
-  engine initialises one state structure for all variants and writes their
-  values only into ``opt_state.hyperparams``, which ``update`` reads. Keeping
-  the sum of squares from zero and adding the initial value when it is used
-  gives the same arithmetic with a value-free ``init``.
-  """
-
-  def init_fn(params):
-    return optax.ScaleByRssState(sum_of_squares=jax.tree.map(jnp.zeros_like, params))
-
-  def update_fn(updates, state, params=None):
-    del params  # Unused.
-    sums = jax.tree.map(lambda g, t: jnp.square(g) + t, updates, state.sum_of_squares)
-
-    def scale(g, t):
-      total = t + initial_accumulator_value
-      return g * jnp.where(total > 0, jax.lax.rsqrt(total + eps), 0.0)
-
-    return jax.tree.map(scale, updates, sums), optax.ScaleByRssState(sum_of_squares=sums)
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
-@register("adagrad")
+@REGISTRY.register("adagrad")
 def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
             weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
             decay_rate=0.1, decay_steps=None, total_steps=1000.0):
   """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
   L2 on the gradient."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
-  tx = optax.chain(_scale_by_rss(initial_accumulator_value, eps),
-                   optax.scale_by_learning_rate(lr))
+  # init_state builds each variant's accumulator from its own initial value.
+  tx = optax.adagrad(lr, initial_accumulator_value=initial_accumulator_value, eps=eps)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
-@register("lamb")
+@REGISTRY.register("lamb")
 def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
          decay_steps=None, total_steps=1000.0):
@@ -341,7 +306,7 @@ def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
   return _with_extras(tx, grad_clip=grad_clip)
 
 
-@register("lion")
+@REGISTRY.register("lion")
 def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
          schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
          total_steps=1000.0):

@@ -9,7 +9,7 @@ engine drops from the results.
 
 On a CPU-only machine, XLA's own threading under-uses the cores for the small
 ops of a population step; one virtual CPU device per core lets every core run
-its own share of the variants (about 2x on 2 cores, see DESIGN.md). Because the
+its own share of the variants (about 2x on 2 cores, bench/RESULTS.md). Because the
 device count is fixed when JAX's backend starts, ask for it first thing::
 
   import jaxsweep as js
@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+from jax._src import xla_bridge
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxsweep import errors
@@ -122,7 +124,6 @@ def put_replicated(tree, mesh: Mesh):
 def to_host(tree):
   """Fetches a (possibly multi-process) population pytree as numpy arrays."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     tree = multihost_utils.process_allgather(tree, tiled=True)
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
@@ -152,8 +153,8 @@ def collectives(hlo_text: str) -> dict[str, int]:
 # --------------------------------------------------------------------------
 # Virtual CPU devices: one per core, asked for before the backend starts.
 
-def _backend_started() -> bool:
-  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+def backend_started() -> bool:
+  """Whether JAX's backend has started (then the device count is fixed)."""
   # No public API says whether the backend is up; jax.distributed.initialize
   # checks the same private flag.
   return xla_bridge.backends_are_initialized()
@@ -185,7 +186,7 @@ def _accelerator_installed() -> bool:
   return False
 
 
-def _platform_is_cpu(environ: Mapping[str, str] | None = None) -> bool:
+def platform_is_cpu(environ: Mapping[str, str] | None = None) -> bool:
   """Whether JAX will run on CPU, judged without starting it.
 
   With ``environ`` given, decides as if that were the environment;
@@ -236,8 +237,8 @@ def requested_cpu_devices(n: int | str | None = None, *,
       raise errors.ConfigError(f"the number of CPU devices must be a positive integer, "
                                f"got {n!r}.", key=key,
                                fix=f"e.g. --devices {num_cores()} (one per core)")
-    return count if _platform_is_cpu(platform_env) else None
-  if not _platform_is_cpu(platform_env):
+    return count if platform_is_cpu(platform_env) else None
+  if not platform_is_cpu(platform_env):
     return None
   if ("xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", "")
       or environ.get("JAX_NUM_CPU_DEVICES", "").strip()
@@ -277,7 +278,7 @@ def configure_cpu_devices(n: int | str | None = None) -> int | None:
   count = requested_cpu_devices(n)
   if count is None:
     return None
-  if _backend_started():
+  if backend_started():
     if n is not None and count != jax.local_device_count():
       logging.getLogger(__name__).warning(
           "configure_cpu_devices(%s) came after JAX started; keeping %d device(s). "

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsweep import errors
+from jaxsweep.components import registry
 
 
 def _is_zero(x) -> bool:
@@ -84,25 +85,12 @@ def rmse_sq(outputs, batch):
   return jnp.mean((out - y) ** 2, axis=tuple(range(1, out.ndim)))
 
 
-_LOSSES: dict[str, Callable] = {"cross_entropy": cross_entropy, "mse": mse}
-
-
-def register(name: str):
-  """Decorator registering a named loss."""
-  def deco(fn):
-    _LOSSES[name] = fn
-    return fn
-  return deco
-
-
-def names() -> list[str]:
-  return sorted(_LOSSES)
-
-
-def get(name: str) -> Callable:
-  if name not in _LOSSES:
-    raise errors.unknown_key(str(name), _LOSSES, what="loss")
-  return _LOSSES[name]
+REGISTRY = registry.Registry("loss", default="cross_entropy")
+REGISTRY.register("cross_entropy")(cross_entropy)
+REGISTRY.register("mse")(mse)
+register = REGISTRY.register
+names = REGISTRY.names
+get = REGISTRY.get
 
 
 def named_args(name: str) -> list[str]:

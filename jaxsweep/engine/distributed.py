@@ -48,8 +48,10 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxsweep import errors
+from jaxsweep.engine import sharding
 
 ENV_COORDINATOR = "JAXSWEEP_COORDINATOR"
 ENV_NUM_PROCESSES = "JAXSWEEP_NUM_PROCESSES"
@@ -167,14 +169,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
   kwargs = settings(coordinator, num_processes, process_id)
   if kwargs is None:
     return False
-  from jaxsweep import sharding  # pylint: disable=g-import-not-at-top
-  if sharding._backend_started():  # pylint: disable=protected-access
+  if sharding.backend_started():
     raise errors.ConfigError(
         "jaxsweep.distributed.initialize() came after JAX had started computing.",
         key="coordinator",
         fix="call it first thing, before any JAX computation (the jaxsweep command does)")
-  if sharding._platform_is_cpu():  # pylint: disable=protected-access
-    # CPU processes exchange data through gloo (the verified recipe, DESIGN.md).
+  if sharding.platform_is_cpu():
+    # CPU processes exchange data through gloo (tests/test_distributed.py).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if local_device_ids is not None:
     kwargs["local_device_ids"] = list(local_device_ids)
@@ -201,6 +202,5 @@ def agree_min(value: float) -> float:
   """
   if jax.process_count() == 1:
     return value
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   gathered = multihost_utils.process_allgather(np.asarray([value], np.float64))
   return float(np.min(gathered))

@@ -3,7 +3,8 @@
 XLA knows, after compiling, how many bytes a program's arguments, outputs and
 temporaries take on each device (``compiled.memory_analysis()``). For a
 population step these grow exactly linearly in the number of variants per
-device (DESIGN.md: a fit from two sizes predicted V=2048 within 0.1 %), so two
+device (measured on a 2-core CPU: a fit from two sizes predicted V=2048 within
+0.1 %; tests/test_sharding.py checks an unseen size), so two
 compiled sizes give the whole curve::
 
   bytes_per_device(v) = fixed + per_variant * v      # v variants per device
@@ -23,8 +24,8 @@ Memory available, per device:
 
 The cost is small: the program at the requested chunk size is compiled anyway,
 and its memory analysis is free; only when it does not fit are one or two
-more sizes compiled to fit the line. :func:`estimate` is the dry run used by
-``jaxsweep plan``.
+more sizes compiled to fit the line. :func:`jaxsweep.engine.program.estimate_memory`
+is the dry run used by ``jaxsweep plan``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxsweep import errors
+from jaxsweep.engine import distributed
+from jaxsweep.engine import sharding
 
-# Peak RSS measured 1.2-1.6x arguments + outputs + temporaries (DESIGN.md).
+# Peak RSS measured 1.2-1.6x arguments + outputs + temporaries (2-core CPU).
 SAFETY = 1.5
 # Share of the host's available RAM a CPU run may plan for by default.
 RAM_FRACTION = 0.75
@@ -185,11 +189,6 @@ class GroupEstimate:
   limit: Limit | None
   safety: float = SAFETY
 
-  @property
-  def chunked(self) -> bool:
-    """Whether memory forced more than one chunk."""
-    return self.num_chunks > 1
-
   def as_dict(self) -> dict[str, Any]:
     """Fields for progress events, ``results.json`` and ``jaxsweep plan``."""
     fp = self.footprint
@@ -255,8 +254,6 @@ def available(mesh, memory_budget: Any = None) -> Limit | None:
     A :class:`Limit`, or ``None`` when nothing is known (no budget, and the
     platform reports no memory).
   """
-  from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
-  from jaxsweep import sharding  # pylint: disable=g-import-not-at-top
   budget = None if memory_budget is None else parse_bytes(memory_budget)
   local = sharding.local_devices(mesh)
   limit, source = None, None
@@ -286,7 +283,6 @@ def available(mesh, memory_budget: Any = None) -> Limit | None:
 
 
 def _process_count() -> int:
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.process_count()
 
 
@@ -405,45 +401,3 @@ def _layout(group, variants, devices, chunk, footprint, measured, nbytes, limit,
                        footprint=footprint, measured=dict(measured),
                        bytes_per_device=None if nbytes is None else float(nbytes),
                        limit=limit, safety=safety)
-
-
-def estimate(plan, *, mesh=None, memory_budget: Any = None, chunk_size: int | None = None,
-             safety: float = SAFETY,
-             groups: Sequence[int] | None = None) -> list[GroupEstimate]:
-  """Dry run: how each compile group of a plan would be laid out in memory.
-
-  Builds and compiles each group's step at two sizes (no training), fits the
-  memory line and picks the chunk size :func:`jaxsweep.engine.execute` would
-  pick with the same arguments. Compiled programs are cached, so a run in
-  the same process that follows reuses them.
-
-  Args:
-    plan: from :func:`jaxsweep.engine.make_plan`.
-    mesh: the device mesh (default: all devices).
-    memory_budget: as for :func:`available`.
-    chunk_size: the requested chunk size, if any.
-    safety: headroom factor.
-    groups: indices of the groups to estimate (default: all).
-
-  Returns:
-    One :class:`GroupEstimate` per group; ``.describe()`` gives a line,
-    ``.as_dict()`` the numbers.
-
-  Raises:
-    ConfigError: when a group cannot fit even one variant per device.
-  """
-  from jaxsweep import engine  # pylint: disable=g-import-not-at-top
-  from jaxsweep import sharding  # pylint: disable=g-import-not-at-top
-  mesh = sharding.make_mesh() if mesh is None else mesh
-  limit = available(mesh, memory_budget)
-  out = []
-  for group in plan.groups:
-    if groups is not None and group.index not in groups:
-      continue
-    built = engine.build_group(plan, group)
-    engine.check_group(plan, group, built)
-    data = engine.device_data(built.dataset, mesh)
-    out.append(engine.plan_memory(plan, group, built, mesh, data, chunk_size=chunk_size,
-                                  limit=limit, safety=safety, fit=True))
-  return out
-

@@ -5,14 +5,14 @@
 * ``init(hparams, data) -> RunState`` builds a variant's parameters, optimizer
   state (its hyperparameter values written into ``opt_state.hyperparams``)
   and keys from its ``seed``;
-* ``chunk(state, hparams, data) -> (state, stats)`` runs ``eval_every``
+* ``period(state, hparams, data) -> (state, stats)`` runs ``eval_every``
   optimisation steps in a ``lax.scan`` and then evaluates on the test set;
 * ``evaluate(state, hparams, data) -> metrics``.
 
-The engine calls ``jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)))``: the data
+The engine calls ``jax.jit(jax.vmap(period, in_axes=(0, 0, None)))``: the data
 is an un-batched argument shared by all variants. Everything a run needs lives
 in :class:`RunState`, one pytree, so a population can be checkpointed,
-resumed, masked, gathered or resized at any chunk boundary.
+resumed, masked, gathered or resized at any period boundary.
 
 Divergence: a step whose loss or new parameters are not finite is discarded
 and the variant is frozen from then on (``diverged``/``diverged_step``).
@@ -30,12 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsweep import models as models_lib
-from jaxsweep import optim
-
-# Incremented each time a program is traced: tests use it to prove that
-# changing hyperparameter values never recompiles.
-TRACE_COUNT = {"init": 0, "chunk": 0}
+from jaxsweep.components import models as models_lib
+from jaxsweep.components import optim
 
 
 class TrainSettings(NamedTuple):
@@ -47,7 +43,7 @@ class TrainSettings(NamedTuple):
   eval_batch_size: int = 1024
 
   @property
-  def num_chunks(self) -> int:
+  def num_periods(self) -> int:
     return -(-self.steps // self.eval_every)
 
 
@@ -61,13 +57,15 @@ class RunState(NamedTuple):
   key: jax.Array            # typed PRNG key for data order and dropout
   diverged: jax.Array       # [], bool
   diverged_step: jax.Array  # [], int32; -1 while healthy
+  stopped: jax.Array        # [], bool: a scheduler stopped it (frozen like a diverged one)
+  stopped_step: jax.Array   # [], int32; -1 while training
 
 
 class Program(NamedTuple):
   """Pure per-variant functions of one compile group."""
 
   init: Callable[..., RunState]
-  chunk: Callable[..., tuple[RunState, dict]]
+  period: Callable[..., tuple[RunState, dict]]
   evaluate: Callable[..., dict]
   settings: TrainSettings
 
@@ -94,7 +92,7 @@ def scale_weights(params, scale):
 
 
 def make_train(model: models_lib.ModelFns,
-               tx: optax.GradientTransformation,
+               opt: optim.Injected | optax.GradientTransformation,
                loss_fn: Callable[..., jax.Array],
                metrics: Mapping[str, Callable[..., jax.Array]],
                settings: TrainSettings) -> Program:
@@ -102,7 +100,8 @@ def make_train(model: models_lib.ModelFns,
 
   Args:
     model: the model as pure functions (:func:`jaxsweep.models.to_model_fns`).
-    tx: the optimizer, built once with :func:`jaxsweep.optim.wrap`.
+    opt: the optimizer, built once with :func:`jaxsweep.optim.wrap` (or a
+      plain optax transformation: then no value is per variant).
     loss_fn: ``loss(outputs, batch, **hparams["loss"]) -> scalar``.
     metrics: name -> ``metric(outputs, batch) -> scalar or [B]``.
     settings: steps, batch size, eval period.
@@ -116,7 +115,7 @@ def make_train(model: models_lib.ModelFns,
   Examples:
     >>> import jax, jax.numpy as jnp, optax, jaxsweep as js
     >>> ds = js.data.load("synthetic", num_train=64, num_test=32)
-    >>> data = js.device_data(ds)
+    >>> data = js.engine.device_data(ds)
     >>> prog = js.train.make_train(
     ...     js.models.to_model_fns(js.models.mlp(features=(8,), num_outputs=4)),
     ...     js.optim.wrap(optax.sgd, {}, {"learning_rate": 0.1}),
@@ -124,17 +123,17 @@ def make_train(model: models_lib.ModelFns,
     ...     js.train.TrainSettings(steps=4, batch_size=16, eval_every=2))
     >>> hp = {"seed": jnp.arange(3), "optimizer": {"learning_rate": jnp.array([.1, .2, .3])}}
     >>> state = jax.vmap(prog.init, in_axes=(0, None))(hp, data)
-    >>> state, stats = jax.jit(jax.vmap(prog.chunk, in_axes=(0, 0, None)))(state, hp, data)
+    >>> state, stats = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))(state, hp, data)
     >>> stats["test_accuracy"].shape
     (3,)
   """
   steps, batch_size = settings.steps, settings.batch_size
+  tx = optim.transformation(opt)
 
   def model_hp(hparams):
     return dict(hparams.get("model", {}))
 
   def init(hparams, data) -> RunState:
-    TRACE_COUNT["init"] += 1
     key = jax.random.key(jnp.asarray(hparams["seed"], jnp.uint32))
     k_init, k_run = jax.random.split(key)
     x0 = data["train"]["x"][:1]
@@ -142,11 +141,13 @@ def make_train(model: models_lib.ModelFns,
     params = variables.pop("params")
     if "init_scale" in hparams:
       params = scale_weights(params, hparams["init_scale"])
-    opt_state = optim.init_state(tx, params, hparams.get("optimizer", {}))
+    opt_state = optim.init_state(opt, params, hparams.get("optimizer", {}))
     return RunState(step=jnp.zeros([], jnp.int32), params=params,
                     model_state=variables, opt_state=opt_state, key=k_run,
                     diverged=jnp.zeros([], bool),
-                    diverged_step=jnp.full([], -1, jnp.int32))
+                    diverged_step=jnp.full([], -1, jnp.int32),
+                    stopped=jnp.zeros([], bool),
+                    stopped_step=jnp.full([], -1, jnp.int32))
 
   def train_step(hparams, train, carry):
     """One optimisation step; a non-finite result is discarded and freezes."""
@@ -168,7 +169,7 @@ def make_train(model: models_lib.ModelFns,
     params = optax.apply_updates(state.params, param_updates)
     model_state = {**state.model_state, **updates}
 
-    active = (state.step < steps) & ~state.diverged
+    active = (state.step < steps) & ~state.diverged & ~state.stopped
     finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
     ok = active & finite
     new_state = RunState(
@@ -178,7 +179,8 @@ def make_train(model: models_lib.ModelFns,
         opt_state=_select(ok, opt_state, state.opt_state),
         key=state.key,
         diverged=state.diverged | (active & ~finite),
-        diverged_step=jnp.where(active & ~finite, state.step, state.diverged_step))
+        diverged_step=jnp.where(active & ~finite, state.step, state.diverged_step),
+        stopped=state.stopped, stopped_step=state.stopped_step)
     loss_sum = loss_sum + jnp.where(ok, loss, 0.0)
     loss_count = loss_count + ok.astype(jnp.int32)
     return new_state, loss_sum, loss_count
@@ -212,8 +214,7 @@ def make_train(model: models_lib.ModelFns,
       totals = last if totals is None else jax.tree.map(jnp.add, totals, last)
     return {f"test_{k}": v / num_test for k, v in totals.items()}
 
-  def chunk(state: RunState, hparams, data) -> tuple[RunState, dict]:
-    TRACE_COUNT["chunk"] += 1
+  def period(state: RunState, hparams, data) -> tuple[RunState, dict]:
     chex.assert_rank(state.step, 0)
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
     (state, loss_sum, loss_count), _ = jax.lax.scan(
@@ -224,4 +225,4 @@ def make_train(model: models_lib.ModelFns,
     stats.update(evaluate(state, hparams, data))
     return state, stats
 
-  return Program(init, chunk, evaluate, settings)
+  return Program(init, period, evaluate, settings)

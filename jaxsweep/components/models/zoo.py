@@ -1,0 +1,257 @@
+"""The built-in models, by name: ``mlp``, ``cnn`` and ``rnn``.
+
+``mlp`` and ``cnn`` take any input (images are flattened by the MLP);
+``rnn`` is a character-level language model (int tokens ``[B, T]`` in,
+logits ``[B, T, vocab]`` out). Each factory takes ``num_outputs`` (filled
+from the data when not given) and ``kernel_init``. Given a *tuple* of
+activation names, ``mlp`` and ``cnn`` pick one per variant from the traced
+call argument ``activation_index``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxsweep import errors
+from jaxsweep.components import registry
+from jaxsweep.components.models import layers
+from jaxsweep.components.models.layers import Activation
+
+
+class MLP(nn.Module):
+  """A multi-layer perceptron.
+
+  Attributes:
+    features: hidden layer widths (depth = len(features)).
+    num_outputs: width of the output layer.
+    activation: name in :data:`ACTIVATIONS`, or a tuple of names chosen per
+      variant by the traced ``activation_index`` call argument.
+    batch_norm: batch normalisation after each hidden Dense.
+    kernel_init: name in :data:`INITIALIZERS`.
+  """
+
+  features: Sequence[int] = (128, 128)
+  num_outputs: int = 10
+  activation: Activation = "relu"
+  batch_norm: bool = False
+  kernel_init: str = "lecun_normal"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, dropout_rate=0.0,
+               activation_index=0):
+    """Logits for ``x`` (any trailing shape, flattened).
+
+    Args:
+      x: ``[B, ...]`` inputs.
+      train: batch statistics and dropout on.
+      dropout_rate: traced dropout rate after each hidden layer.
+      activation_index: traced index into a tuple ``activation`` (ignored
+        for a single name).
+    """
+    x = x.reshape((x.shape[0], -1))
+    for width in self.features:
+      x = nn.Dense(int(width), kernel_init=layers.initializer(self.kernel_init))(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+      x = layers.apply_activation(self.activation, x, activation_index)
+      if train and not layers.is_zero(dropout_rate):
+        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+    return nn.Dense(self.num_outputs, kernel_init=layers.initializer(self.kernel_init))(x)
+
+
+POOLINGS = ("max", "avg", "none")
+
+
+class CNN(nn.Module):
+  """A small convolutional network: conv blocks, then a dense head.
+
+  Each block is ``Conv(k x k, SAME) -> [BatchNorm] -> activation -> pool(2x2)
+  -> dropout``; pooling uses SAME padding so a 1x1 map stays 1x1 (deep
+  stacks on 8x8 digits do not run out of pixels).
+
+  Attributes:
+    channels: output channels of each conv block.
+    kernel_size: square kernel size.
+    pooling: ``max``, ``avg`` or ``none`` (2x2, stride 2).
+    head: widths of the hidden dense layers after flattening.
+    num_outputs: width of the output layer.
+    activation: a name, or a tuple of names chosen by ``activation_index``.
+    batch_norm: batch normalisation after each convolution.
+    kernel_init: name in :data:`INITIALIZERS` (convolutions and dense).
+  """
+
+  channels: Sequence[int] = (16, 32)
+  kernel_size: int = 3
+  pooling: str = "max"
+  head: Sequence[int] = (64,)
+  num_outputs: int = 10
+  activation: Activation = "relu"
+  batch_norm: bool = False
+  kernel_init: str = "lecun_normal"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, dropout_rate=0.0,
+               activation_index=0):
+    """Logits for images ``x`` of shape ``[B, H, W, C]`` (or ``[B, H, W]``).
+
+    Args:
+      x: images; a missing channel axis is added.
+      train: batch statistics and dropout on.
+      dropout_rate: traced dropout rate after each block and head layer.
+      activation_index: traced index into a tuple ``activation``.
+    """
+    if x.ndim == 3:
+      x = x[..., None]
+    if x.ndim != 4:
+      raise ValueError(
+          f"the cnn model needs images [B, H, W, C], got inputs of shape {x.shape}; "
+          "for digits set data.as_images: true")
+    init = layers.initializer(self.kernel_init)
+    k = int(self.kernel_size)
+    drop = train and not layers.is_zero(dropout_rate)
+    for c in self.channels:
+      x = nn.Conv(int(c), (k, k), padding="SAME", kernel_init=init)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+      x = layers.apply_activation(self.activation, x, activation_index)
+      if self.pooling == "max":
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      elif self.pooling == "avg":
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
+                        count_include_pad=False)
+      if drop:
+        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+    x = x.reshape((x.shape[0], -1))
+    for width in self.head:
+      x = nn.Dense(int(width), kernel_init=init)(x)
+      x = layers.apply_activation(self.activation, x, activation_index)
+      if drop:
+        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+    return nn.Dense(self.num_outputs, kernel_init=init)(x)
+
+
+CELLS: dict[str, Callable[..., nn.RNNCellBase]] = {
+    "lstm": nn.OptimizedLSTMCell,
+    "gru": nn.GRUCell,
+    "simple": nn.SimpleCell,
+}
+
+
+class RecurrentLM(nn.Module):
+  """A character-level recurrent language model.
+
+  ``Embed(vocab, embed_dim) -> layers x RNN(cell, hidden) -> Dense(vocab)``,
+  with dropout (traced rate) on the output of each recurrent layer.
+
+  Attributes:
+    num_outputs: vocabulary size (input tokens are ids below it).
+    embed_dim: embedding width.
+    cell: ``lstm``, ``gru`` or ``simple`` (Elman, tanh).
+    hidden: recurrent state width.
+    layers: number of stacked recurrent layers.
+    kernel_init: name in :data:`INITIALIZERS` for the input kernels of the
+      cells and the output layer; recurrent kernels are orthogonal
+      (:func:`jaxsweep.components.models.layers.orthogonal`, as Flax's default but without LAPACK).
+  """
+
+  num_outputs: int = 128
+  embed_dim: int = 32
+  cell: str = "lstm"
+  hidden: int = 128
+  layers: int = 1
+  kernel_init: str = "lecun_normal"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, dropout_rate=0.0):
+    """Next-token logits ``[B, T, vocab]`` for int tokens ``x`` ``[B, T]``."""
+    if x.ndim != 2:
+      raise ValueError(f"the rnn model needs int tokens [B, T], got shape {x.shape}")
+    init = layers.initializer(self.kernel_init)
+    h = nn.Embed(self.num_outputs, self.embed_dim)(x.astype(jnp.int32))
+    for _ in range(self.layers):
+      h = nn.RNN(CELLS[self.cell](features=self.hidden, kernel_init=init,
+                                  recurrent_kernel_init=layers.orthogonal()))(h)
+      if train and not layers.is_zero(dropout_rate):
+        h = layers.dropout(h, dropout_rate, self.make_rng("dropout"), train=train)
+    return nn.Dense(self.num_outputs, kernel_init=init)(h)
+
+
+# --------------------------------------------------------------------------
+# Registry of named model factories (``model: {name: mlp, ...}`` in configs).
+
+REGISTRY = registry.Registry("model", default="mlp")
+
+
+@REGISTRY.register("mlp")
+def mlp(*, features: Sequence[int] = (128, 128), num_outputs: int = 10,
+        activation: Activation = "relu", batch_norm: bool = False,
+        kernel_init: str = "lecun_normal") -> MLP:
+  """The MLP; ``features`` is the width of each hidden layer.
+
+  ``activation`` may be a list of names: the module then picks one per
+  variant from the traced call argument ``activation_index``.
+  """
+  features = layers.check_widths(features, "model.features", allow_empty=True)
+  activation = layers.check_activation(activation)
+  layers.initializer(kernel_init)
+  return MLP(features=features, num_outputs=int(num_outputs),
+             activation=activation, batch_norm=bool(batch_norm),
+             kernel_init=kernel_init)
+
+
+@REGISTRY.register("cnn")
+def cnn(*, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
+        pooling: str = "max", head: Sequence[int] = (64,), num_outputs: int = 10,
+        activation: Activation = "relu", batch_norm: bool = False,
+        kernel_init: str = "lecun_normal") -> CNN:
+  """The CNN (:class:`CNN`): conv blocks of ``channels``, a dense ``head``.
+
+  Use it on images, e.g. ``data: {name: digits, as_images: true}``.
+  """
+  channels = layers.check_widths(channels, "model.channels")
+  head = layers.check_widths(head, "model.head", allow_empty=True)
+  if int(kernel_size) < 1:
+    raise errors.ConfigError(f"kernel_size must be >= 1, got {kernel_size}.",
+                             key="model.kernel_size")
+  if pooling not in POOLINGS:
+    raise errors.unknown_key(f"model.pooling={pooling}", POOLINGS, what="pooling")
+  activation = layers.check_activation(activation)
+  layers.initializer(kernel_init)
+  return CNN(channels=channels, kernel_size=int(kernel_size), pooling=pooling,
+             head=head, num_outputs=int(num_outputs), activation=activation,
+             batch_norm=bool(batch_norm), kernel_init=kernel_init)
+
+
+@REGISTRY.register("rnn")
+def rnn(*, embed_dim: int = 32, cell: str = "lstm", hidden: int = 128,
+        layers: int = 1, num_outputs: int = 128,
+        kernel_init: str = "lecun_normal") -> RecurrentLM:
+  """The recurrent language model (:class:`RecurrentLM`).
+
+  ``num_outputs`` is the vocabulary size (filled from the data).
+  """
+  if cell not in CELLS:
+    raise errors.unknown_key(f"model.cell={cell}", CELLS, what="recurrent cell")
+  for k, v in (("embed_dim", embed_dim), ("hidden", hidden), ("layers", layers),
+               ("num_outputs", num_outputs)):
+    if isinstance(v, bool) or int(v) < 1:
+      raise errors.ConfigError(f"{k} must be a positive integer, got {v!r}.",
+                               key=f"model.{k}")
+  layers.initializer(kernel_init)
+  return RecurrentLM(num_outputs=int(num_outputs), embed_dim=int(embed_dim),
+                     cell=cell, hidden=int(hidden), layers=int(layers),
+                     kernel_init=kernel_init)
+
+
+def build(name: str, **kwargs) -> nn.Module:
+  """Builds a registered model, with clear errors for unknown arguments."""
+  fn = REGISTRY.get(name)
+  params = inspect.signature(fn).parameters
+  for k in kwargs:
+    if k not in params:
+      raise errors.unknown_key(f"model.{k}", [f"model.{p}" for p in params],
+                               what=f"argument of model '{name}'")
+  return fn(**kwargs)

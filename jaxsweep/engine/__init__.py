@@ -1,0 +1,38 @@
+"""The engine: plan -> program -> execute, each stage taking the previous one's output.
+
+* :mod:`~jaxsweep.engine.plan`: variants -> compile groups; static vs traced
+  decided once per group (pure Python).
+* :mod:`~jaxsweep.engine.program`: one group's per-variant program built,
+  checked abstractly and compiled on the mesh.
+* :mod:`~jaxsweep.engine.train`: the per-variant functions (``init``,
+  ``period``, ``evaluate``), written for ONE variant and vmapped.
+* :mod:`~jaxsweep.engine.execute`: the loop over population chunks and eval
+  periods; the period boundary is where a scheduler acts.
+* :mod:`~jaxsweep.engine.sharding`, :mod:`~jaxsweep.engine.memory`,
+  :mod:`~jaxsweep.engine.distributed`: devices, memory and hosts.
+"""
+
+from jaxsweep.engine import distributed
+from jaxsweep.engine import execute
+from jaxsweep.engine import memory
+from jaxsweep.engine import plan
+from jaxsweep.engine import program
+from jaxsweep.engine import sharding
+from jaxsweep.engine import train
+from jaxsweep.engine.execute import Boundary
+from jaxsweep.engine.execute import Decision
+from jaxsweep.engine.execute import Grid
+from jaxsweep.engine.execute import Scheduler
+from jaxsweep.engine.plan import Components
+from jaxsweep.engine.plan import make_plan
+from jaxsweep.engine.plan import stack_hparams
+from jaxsweep.engine.program import device_data
+from jaxsweep.engine.train import RunState
+from jaxsweep.engine.train import TrainSettings
+from jaxsweep.engine.train import make_train
+
+__all__ = [
+    "Boundary", "Components", "Decision", "Grid", "RunState", "Scheduler", "TrainSettings",
+    "device_data", "distributed", "execute", "make_plan", "make_train",
+    "memory", "plan", "program", "sharding", "stack_hparams", "train",
+]

@@ -1,0 +1,450 @@
+"""One group's program: build it from the plan, check it, compile it on a mesh.
+
+The second stage of the engine. It takes a :class:`~jaxsweep.engine.plan.Group`
+(its static settings and traced keys, decided by the planner) and returns a
+:class:`GroupProgram`: the per-variant functions of
+:mod:`jaxsweep.engine.train`, vmapped over the population. Programs are cached
+on their structure, so a second group (or a second sweep in the same process)
+with the same structure reuses the jitted functions and their compilations.
+
+Before anything trains, :func:`check` traces one variant abstractly, so a
+model whose outputs do not fit the loss, or a loss that branches on a traced
+value, fails with the shapes or the offending line named.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsweep import errors
+from jaxsweep import keys
+from jaxsweep.components import data as data_lib
+from jaxsweep.components import losses as losses_lib
+from jaxsweep.components import models as models_lib
+from jaxsweep.components import optim
+from jaxsweep.components import registry
+from jaxsweep.engine import memory as memory_lib
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import sharding
+from jaxsweep.engine import train as train_lib
+from jaxsweep.keys import Key
+
+
+# --------------------------------------------------------------------------
+# Data and settings of a group.
+
+def load_data(components: plan_lib.Components, static_data: Mapping[str, Any]
+              ) -> data_lib.Dataset:
+  """The group's dataset (registered datasets are loaded once per settings)."""
+  obj = components.data
+  static_data = dict(static_data)
+  if isinstance(obj, data_lib.Dataset):
+    if static_data:
+      raise errors.ConfigError(
+          f"data is a fixed Dataset, so it cannot take {sorted(static_data)}.",
+          key="data." + sorted(static_data)[0],
+          fix="pass a data factory to sweep data settings")
+    return obj
+  if isinstance(obj, registry.Registry):
+    return data_lib.load_cached(static_data.pop("name", obj.default), **static_data)
+  if callable(obj):
+    return obj(**static_data)
+  raise errors.ConfigError(f"cannot use {type(obj).__name__} as data.", key="data",
+                           fix="pass js.data.arrays(...), a Dataset, or a factory")
+
+
+def output_size(ds: data_lib.Dataset) -> int:
+  """The model output width the data needs (classes, vocabulary or targets)."""
+  if ds.task in ("classification", "language_model"):
+    return int(ds.num_classes)
+  y = ds.train["y"]
+  return int(np.prod(y.shape[1:])) if y.ndim > 1 else 1
+
+
+def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
+  """The group's training settings, validated.
+
+  Raises:
+    ConfigError: for a missing or non-positive-integer setting.
+  """
+  vals = {k: static_train.get(k, d) for k, d in plan_lib.TRAIN_ARGS.items()}
+  for k in ("steps", "batch_size"):
+    if vals[k] is None:
+      raise errors.ConfigError(f"train.{k} is not set.", key=f"train.{k}",
+                               fix=f"give {k}=... (e.g. steps=300, batch_size=128)")
+  for k, v in vals.items():
+    if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+                          or v < 1):
+      raise errors.ConfigError(f"train.{k} must be a positive integer, got {v!r}.",
+                               key=f"train.{k}")
+  steps = int(vals["steps"])
+  eval_every = min(int(vals["eval_every"] or steps), steps)
+  return train_lib.TrainSettings(steps, int(vals["batch_size"]), eval_every,
+                                 int(vals["eval_batch_size"]))
+
+
+def device_data(dataset: data_lib.Dataset, mesh=None) -> dict:
+  """The dataset as device arrays ``{"train": {...}, "test": {...}}``.
+
+  With a mesh, every device holds one copy, shared by all its variants.
+  """
+  tree = {"train": dict(dataset.train), "test": dict(dataset.test)}
+  if mesh is None:
+    return jax.tree.map(jnp.asarray, tree)
+  return sharding.put_replicated(tree, mesh)
+
+
+def abstract_data(dataset: data_lib.Dataset, mesh=None):
+  """Shape structs of the data as :func:`device_data` places it."""
+  sharded = {} if mesh is None else {"sharding": sharding.replicated(mesh)}
+  tree = {"train": dict(dataset.train), "test": dict(dataset.test)}
+  return jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, **sharded), tree)
+
+
+# --------------------------------------------------------------------------
+# Building (cached: same structure => same jitted program).
+
+@dataclasses.dataclass
+class GroupProgram:
+  """A group's components and its vmapped population functions.
+
+  Attributes:
+    program: the per-variant functions (:func:`jaxsweep.engine.train.make_train`).
+    dataset: the group's data.
+    model: the model as pure functions.
+    metric_names: metrics the evaluator reports (``test_<name>``).
+    derived: metrics computed on the host from the others (perplexity, ...).
+    init: ``vmap(program.init)``.
+    period: ``vmap(program.period)``.
+    compiled: compiled programs by shape and mesh (see :func:`compile`).
+  """
+
+  program: train_lib.Program
+  dataset: data_lib.Dataset
+  model: models_lib.ModelFns
+  metric_names: tuple[str, ...]
+  derived: dict[str, Callable]
+  init: Callable
+  period: Callable
+  compiled: dict = dataclasses.field(default_factory=dict)
+
+
+_CACHE: collections.OrderedDict[tuple, GroupProgram] = collections.OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _ident(obj) -> Any:
+  try:
+    hash(obj)
+    return obj
+  except TypeError:
+    return ("id", id(obj))
+
+
+def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
+  """Builds (or fetches from the cache) the program of a group.
+
+  Raises:
+    ConfigError: when a component rejects its static arguments.
+  """
+  comps = plan.components
+  dataset = load_data(comps, group.static_args("data"))
+  settings = train_settings(group.static_args("train"))
+  accepted = group.signature.accepted["model"]
+
+  # Model: factory arguments build it; static call arguments are bound.
+  model_static = group.static_args("model")
+  factory_static = {k: v for k, v in model_static.items() if k in accepted or k == "name"}
+  call_static = {k: v for k, v in model_static.items() if k not in factory_static}
+  for a in plan_lib.OUTPUT_ARGS:
+    if a in accepted and a not in factory_static:
+      factory_static[a] = output_size(dataset)
+  # Optimizer: traced arguments become opt_state.hyperparams entries.
+  opt_static = group.static_args("optimizer")
+  opt_fn = comps.factory("optimizer", opt_static.pop("name", None))
+  opt_traced = group.traced_args("optimizer")
+  # Loss: a tuple of names is a vectorized choice of named losses.
+  loss_static = group.static_args("loss")
+  loss_name = loss_static.pop("name", None)
+  loss_fn = (losses_lib.choice(loss_name) if isinstance(loss_name, tuple)
+             else comps.factory("loss", loss_name))
+  if comps.metrics is not None:
+    metrics, derived = dict(comps.metrics), {}
+  else:
+    metrics = losses_lib.default_metrics(dataset.task)
+    derived = losses_lib.derived_metrics(dataset.task)
+
+  cache_key = (
+      _ident(comps.model), keys.freeze(factory_static), keys.freeze(call_static),
+      _ident(opt_fn), keys.freeze(opt_static), opt_traced,
+      ("choice", loss_name) if isinstance(loss_name, tuple) else _ident(loss_fn),
+      keys.freeze(loss_static), group.traced_args("loss"), group.traced_args("model"),
+      plan_lib.INIT_SCALE in group.traced,
+      tuple((k, _ident(v)) for k, v in metrics.items()), settings)
+  if cache_key in _CACHE:
+    _CACHE.move_to_end(cache_key)
+    return dataclasses.replace(_CACHE[cache_key], dataset=dataset, derived=derived)
+
+  model_fns = plan_lib.build_model(comps, factory_static)
+  if call_static:
+    model_fns = model_fns._replace(apply=functools.partial(model_fns.apply, **call_static))
+  first = plan.variants[group.members[0]]
+  placeholders = {a: first.get(Key("optimizer", a), group.defaults.get(Key("optimizer", a)))
+                  for a in opt_traced}
+  try:
+    opt = optim.wrap(opt_fn, opt_static, placeholders)
+  except TypeError as e:
+    raise errors.ConfigError(f"the optimizer rejected its arguments: {e}", key="optimizer",
+                             fix=f"it accepts: {', '.join(registry.signature_args(opt_fn))}"
+                             ) from e
+  loss_bound = functools.partial(loss_fn, **loss_static) if loss_static else loss_fn
+  program = train_lib.make_train(model_fns, opt, loss_bound, metrics, settings)
+  built = GroupProgram(
+      program=program, dataset=dataset, model=model_fns, metric_names=tuple(metrics),
+      derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),
+      period=jax.vmap(program.period, in_axes=(0, 0, None)))
+  _CACHE[cache_key] = built
+  while len(_CACHE) > _CACHE_SIZE:
+    _CACHE.popitem(last=False)
+  return built
+
+
+# --------------------------------------------------------------------------
+# Checking: one variant traced abstractly, before anything trains.
+
+def _shape_str(x) -> str:
+  leaves = jax.tree.leaves(x)
+  if len(leaves) == 1:
+    return f"of shape {tuple(leaves[0].shape)} {leaves[0].dtype}"
+  return str(jax.tree.map(lambda a: tuple(a.shape), x))
+
+
+def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> None:
+  """Traces one variant abstractly so shape and purity errors come first.
+
+  Raises:
+    ModelError: naming the shapes, or the user's file and line.
+  """
+  hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  data = abstract_data(built.dataset)
+  settings = built.program.settings
+  try:
+    state = jax.eval_shape(built.program.init, hp, data)
+  except errors.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ModelError(
+        f"the model failed to initialise on inputs of shape "
+        f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
+        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
+        key="model") from e
+  x = built.dataset.train["x"]
+  y = built.dataset.train["y"]
+  batch = {"x": jax.ShapeDtypeStruct((settings.batch_size,) + x.shape[1:], x.dtype),
+           "y": jax.ShapeDtypeStruct((settings.batch_size,) + y.shape[1:], y.dtype)}
+  try:
+    out = jax.eval_shape(
+        lambda s, b: built.model.apply({"params": s.params, **s.model_state}, b["x"],
+                                       train=False, rng=None, **hp["model"])[0], state, batch)
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ModelError(
+        f"the model's apply failed, {errors.user_frame(e)}"
+        f"({type(e).__name__}: {errors.first_line(e)})", key="model") from e
+  try:
+    jax.eval_shape(built.program.period, state, hp, data)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+          jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError) as e:
+    raise errors.ModelError(
+        "the loss, metrics or model is not traceable by jax.jit: it uses a traced "
+        f"value in Python control flow or converts it to a Python/numpy value, "
+        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})", key="loss",
+        fix="use jnp.where / lax.cond instead of if/else on array values, and no "
+            "float()/.item()/print of arrays inside the loss") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ModelError(
+        f"the model's outputs {_shape_str(out)} do not fit the loss/metrics with targets "
+        f"{_shape_str(batch['y'])}: {type(e).__name__}: {errors.first_line(e)}", key="loss",
+        fix="make the model's output size match the targets (e.g. num_outputs = number "
+            "of classes) or use a loss for these targets") from e
+
+
+# --------------------------------------------------------------------------
+# Compiling on a mesh.
+
+@dataclasses.dataclass
+class Compiled:
+  """AOT-compiled population functions for one population shape and mesh.
+
+  Attributes:
+    init: compiled ``vmap(init)``, or ``None`` until a run needs it (memory
+      planning compiles the period step alone).
+    period: compiled ``vmap(period)``; its state argument is donated.
+    seconds: compile time spent on this entry so far.
+    memory_bytes: the period step's arguments + outputs + temporaries per
+      device (:func:`jaxsweep.engine.memory.measure`), ``None`` if unknown.
+  """
+
+  init: Callable | None
+  period: Callable
+  seconds: float
+  memory_bytes: int | None = None
+
+
+# Init runs once per population, so its speed does not matter, but XLA's
+# backend optimisations of the many unrolled threefry rounds in a model's init
+# took 4-15 s to compile on a 2-core CPU against ~1 s at level 0.
+_COLD_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _compile_cold(lowered):
+  try:
+    return lowered.compile(compiler_options=_COLD_OPTIONS)
+  except Exception:  # pylint: disable=broad-except  # A backend without the option.
+    return lowered.compile()
+
+
+def compile(built: GroupProgram, mesh, hp, data, *, init: bool = True,  # noqa: A001
+            timings: list[float] | None = None) -> Compiled:
+  """Compiles (once per population shape and mesh) a group's init and period.
+
+  Population arrays are sharded on the mesh's ``"sweep"`` axis and the data
+  replicated, for inputs and outputs alike, so every call sees the shardings
+  it was compiled for; the run state is donated.
+
+  Args:
+    built: the group's program; compiled programs are cached on it.
+    mesh: the device mesh.
+    hp: stacked hyperparameters: arrays or ``jax.ShapeDtypeStruct``s (only
+      shapes and dtypes matter).
+    data: the data, as arrays or shape structs.
+    init: also compile ``init`` (memory planning needs only the period).
+    timings: compile seconds are appended here whenever this compiles.
+
+  Returns:
+    The cached :class:`Compiled` for this population shape.
+  """
+  key = str((jax.tree.map(lambda a: (a.shape, a.dtype), hp),
+             jax.tree.map(lambda a: (a.shape, a.dtype), data),
+             tuple(d.id for d in mesh.devices.flat)))
+  pop, rep = sharding.population(mesh), sharding.replicated(mesh)
+  entry = built.compiled.get(key)
+  if entry is not None and (entry.init is not None or not init):
+    return entry
+  t0 = time.perf_counter()
+  if entry is None:
+    period = jax.jit(built.period, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
+                     donate_argnums=(0,))
+    state = jax.eval_shape(built.init, hp, data)
+    compiled_period = period.lower(state, hp, data).compile()
+    entry = built.compiled[key] = Compiled(None, compiled_period, 0.0,
+                                           memory_lib.measure(compiled_period))
+  if init:
+    entry.init = _compile_cold(jax.jit(built.init, in_shardings=(pop, rep),
+                                       out_shardings=pop).lower(hp, data))
+  seconds = time.perf_counter() - t0
+  entry.seconds += seconds
+  if timings is not None:
+    timings.append(seconds)
+  return entry
+
+
+def abstract_population(plan: plan_lib.Plan, group: plan_lib.Group, size: int, mesh):
+  """Shape structs of a group's stacked hyperparameters at ``size`` variants."""
+  hp = plan_lib.stack_hparams(plan, group, group.members[:1])
+  pop = sharding.population(mesh)
+  return jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct((size,) + np.shape(a)[1:], np.asarray(a).dtype,
+                                     sharding=pop), hp)
+
+
+def _nbytes(tree) -> int:
+  total = 0
+  for x in jax.tree.leaves(tree):
+    try:
+      itemsize = np.dtype(x.dtype).itemsize
+    except TypeError:
+      itemsize = 8  # A typed PRNG key: two uint32 words.
+    total += int(np.prod(x.shape)) * itemsize
+  return total
+
+
+def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
+                data=None, *, chunk_size: int | None = None, limit=None,
+                safety: float | None = None, fit: bool = False,
+                timings: list[float] | None = None) -> memory_lib.GroupEstimate:
+  """Picks a group's chunk size from the memory its compiled step needs.
+
+  Compiles the period step at the requested chunk size (which the run needs
+  anyway) and, only when that does not fit ``limit``, at one or two more
+  sizes to fit ``bytes(v) = fixed + per_variant * v`` per device
+  (:func:`jaxsweep.engine.memory.plan_chunks`).
+
+  Args:
+    plan, group, built: the group and its program.
+    mesh: the device mesh.
+    data: the data as arrays or shape structs (default: shape structs).
+    chunk_size: the requested chunk size (default: the whole group).
+    limit: a :class:`jaxsweep.engine.memory.Limit`, or ``None`` for no limit.
+    safety: headroom factor (default :data:`jaxsweep.engine.memory.SAFETY`).
+    fit: always compile two sizes so the footprint is known (dry runs).
+    timings: compile seconds are appended here.
+
+  Raises:
+    ConfigError: when not even one variant per device fits.
+  """
+  data = abstract_data(built.dataset, mesh) if data is None else data
+  n, ndev = len(group.members), mesh.devices.size
+  requested = sharding.population_size(min(chunk_size or n, n), ndev)
+  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+  state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
+  data_bytes = _nbytes(data)  # Replicated: all of it on every device.
+
+  def lower_bound(local):
+    return data_bytes + 2 * state_bytes * local  # The state comes in and goes out.
+
+  def measure_at(local):
+    hp = abstract_population(plan, group, local * ndev, mesh)
+    return compile(built, mesh, hp, data, init=False, timings=timings).memory_bytes
+
+  return memory_lib.plan_chunks(
+      measure_at, group=group.index, variants=n, devices=ndev, requested=requested,
+      limit=limit, safety=memory_lib.SAFETY if safety is None else safety,
+      lower_bound=lower_bound, fit=fit, min_local=sharding.MIN_PER_DEVICE)
+
+
+def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
+                    chunk_size: int | None = None, safety: float = memory_lib.SAFETY
+                    ) -> dict[int, memory_lib.GroupEstimate]:
+  """Dry run of the execution's memory planning (``jaxsweep plan``).
+
+  Builds and compiles each group's step at two sizes (nothing is trained),
+  fits the memory line and picks the chunk size a run with the same
+  arguments would pick. Compiled programs are cached, so a run that follows
+  in the same process reuses them.
+
+  Returns:
+    group index -> :class:`jaxsweep.engine.memory.GroupEstimate`.
+
+  Raises:
+    ConfigError: when a group cannot fit even one variant per device.
+  """
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  limit = memory_lib.available(mesh, memory_budget)
+  out = {}
+  for group in plan.groups:
+    built = build(plan, group)
+    check(plan, group, built)
+    out[group.index] = plan_memory(plan, group, built, mesh, chunk_size=chunk_size,
+                                   limit=limit, safety=safety, fit=True)
+  return out
