@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import doctest
 import hashlib
+import importlib
 import itertools
 import json
 import math
+import pkgutil
 
 import numpy as np
 import pytest
@@ -33,9 +35,12 @@ def _reference_id(d):
 
 
 def test_docstring_examples_run():
-  result = doctest.testmod(space)
-  assert result.attempted > 20
-  assert result.failed == 0
+  attempted = 0
+  for info in pkgutil.iter_modules(space.__path__):
+    result = doctest.testmod(importlib.import_module(f"jaxsweep.space.{info.name}"))
+    assert result.failed == 0, info.name
+    attempted += result.attempted
+  assert attempted > 20
 
 
 def test_lists_tuples_ranges_and_values_mean_values():
