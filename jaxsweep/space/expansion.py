@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import qmc
 
 from jaxsweep import errors
 from jaxsweep.space import domains
@@ -120,6 +119,7 @@ def _unit_points(n: int, d: int, seed: int, method: str) -> np.ndarray:
   """[n, d] points in the unit cube: i.i.d. or scrambled Sobol/Halton."""
   if method == "random":
     return np.random.default_rng(seed).random((n, d))
+  from scipy.stats import qmc  # Lazy: scipy is slow to import.
   cls = qmc.Sobol if method == "sobol" else qmc.Halton
   try:
     engine = cls(d, scramble=True, rng=seed)
