@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxsweep import keys as keys_lib
 from jaxsweep import results as results_lib
 
 # Heatmap axes with more distinct numeric values than this are binned.
@@ -113,7 +114,7 @@ def _distinct(res, col) -> list:
   """Distinct values of a column: numbers ascending (NaN last), else as met."""
   seen = {}
   for r in res.rows:
-    seen.setdefault(results_lib.freeze(r.get(col)), r.get(col))
+    seen.setdefault(keys_lib.freeze(r.get(col)), r.get(col))
   values = list(seen.values())
   if values and all(_is_number(v) for v in values):
     values.sort(key=lambda v: (math.isnan(v), v if not math.isnan(v) else 0.0))
@@ -155,9 +156,9 @@ def _fmt(v) -> str:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  a = np.asarray(values, dtype=np.float64)
-  ddof = results_lib.DEFAULT_DDOF if a.size > results_lib.DEFAULT_DDOF else 0
-  return float(a.mean()), float(a.std(ddof=ddof))
+  """Mean and sample std of a point's values; a lone value has no band (0)."""
+  mean, std = results_lib.mean_std(values)
+  return mean, 0.0 if std is None else std
 
 
 # --------------------------------------------------------------------------
@@ -200,19 +201,19 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
   axes = fig.subplots(1, len(metrics), squeeze=False)[0]
   numeric = _numeric(res, param)
   categories = _distinct(res, param)
-  index = {results_lib.freeze(v): i for i, v in enumerate(categories)}
+  index = {keys_lib.freeze(v): i for i, v in enumerate(categories)}
   series_values = _distinct(res, series) if series else [None]
   width = 0.6 / max(len(series_values), 1)
 
   def position(v, s):
     if numeric:
       return float(v)
-    return index[results_lib.freeze(v)] + (s - (len(series_values) - 1) / 2) * width
+    return index[keys_lib.freeze(v)] + (s - (len(series_values) - 1) / 2) * width
 
   for ax, metric in zip(axes, metrics):
     for s, sv in enumerate(series_values):
       rows = [r for r in res.rows if series is None
-              or results_lib.freeze(r.get(series)) == results_lib.freeze(sv)]
+              or keys_lib.freeze(r.get(series)) == keys_lib.freeze(sv)]
       by_x: dict[Any, list[float]] = {}
       xs_of: dict[Any, float] = {}
       for r in rows:
@@ -221,7 +222,7 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
           continue
         if log and numeric and x <= 0:
           continue
-        k = results_lib.freeze(x)
+        k = keys_lib.freeze(x)
         by_x.setdefault(k, []).append(float(r[metric]))
         xs_of[k] = position(x, s)
       if not by_x:
@@ -248,7 +249,7 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
       if numeric and (not math.isfinite(x) or (log and x <= 0)):
         hidden += 1
         continue
-      shown.append(position(x, 0) if numeric else float(index[results_lib.freeze(x)]))
+      shown.append(position(x, 0) if numeric else float(index[keys_lib.freeze(x)]))
     _mark_diverged(ax, shown, hidden)
     if log and numeric:
       ax.set_xscale("log")
@@ -311,8 +312,8 @@ def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
   values = _distinct(res, col)
   finite = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
   if not (_numeric(res, col) and len(finite) > _MAX_CELLS):
-    index = {results_lib.freeze(v): i for i, v in enumerate(values)}
-    return [_fmt(v) for v in values], lambda v: index[results_lib.freeze(v)]
+    index = {keys_lib.freeze(v): i for i, v in enumerate(values)}
+    return [_fmt(v) for v in values], lambda v: index[keys_lib.freeze(v)]
   log = _log_axis(res, col, sweep)
   lo, hi = min(finite), max(finite)
   edges = (np.geomspace(lo, hi, _BINS + 1) if log else np.linspace(lo, hi, _BINS + 1))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
-import copy
 import math
 import os
 import sys
@@ -35,12 +34,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from jaxsweep import config as config_lib
 from jaxsweep import errors
+from jaxsweep import format as format_lib
+from jaxsweep import keys
 from jaxsweep import results as results_lib
 
-# Columns never shown in the console table (they are in the files).
-_HIDDEN = ("id", "group", "steps")
 # Console and file table formats; "auto" is rich in a terminal, else plain.
 FORMATS = ("auto", "rich", "plain", "markdown", "csv", "json")
 # results.md lists at most this many per-variant rows (the CSV has them all).
@@ -52,54 +50,11 @@ DEFAULT_CURVES = 5
 # --------------------------------------------------------------------------
 # Cells.
 
-def fmt(value: Any) -> str:
-  """Compact notation: 4 significant digits, scientific when tiny/huge."""
-  if value is None:
-    return "-"
-  if isinstance(value, bool):
-    return str(value)
-  if isinstance(value, float):
-    if math.isnan(value):
-      return "nan"
-    if math.isinf(value):
-      return "inf" if value > 0 else "-inf"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-      mantissa, exp = f"{value:.2e}".split("e")  # 1e-04, 3.16e-04: same width
-      return f"{mantissa.rstrip('0').rstrip('.')}e{exp}"
-    return f"{value:.4g}"
-  if isinstance(value, (list, tuple)):
-    return "[" + ",".join(fmt(v) for v in value) + "]"
-  return str(value)
-
-
-def fmt_mean_std(mean: float | None, std: float | None) -> str:
-  """``0.8125 ± 0.0625``; the mean alone when the spread is unknown."""
-  if mean is None:
-    return "-"
-  return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
-
-
-def short_names(columns: Sequence[str]) -> dict[str, str]:
-  """Compact headers: ``optimizer.learning_rate`` -> ``learning_rate``.
-
-  A dotted name loses its section only when no other column has the same
-  tail, so ``optimizer.weight_decay`` and ``loss.weight_decay`` stay apart.
-  """
-  tails: dict[str, int] = {}
-  for c in columns:
-    tail = c.rsplit(".", 1)[-1]
-    tails[tail] = tails.get(tail, 0) + 1
-  out = {}
-  for c in columns:
-    tail = c.rsplit(".", 1)[-1]
-    out[c] = tail if tails[tail] == 1 and tail not in ("name",) else c
-  return out
-
-
-def describe_settings(row: Mapping[str, Any], columns: Sequence[str]) -> str:
-  """``learning_rate=0.3, seed=1`` for the given columns of a row."""
-  names = short_names(columns)
-  return ", ".join(f"{names[c]}={fmt(row[c])}" for c in columns if c in row)
+# Shared with repr(Results): one way to write a cell.
+fmt = format_lib.fmt
+fmt_mean_std = format_lib.fmt_mean_std
+short_names = format_lib.short_names
+describe_settings = format_lib.describe_settings
 
 
 class Table(NamedTuple):
@@ -121,35 +76,24 @@ class Table(NamedTuple):
 
 
 def _numeric_col(col: str, rows) -> bool:
-  return any(isinstance(r.get(col), (int, float)) and not isinstance(r.get(col), bool)
-             for r in rows)
-
-
-def table_columns(res: results_lib.Results) -> list[str]:
-  """Per-variant table columns: variant, swept, status, target, other metrics."""
-  cols = ["variant", *res.swept, "status", "diverged_step"]
-  metrics = [m for m in res.metrics if m in res.columns()]
-  if res.target in metrics:
-    metrics.remove(res.target)
-    metrics.insert(0, res.target)
-  return [c for c in cols + metrics if c not in _HIDDEN]
+  return format_lib.is_numeric(rows, col)
 
 
 def _arrow(res) -> str:
-  return "higher" if res.mode == "max" else "lower"
+  return res.better
 
 
 def per_variant_table(res: results_lib.Results, *, top: int | None = None,
                       columns: Sequence[str] | None = None) -> Table:
   """One row per variant, best first (diverged and NaN rows last)."""
   rows = res.table[:top] if top else res.table
-  cols = list(columns or table_columns(res))
-  if "diverged_step" in cols and not any(r.get("diverged_step") is not None for r in rows):
-    cols.remove("diverged_step")
+  if columns:
+    diverged = any(r.get("diverged_step") is not None for r in rows)
+    cols = [c for c in columns if c != "diverged_step" or diverged]
+  else:
+    cols = res.table_columns(rows)
   names = short_names(res.swept)
-  num_div = sum(r["status"] != results_lib.STATUS_OK for r in res.rows)
-  footer = (f"{len(res.rows)} variants, ranked by {res.target} ({_arrow(res)} is better)"
-            + (f"; {num_div} diverged" if num_div else ""))
+  footer = res.caption()
   if top and top < len(res.rows):
     footer += f"; best {top} shown"
   return Table(headers=[names.get(c, c) for c in cols],
@@ -190,17 +134,7 @@ def aggregated_table(res: results_lib.Results, *, top: int | None = None,
 
 def to_plain(table: Table) -> str:
   """Aligned plain text, no control codes (logs, pipes, CI)."""
-  widths = [max([len(h)] + [len(row[j]) for row in table.cells])
-            for j, h in enumerate(table.headers)]
-
-  def line(values):
-    return "  ".join(v.rjust(w) if table.right[j] else v.ljust(w)
-                     for j, (v, w) in enumerate(zip(values, widths))).rstrip()
-
-  out = [line(table.headers), line(["-" * w for w in widths])]
-  out += [line(r) for r in table.cells]
-  out.append(table.footer)
-  return "\n".join(out)
+  return format_lib.align(table.headers, table.cells, table.right, table.footer)
 
 
 def to_markdown(table: Table) -> str:
@@ -375,10 +309,10 @@ def best_config(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
     ...             {"optimizer.learning_rate": 0.1, "seed": 1})
     {'optimizer': {'name': 'sgd', 'learning_rate': 0.1}, 'seed': 1}
   """
-  out = copy.deepcopy({k: v for k, v in raw.items() if k != "sweep"})
+  out = keys.plain({k: v for k, v in raw.items() if k != "sweep"})  # A new copy.
   for key, value in settings.items():
-    config_lib.set_path(out, key, value)
-  return _plain(out)
+    keys.set_path(out, key, value)
+  return out
 
 
 def write_best_config(res: results_lib.Results, out_dir: str,
@@ -403,14 +337,6 @@ def write_best_config(res: results_lib.Results, out_dir: str,
   path = os.path.join(out_dir, "best.yaml")
   results_lib.atomic_write(path, header + yaml.safe_dump(cfg, sort_keys=False))
   return path
-
-
-def _plain(x):
-  if isinstance(x, Mapping):
-    return {str(k): _plain(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_plain(v) for v in x]
-  return x
 
 
 # --------------------------------------------------------------------------
@@ -473,7 +399,7 @@ def write_outputs(res: results_lib.Results, out_dir: str, *,
   if config is not None:
     import yaml  # pylint: disable=g-import-not-at-top
     paths["config"] = os.path.join(out_dir, "config.yaml")
-    results_lib.atomic_write(paths["config"], yaml.safe_dump(_plain(config), sort_keys=False))
+    results_lib.atomic_write(paths["config"], yaml.safe_dump(keys.plain(config), sort_keys=False))
   paths.update(write_derived(res, out_dir, config=config, aggregate=aggregate, plots=plots,
                              tensorboard=tensorboard, curves=curves))
   return paths
@@ -639,7 +565,7 @@ def _marginal(res: results_lib.Results, cols: Sequence[str], metric: str):
   """key -> (values, healthy metric values, total, diverged) over the rest."""
   out: dict[tuple, list] = {}
   for r in res.rows:
-    key = tuple(results_lib.freeze(r.get(c)) for c in cols)
+    key = tuple(keys.freeze(r.get(c)) for c in cols)
     entry = out.setdefault(key, [[r.get(c) for c in cols], [], 0, 0])
     entry[2] += 1
     if results_lib.is_healthy(r, metric):
@@ -647,15 +573,6 @@ def _marginal(res: results_lib.Results, cols: Sequence[str], metric: str):
     elif r.get("status") != results_lib.STATUS_OK:
       entry[3] += 1
   return out
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  if not values:
-    return None, None
-  a = np.asarray(values, dtype=np.float64)
-  return float(a.mean()), (float(a.std(ddof=results_lib.DEFAULT_DDOF))
-                           if a.size > results_lib.DEFAULT_DDOF else None)
 
 
 def _sort_value(v):
@@ -719,7 +636,7 @@ def compare_tables(a: results_lib.Results, b: results_lib.Results, *,
         means.append(None)
         continue
       _, vals, total, div = m[k]
-      mean, std = _mean_std(vals)
+      mean, std = results_lib.mean_std(vals)
       means.append(mean)
       row += [fmt_mean_std(mean, std), f"{div}/{total}"]
     delta = means[1] - means[0] if None not in means else None

@@ -5,12 +5,12 @@ import importlib
 
 import pytest
 
-MODULES = ["jaxsweep", "jaxsweep.api", "jaxsweep.data", "jaxsweep.models", "jaxsweep.space",
-           "jaxsweep.train"]
+MODULES = ["jaxsweep", "jaxsweep.api", "jaxsweep.data", "jaxsweep.format", "jaxsweep.models",
+           "jaxsweep.results", "jaxsweep.space", "jaxsweep.train"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
   module = importlib.import_module(name)
   result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0
+  assert result.attempted > 0 and result.failed == 0

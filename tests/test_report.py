@@ -142,6 +142,41 @@ def test_table_compact_and_ranked():
       "loss.weight_decay": "loss.weight_decay"}
 
 
+def test_repr_is_the_ranked_table_without_report():
+  rows = [{"variant": 0, "id": "a", "optimizer.learning_rate": 0.1, "seed": 0, "group": 0,
+           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.3,
+           "test_accuracy": 0.8},
+          {"variant": 1, "id": "b", "optimizer.learning_rate": 1.0, "seed": 0, "group": 0,
+           "status": "diverged", "diverged_step": 2, "steps": 4, "test_loss": float("nan"),
+           "test_accuracy": 0.95},
+          {"variant": 2, "id": "c", "optimizer.learning_rate": 0.01, "seed": 0, "group": 0,
+           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.2,
+           "test_accuracy": 0.9}]
+  res = js.Results(rows, {}, swept=["optimizer.learning_rate", "seed"],
+                   target="test_accuracy", mode="max", metrics=["test_loss", "test_accuracy"])
+  assert repr(res) == str(res) == "\n".join([
+      "variant  learning_rate  seed  status    diverged_step  test_accuracy  test_loss",
+      "-------  -------------  ----  --------  -------------  -------------  ---------",
+      "      2           0.01     0  ok                    -            0.9        0.2",
+      "      0            0.1     0  ok                    -            0.8        0.3",
+      "      1              1     0  diverged              2           0.95        nan",
+      "3 variants, ranked by test_accuracy (higher is better); 1 diverged"])
+  assert repr(res) == report.format_table(res)
+  healthy = js.Results(rows[::2], {}, swept=["optimizer.learning_rate"],
+                       target="test_loss", mode="min", metrics=["test_loss"])
+  assert repr(healthy).splitlines()[0].split() == [
+      "variant", "learning_rate", "status", "test_loss"]  # No diverged_step column.
+
+
+def test_one_mean_std_convention():
+  values = [0.5, 0.7, 0.8]
+  assert results_lib.mean_std(values) == (pytest.approx(np.mean(values)),
+                                          pytest.approx(np.std(values, ddof=1)))
+  assert results_lib.mean_std([0.5]) == (0.5, None)
+  assert plots._mean_std([0.5]) == (0.5, 0.0)  # pylint: disable=protected-access
+  assert plots._mean_std(values) == results_lib.mean_std(values)  # pylint: disable=protected-access
+
+
 def test_write_outputs_writes_every_file(tmp_path):
   res = make_results(grid(learning_rate=[0.1, 0.01], activation=["relu", "tanh"],
                           seed=[0, 1]), diverged={3})
