@@ -137,14 +137,13 @@ def _run(args) -> int:
                         wandb=args.wandb)
   out = args.out or os.path.join(
       "runs", os.path.splitext(os.path.basename(args.config))[0])
-  with report.output_options(aggregate=args.aggregate, plots=args.plots,
-                             tensorboard=args.tensorboard,
-                             curves=args.top or report.DEFAULT_CURVES):
-    res = config_lib.run(cfg, out=out, progress=not args.quiet,
-                         chunk_size=args.chunk_size, memory_budget=args.memory_budget)
+  res = config_lib.run(cfg, out=None, progress=not args.quiet,
+                       chunk_size=args.chunk_size, memory_budget=args.memory_budget)
   from jaxsweep import distributed  # pylint: disable=g-import-not-at-top
-  if not distributed.is_primary():  # One coordinated table, printed by process 0.
+  if not distributed.is_primary():  # One writer and one table, by process 0.
     return 0
+  report.write_outputs(res, out, config=cfg.raw, aggregate=args.aggregate, plots=args.plots,
+                       tensorboard=args.tensorboard, curves=args.top or report.DEFAULT_CURVES)
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
   if args.format not in ("csv", "json"):
     print(report.describe_outputs(out))

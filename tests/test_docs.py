@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["jaxsweep", "jaxsweep.api", "jaxsweep.data", "jaxsweep.format", "jaxsweep.models",
+           "jaxsweep.report.outputs", "jaxsweep.report.progress", "jaxsweep.report.tables",
            "jaxsweep.results", "jaxsweep.space", "jaxsweep.train"]
 
 
