@@ -44,7 +44,7 @@ def main(smoke: bool = False):
       steps=4 if smoke else 300, batch_size=32 if smoke else 128,
       eval_every=2 if smoke else 100)
   if not smoke:
-    print(js.report.format_table(results))
+    print(results)  # The ranked per-variant table.
     print("best:", results.best)
   return results
 

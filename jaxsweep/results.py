@@ -21,6 +21,8 @@ import jax
 import numpy as np
 
 from jaxsweep import errors
+from jaxsweep import format as format_lib
+from jaxsweep import keys
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -44,20 +46,42 @@ def sort_key(row: Mapping[str, Any], target: str, mode: str):
   return (0, -value if mode == "max" else value, row.get("variant", 0))
 
 
-SEED = "seed"
-# Aggregated tables use the sample standard deviation (ddof=1, as pandas'
-# ``std`` and most papers' error bars over seeds do); with one healthy seed
-# the spread is unknown, so it is None rather than a misleading 0.
+SEED = keys.SEED
+# Every mean ± std over seeds (aggregated tables, compare, plots) uses the
+# sample standard deviation (ddof=1, as pandas' ``std`` and most papers'
+# error bars over seeds do); with one healthy seed the spread is unknown, so
+# it is None rather than a misleading 0.
 DEFAULT_DDOF = 1
+# Columns the per-variant table leaves out (they are in the files).
+HIDDEN_COLUMNS = ("id", "group", "steps")
 
 
-def freeze(value: Any) -> Any:
-  """A hashable stand-in for a cell value (lists -> tuples, NaN == NaN)."""
-  if isinstance(value, (list, tuple)):
-    return tuple(freeze(v) for v in value)
-  if isinstance(value, float) and math.isnan(value):
-    return ("nan",)  # NaN != NaN would split a group into singletons.
-  return value
+def mean_std(values: Sequence[float], *,
+             ddof: int = DEFAULT_DDOF) -> tuple[float | None, float | None]:
+  """The mean and standard deviation of some values, in float64.
+
+  The one place a spread over seeds is computed: aggregation, ``compare``
+  and plots all call it.
+
+  Args:
+    values: the (healthy) values.
+    ddof: delta degrees of freedom (1: sample std; 0: population).
+
+  Returns:
+    ``(mean, std)``: the mean is None for no values, the std for fewer than
+    ``ddof + 1``.
+
+  Examples:
+    >>> mean, std = mean_std([0.5, 0.7])
+    >>> mean, round(std, 4)
+    (0.6, 0.1414)
+    >>> mean_std([0.5]), mean_std([])
+    ((0.5, None), (None, None))
+  """
+  a = np.asarray(values, dtype=np.float64)
+  mean = float(a.mean()) if a.size else None
+  std = float(a.std(ddof=ddof)) if a.size > ddof else None
+  return mean, std
 
 
 def is_healthy(row: Mapping[str, Any], metric: str | None = None) -> bool:
@@ -105,7 +129,7 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
   config_cols = [c for c in swept if c != SEED]
   groups: dict[tuple, list[Mapping[str, Any]]] = {}
   for r in sorted(rows, key=lambda r: r.get("variant", 0)):
-    groups.setdefault(tuple(freeze(r.get(c)) for c in config_cols), []).append(r)
+    groups.setdefault(tuple(keys.freeze(r.get(c)) for c in config_cols), []).append(r)
   out = []
   for members in groups.values():
     first = members[0]
@@ -116,10 +140,9 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
     row["status"] = STATUS_OK if row["diverged"] < len(members) else STATUS_DIVERGED
     row["variants"] = [r.get("variant") for r in members]
     for m in metrics:
-      vals = np.asarray([r[m] for r in members if is_healthy(r, m)], dtype=np.float64)
-      row[f"{m}_mean"] = float(vals.mean()) if vals.size else None
-      row[f"{m}_std"] = float(vals.std(ddof=ddof)) if vals.size > ddof else None
-      row[f"{m}_n"] = int(vals.size)
+      vals = [float(r[m]) for r in members if is_healthy(r, m)]
+      row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals, ddof=ddof)
+      row[f"{m}_n"] = len(vals)
     out.append(row)
   key = f"{target}_mean"
   return sorted(out, key=lambda r: sort_key({**r, "variant": r["variants"][0]}, key, mode))
@@ -130,8 +153,8 @@ def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool
   if SEED not in swept:
     return False
   config_cols = [c for c in swept if c != SEED]
-  keys = [tuple(freeze(r.get(c)) for c in config_cols) for r in rows]
-  return len(set(keys)) < len(keys)
+  configs = [tuple(keys.freeze(r.get(c)) for c in config_cols) for r in rows]
+  return len(set(configs)) < len(configs)
 
 
 class Results:
@@ -205,8 +228,40 @@ class Results:
     return len(self.rows)
 
   def __repr__(self) -> str:
-    from jaxsweep import report  # pylint: disable=g-import-not-at-top
-    return report.format_table(self)
+    """The ranked per-variant table as aligned plain text (best first)."""
+    rows = self.table
+    return format_lib.text_table(rows, self.table_columns(rows),
+                                 names=format_lib.short_names(self.swept),
+                                 footer=self.caption())
+
+  @property
+  def better(self) -> str:
+    """``"higher"`` or ``"lower"``: which way the target is better."""
+    return "higher" if self.mode == "max" else "lower"
+
+  def caption(self) -> str:
+    """``6 variants, ranked by test_accuracy (higher is better); 2 diverged``."""
+    num_div = sum(r.get("status") != STATUS_OK for r in self.rows)
+    return (f"{len(self.rows)} variants, ranked by {self.target} ({self.better} is better)"
+            + (f"; {num_div} diverged" if num_div else ""))
+
+  def table_columns(self, rows: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """Columns of the per-variant table, in order.
+
+    ``variant``, the swept columns, ``status``, ``diverged_step`` (when one
+    of ``rows``, default all, diverged), then the target and the other
+    metrics; never :data:`HIDDEN_COLUMNS`.
+    """
+    rows = self.rows if rows is None else rows
+    cols = ["variant", *self.swept, "status"]
+    if any(r.get("diverged_step") is not None for r in rows):
+      cols.append("diverged_step")
+    present = self.columns()
+    metrics = [m for m in self.metrics if m in present]
+    if self.target in metrics:
+      metrics.remove(self.target)
+      metrics.insert(0, self.target)
+    return [c for c in cols + metrics if c not in HIDDEN_COLUMNS]
 
   def columns(self) -> list[str]:
     cols: list[str] = []

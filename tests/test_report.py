@@ -1,4 +1,4 @@
-"""Tables, seed aggregation, best config, plots, report/compare, loggers.
+"""Tables, seed aggregation, best config, plots, report/compare, TensorBoard.
 
 Most tests build :class:`~jaxsweep.results.Results` by hand (no JAX
 compilation); one tiny real sweep, shared by the module, goes through the CLI
@@ -13,6 +13,8 @@ import json
 import math
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,10 +22,11 @@ import pytest
 import jaxsweep as js
 from jaxsweep import cli
 from jaxsweep import config as config_lib
-from jaxsweep import loggers
-from jaxsweep import plots
 from jaxsweep import report
 from jaxsweep import results as results_lib
+from jaxsweep.report import plots
+from jaxsweep.report import progress
+from jaxsweep.report import tensorboard as tensorboard_lib
 
 METRICS = ["test_accuracy", "test_loss", "train_loss"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -140,6 +143,50 @@ def test_table_compact_and_ranked():
   assert report.short_names(["optimizer.weight_decay", "loss.weight_decay"]) == {
       "optimizer.weight_decay": "optimizer.weight_decay",
       "loss.weight_decay": "loss.weight_decay"}
+
+
+def test_repr_is_the_ranked_table_without_report():
+  rows = [{"variant": 0, "id": "a", "optimizer.learning_rate": 0.1, "seed": 0, "group": 0,
+           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.3,
+           "test_accuracy": 0.8},
+          {"variant": 1, "id": "b", "optimizer.learning_rate": 1.0, "seed": 0, "group": 0,
+           "status": "diverged", "diverged_step": 2, "steps": 4, "test_loss": float("nan"),
+           "test_accuracy": 0.95},
+          {"variant": 2, "id": "c", "optimizer.learning_rate": 0.01, "seed": 0, "group": 0,
+           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.2,
+           "test_accuracy": 0.9}]
+  res = js.Results(rows, {}, swept=["optimizer.learning_rate", "seed"],
+                   target="test_accuracy", mode="max", metrics=["test_loss", "test_accuracy"])
+  assert repr(res) == str(res) == "\n".join([
+      "variant  learning_rate  seed  status    diverged_step  test_accuracy  test_loss",
+      "-------  -------------  ----  --------  -------------  -------------  ---------",
+      "      2           0.01     0  ok                    -            0.9        0.2",
+      "      0            0.1     0  ok                    -            0.8        0.3",
+      "      1              1     0  diverged              2           0.95        nan",
+      "3 variants, ranked by test_accuracy (higher is better); 1 diverged"])
+  assert repr(res) == report.format_table(res)
+  healthy = js.Results(rows[::2], {}, swept=["optimizer.learning_rate"],
+                       target="test_loss", mode="min", metrics=["test_loss"])
+  assert repr(healthy).splitlines()[0].split() == [
+      "variant", "learning_rate", "status", "test_loss"]  # No diverged_step column.
+
+
+def test_report_imports_no_optional_dependency():
+  code = ("import sys, jaxsweep.report; "
+          "print(sorted(m for m in ('matplotlib', 'pandas', 'pyarrow', 'tensorboardX') "
+          "if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.stdout.strip() == "[]"
+
+
+def test_one_mean_std_convention():
+  values = [0.5, 0.7, 0.8]
+  assert results_lib.mean_std(values) == (pytest.approx(np.mean(values)),
+                                          pytest.approx(np.std(values, ddof=1)))
+  assert results_lib.mean_std([0.5]) == (0.5, None)
+  assert plots._mean_std([0.5]) == (0.5, 0.0)  # pylint: disable=protected-access
+  assert plots._mean_std(values) == results_lib.mean_std(values)  # pylint: disable=protected-access
 
 
 def test_write_outputs_writes_every_file(tmp_path):
@@ -386,9 +433,9 @@ def test_tensorboard_one_run_per_variant(tmp_path):
 
 
 def test_tensorboard_missing_says_what_to_install(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(loggers, "tensorboard_backend", lambda: None)
+  monkeypatch.setattr(tensorboard_lib, "tensorboard_backend", lambda: None)
   res = make_results(grid(learning_rate=[0.1]))
-  assert loggers.write_tensorboard(res, str(tmp_path / "tb")) is None
+  assert tensorboard_lib.write_tensorboard(res, str(tmp_path / "tb")) is None
   assert "pip install tensorboardX" in capsys.readouterr().err
 
 
@@ -453,7 +500,7 @@ def test_progress_rich_live_display():
     printer(e)
   text = stream.getvalue()
   assert "group 1/1" in text and "diverged" in text and "compile 2.5s" in text
-  assert not report._LIVE  # pylint: disable=protected-access
+  assert not progress._LIVE  # pylint: disable=protected-access
 
 
 # --------------------------------------------------------------------------

@@ -33,7 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxsweep import format as format_lib
+from jaxsweep import keys as keys_lib
 from jaxsweep import results as results_lib
+from jaxsweep import space
 
 # Heatmap axes with more distinct numeric values than this are binned.
 _MAX_CELLS = 12
@@ -113,7 +116,7 @@ def _distinct(res, col) -> list:
   """Distinct values of a column: numbers ascending (NaN last), else as met."""
   seen = {}
   for r in res.rows:
-    seen.setdefault(results_lib.freeze(r.get(col)), r.get(col))
+    seen.setdefault(keys_lib.freeze(r.get(col)), r.get(col))
   values = list(seen.values())
   if values and all(_is_number(v) for v in values):
     values.sort(key=lambda v: (math.isnan(v), v if not math.isnan(v) else 0.0))
@@ -135,7 +138,6 @@ def _log_axis(res, col, sweep) -> bool:
   if len(values) < 2 or min(values) <= 0:
     return False
   if sweep:
-    from jaxsweep import space  # pylint: disable=g-import-not-at-top
     try:
       if space.is_log_scaled(sweep, col):
         return True  # e.g. a log_uniform grid, even one spanning < 1 decade
@@ -145,19 +147,13 @@ def _log_axis(res, col, sweep) -> bool:
 
 
 def _label(col: str, columns: Sequence[str]) -> str:
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
-  return report.short_names(list(columns)).get(col, col)
-
-
-def _fmt(v) -> str:
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
-  return report.fmt(v)
+  return format_lib.short_names(list(columns)).get(col, col)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  a = np.asarray(values, dtype=np.float64)
-  ddof = results_lib.DEFAULT_DDOF if a.size > results_lib.DEFAULT_DDOF else 0
-  return float(a.mean()), float(a.std(ddof=ddof))
+  """Mean and sample std of a point's values; a lone value has no band (0)."""
+  mean, std = results_lib.mean_std(values)
+  return mean, 0.0 if std is None else std
 
 
 # --------------------------------------------------------------------------
@@ -200,19 +196,19 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
   axes = fig.subplots(1, len(metrics), squeeze=False)[0]
   numeric = _numeric(res, param)
   categories = _distinct(res, param)
-  index = {results_lib.freeze(v): i for i, v in enumerate(categories)}
+  index = {keys_lib.freeze(v): i for i, v in enumerate(categories)}
   series_values = _distinct(res, series) if series else [None]
   width = 0.6 / max(len(series_values), 1)
 
   def position(v, s):
     if numeric:
       return float(v)
-    return index[results_lib.freeze(v)] + (s - (len(series_values) - 1) / 2) * width
+    return index[keys_lib.freeze(v)] + (s - (len(series_values) - 1) / 2) * width
 
   for ax, metric in zip(axes, metrics):
     for s, sv in enumerate(series_values):
       rows = [r for r in res.rows if series is None
-              or results_lib.freeze(r.get(series)) == results_lib.freeze(sv)]
+              or keys_lib.freeze(r.get(series)) == keys_lib.freeze(sv)]
       by_x: dict[Any, list[float]] = {}
       xs_of: dict[Any, float] = {}
       for r in rows:
@@ -221,7 +217,7 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
           continue
         if log and numeric and x <= 0:
           continue
-        k = results_lib.freeze(x)
+        k = keys_lib.freeze(x)
         by_x.setdefault(k, []).append(float(r[metric]))
         xs_of[k] = position(x, s)
       if not by_x:
@@ -230,7 +226,7 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
       xs = np.asarray([xs_of[k] for k in keys])
       stats = np.asarray([_mean_std(by_x[k]) for k in keys])
       color = f"C{s % 10}"
-      label = (f"{_label(series, res.swept)}={_fmt(sv)}" if series else "mean ± std")
+      label = (f"{_label(series, res.swept)}={format_lib.fmt(sv)}" if series else "mean ± std")
       if numeric:
         ax.plot(xs, stats[:, 0], "-o", color=color, markersize=4, label=label)
         ax.fill_between(xs, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1],
@@ -248,12 +244,12 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
       if numeric and (not math.isfinite(x) or (log and x <= 0)):
         hidden += 1
         continue
-      shown.append(position(x, 0) if numeric else float(index[results_lib.freeze(x)]))
+      shown.append(position(x, 0) if numeric else float(index[keys_lib.freeze(x)]))
     _mark_diverged(ax, shown, hidden)
     if log and numeric:
       ax.set_xscale("log")
     if not numeric:
-      ax.set_xticks(range(len(categories)), [_fmt(v) for v in categories])
+      ax.set_xticks(range(len(categories)), [format_lib.fmt(v) for v in categories])
       ax.set_xlim(-0.5, len(categories) - 0.5)
     ax.set_xlabel(_label(param, res.swept))
     arrow = " (higher is better)" if metric == res.target and res.mode == "max" else (
@@ -287,7 +283,7 @@ def plot_curves(fig, res: results_lib.Results, keys: Sequence[str], curves: int)
       values = [np.nan if e[key] is None else e[key] for e in entries]
       ax.plot(steps, values, "-o" if len(steps) <= 20 else "-", markersize=3,
               color=f"C{i % 10}",
-              label=f"#{r['variant']} " + _short_settings(r, res.swept))
+              label=f"#{r['variant']} " + format_lib.describe_settings(r, res.swept))
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(key)
@@ -301,23 +297,18 @@ def plot_curves(fig, res: results_lib.Results, keys: Sequence[str], curves: int)
                fontsize="medium")
 
 
-def _short_settings(row, swept) -> str:
-  from jaxsweep import report  # pylint: disable=g-import-not-at-top
-  return report.describe_settings(row, swept)
-
-
 def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
   """Tick labels and row -> cell index for one heatmap axis (binned if many)."""
   values = _distinct(res, col)
   finite = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
   if not (_numeric(res, col) and len(finite) > _MAX_CELLS):
-    index = {results_lib.freeze(v): i for i, v in enumerate(values)}
-    return [_fmt(v) for v in values], lambda v: index[results_lib.freeze(v)]
+    index = {keys_lib.freeze(v): i for i, v in enumerate(values)}
+    return [format_lib.fmt(v) for v in values], lambda v: index[keys_lib.freeze(v)]
   log = _log_axis(res, col, sweep)
   lo, hi = min(finite), max(finite)
   edges = (np.geomspace(lo, hi, _BINS + 1) if log else np.linspace(lo, hi, _BINS + 1))
   centers = np.sqrt(edges[:-1] * edges[1:]) if log else (edges[:-1] + edges[1:]) / 2
-  labels = [f"~{_fmt(float(c))}" for c in centers]
+  labels = [f"~{format_lib.fmt(float(c))}" for c in centers]
   has_bad = len(finite) < len(values)
   if has_bad:
     labels.append("nan/inf")
@@ -358,7 +349,7 @@ def plot_heatmap(fig, res: results_lib.Results, a: str, b: str, *, sweep: Any = 
       for (i, j), v in np.ndenumerate(mean):
         if count[i, j]:
           light = hi > lo and (v - lo) / (hi - lo) > 0.6
-          ax.text(j, i, _fmt(float(v)), ha="center", va="center", fontsize="x-small",
+          ax.text(j, i, format_lib.fmt(float(v)), ha="center", va="center", fontsize="x-small",
                   color="black" if light else "white")
   bad = np.argwhere((count == 0) & (diverged > 0))
   if len(bad):  # Explained in the title: a legend box would hide cells.

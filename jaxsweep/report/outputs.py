@@ -1,0 +1,284 @@
+"""A run's directory: the files written from its results, and reading them back.
+
+:func:`write_outputs` fills a run's directory with:
+
+==============================================  ===============================
+``results.csv``, ``results.json``               one row per variant, best first
+``results_aggregated.csv``, ``.json``           rows differing only in ``seed``
+                                                merged (mean, std, count)
+``results.parquet``, ``results_aggregated...``  when pyarrow is installed
+``results.md``                                  both tables, the best, plots
+``config.yaml``                                 the sweep's config (config runs)
+``best.yaml``                                   the best variant alone, runnable
+``*.png``                                       plots (:mod:`jaxsweep.report.plots`)
+``tensorboard/``                                event files (opt-in,
+                                                :mod:`jaxsweep.report.tensorboard`)
+==============================================  ===============================
+
+Every option is an explicit argument: the caller (the CLI, or
+:func:`jaxsweep.api.run_plan` for ``out=``) says what to write.
+:func:`load_run` reads a directory back for ``jaxsweep report``/``compare``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from jaxsweep import errors
+from jaxsweep import format as format_lib
+from jaxsweep import keys
+from jaxsweep import results as results_lib
+from jaxsweep.report import plots as plots_lib
+from jaxsweep.report import tables
+from jaxsweep.report import tensorboard as tensorboard_lib
+
+# Learning curves show this many of the best variants unless told otherwise.
+DEFAULT_CURVES = 5
+# results.md lists at most this many per-variant rows (the CSV has them all).
+_MD_MAX_ROWS = 200
+
+
+# --------------------------------------------------------------------------
+# Best config.
+
+def best_config(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+  """A runnable config (no sweep) with a variant's qualified settings set.
+
+  Args:
+    raw: the sweep's config dict (as :attr:`jaxsweep.config.Config.raw`).
+    settings: the variant's qualified settings (``optimizer.learning_rate``:
+      0.01, ``seed``: 1, ...), e.g. ``results.settings[i]``.
+
+  Returns:
+    A new dict of plain YAML types; ``raw`` is left as it was.
+
+  Examples:
+    >>> best_config({"optimizer": {"name": "sgd"}, "sweep": {"seed": [0, 1]}},
+    ...             {"optimizer.learning_rate": 0.1, "seed": 1})
+    {'optimizer': {'name': 'sgd', 'learning_rate': 0.1}, 'seed': 1}
+  """
+  out = keys.plain({k: v for k, v in raw.items() if k != "sweep"})  # A new copy.
+  for key, value in settings.items():
+    keys.set_path(out, key, value)
+  return out
+
+
+def write_best_config(res: results_lib.Results, out_dir: str,
+                      config: Mapping[str, Any]) -> str | None:
+  """Writes ``best.yaml``: the best variant's config, runnable on its own.
+
+  Returns:
+    The path, or None when no variant is healthy or its settings are unknown.
+  """
+  if not res.rows:
+    return None
+  best = res.best
+  settings = res.settings.get(best["variant"])
+  if settings is None or not results_lib.is_healthy(best):
+    return None
+  cfg = best_config(config, settings)
+  header = (f"# The best variant ({best['variant']}, id {best.get('id', '-')}) of the sweep "
+            f"in this directory:\n#   {res.target} = {format_lib.fmt(best.get(res.target))}"
+            + (f" ({format_lib.describe_settings(best, res.swept)})" if res.swept else "")
+            + "\n# Train it alone: jaxsweep run best.yaml\n")
+  path = os.path.join(out_dir, "best.yaml")
+  results_lib.atomic_write(path, header + yaml.safe_dump(cfg, sort_keys=False))
+  return path
+
+
+# --------------------------------------------------------------------------
+# Files.
+
+def write_outputs(res: results_lib.Results, out_dir: str, *,
+                  config: Mapping[str, Any] | None = None, aggregate: bool = True,
+                  plots: bool = True, tensorboard: bool = False,
+                  curves: int = DEFAULT_CURVES) -> dict[str, Any]:
+  """Writes every output file of a run (see the module docstring).
+
+  results.csv/json are written first (atomically), so a failing plot never
+  costs the results.
+
+  Args:
+    res: the results.
+    out_dir: the run's directory (created if needed).
+    config: the sweep's config dict (config-file runs): saved as config.yaml
+      and used for best.yaml and log axes.
+    aggregate: put the seed-aggregated table first in results.md.
+    plots: render PNG plots (needs matplotlib).
+    tensorboard: write TensorBoard event files (needs tensorboardX).
+    curves: number of best variants in the learning-curves plot.
+
+  Returns:
+    Paths by kind (``csv``, ``json``, ``config``, ``aggregated_csv``, ...,
+    ``plots``: a list).
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  paths: dict[str, Any] = {"csv": os.path.join(out_dir, "results.csv"),
+                           "json": os.path.join(out_dir, "results.json")}
+  res.to_csv(paths["csv"])
+  res.to_json(paths["json"])
+  if config is not None:
+    paths["config"] = os.path.join(out_dir, "config.yaml")
+    results_lib.atomic_write(paths["config"],
+                             yaml.safe_dump(keys.plain(config), sort_keys=False))
+  paths.update(write_derived(res, out_dir, config=config, aggregate=aggregate, plots=plots,
+                             tensorboard=tensorboard, curves=curves))
+  return paths
+
+
+def write_derived(res: results_lib.Results, out_dir: str, *,
+                  config: Mapping[str, Any] | None = None, aggregate: bool = True,
+                  plots: bool = True, tensorboard: bool = False,
+                  curves: int = DEFAULT_CURVES) -> dict[str, Any]:
+  """Writes what is derived from results.json (``jaxsweep report`` reruns it).
+
+  Same arguments as :func:`write_outputs`; results.csv/json and config.yaml
+  are left alone.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  paths: dict[str, Any] = {
+      "aggregated_csv": os.path.join(out_dir, "results_aggregated.csv"),
+      "aggregated_json": os.path.join(out_dir, "results_aggregated.json")}
+  agg = res.aggregate()
+  results_lib.atomic_write(paths["aggregated_csv"],
+                           results_lib.rows_to_csv(agg, tables.aggregated_columns(res)))
+  results_lib.atomic_write(paths["aggregated_json"], results_lib.rows_to_json(
+      {"target": res.target, "mode": res.mode, "ddof": results_lib.DEFAULT_DDOF,
+       "swept": [c for c in res.swept if c != results_lib.SEED],
+       "metrics": res.metrics, "rows": agg}))
+  paths.update(_write_parquet(res, agg, out_dir))
+  if config is not None:
+    best = write_best_config(res, out_dir, config)
+    if best is not None:
+      paths["best"] = best
+  if plots:
+    sweep = config.get("sweep") if isinstance(config, Mapping) else None
+    paths["plots"] = plots_lib.make_plots(res, out_dir, sweep=sweep, curves=curves)
+  if tensorboard:
+    tb = tensorboard_lib.write_tensorboard(res, os.path.join(out_dir, "tensorboard"))
+    if tb is not None:
+      paths["tensorboard"] = tb
+  paths["markdown"] = os.path.join(out_dir, "results.md")
+  results_lib.atomic_write(paths["markdown"], format_markdown_report(
+      res, aggregate=aggregate, plots=paths.get("plots", ()), best_yaml="best" in paths,
+      out_dir=out_dir))
+  return paths
+
+
+def _write_parquet(res, agg, out_dir) -> dict[str, str]:
+  """results(.aggregated).parquet when pandas and pyarrow are installed."""
+  try:
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+    import pyarrow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return {}  # Optional: skipped silently (pip install jaxsweep[all]).
+  out = {}
+  for kind, rows, cols in (("parquet", res.table, res.columns()),
+                           ("aggregated_parquet", agg, tables.aggregated_columns(res))):
+    name = "results.parquet" if kind == "parquet" else "results_aggregated.parquet"
+    path = os.path.join(out_dir, name)
+    tmp = os.path.join(out_dir, f".tmp-{name}")
+    try:
+      pd.DataFrame(rows, columns=cols).to_parquet(tmp, index=False)
+      os.replace(tmp, path)
+      out[kind] = path
+    except Exception as e:  # pylint: disable=broad-except
+      # Mixed-type columns (e.g. a sweep over None and numbers) are not
+      # representable in Parquet; the CSV/JSON files still hold everything.
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      print(f"jaxsweep: {name} not written ({type(e).__name__}: {e})", file=sys.stderr)
+  return out
+
+
+def format_markdown_report(res: results_lib.Results, *, aggregate: bool = True,
+                           plots: Sequence[str] = (), best_yaml: bool = False,
+                           out_dir: str | None = None) -> str:
+  """results.md: summary, best, tables (aggregated first) and plots."""
+  groups = len(res.groups) or 1
+  secs = f" in {res.seconds:.1f}s" if res.seconds else ""
+  out = ["# jaxsweep results", "",
+         f"{len(res.rows)} variants in {groups} compile group(s){secs}; ranked by "
+         f"{res.target} ({res.better} is better).", ""]
+  if res.rows:
+    out.append(f"**{tables.format_best(res)}**" + (" (config: [best.yaml](best.yaml))"
+                                                   if best_yaml else ""))
+    out.append("")
+  rows = len(res.rows)
+  per_variant = ["## Per variant", "", tables.to_markdown(
+      tables.per_variant_table(res, top=min(rows, _MD_MAX_ROWS) or None)), ""]
+  if rows > _MD_MAX_ROWS:
+    per_variant += [f"({rows - _MD_MAX_ROWS} more rows in results.csv)", ""]
+  sections = [per_variant]
+  if res.has_seeds:
+    aggregated = ["## Aggregated over seeds", "", tables.format_best_aggregated(res), "",
+                  tables.to_markdown(tables.aggregated_table(res)), ""]
+    # --no-aggregate: the per-variant table is what was asked for; put it first.
+    sections = [aggregated, per_variant] if aggregate else [per_variant, aggregated]
+  for section in sections:
+    out += section
+  if plots:
+    out += ["## Plots", ""]
+    for p in plots:
+      rel = os.path.relpath(p, out_dir) if out_dir else p
+      out += [f"![{os.path.splitext(os.path.basename(p))[0]}]({rel})", ""]
+  return "\n".join(out)
+
+
+def describe_outputs(out_dir: str) -> str:
+  """One line naming the files a run directory holds."""
+  names = ["results.csv", "results.json", "results_aggregated.csv", "results_aggregated.json",
+           "results.parquet", "results.md", "config.yaml", "best.yaml"]
+  present = [n for n in names if os.path.isfile(os.path.join(out_dir, n))]
+  num_plots = len([n for n in os.listdir(out_dir) if n.endswith(".png")
+                   and not n.startswith(".")]) if os.path.isdir(out_dir) else 0
+  if num_plots:
+    present.append(f"{num_plots} plot(s)")
+  if os.path.isdir(os.path.join(out_dir, "tensorboard")):
+    present.append("tensorboard/")
+  return f"results in {out_dir}: {', '.join(present) or 'none'}"
+
+
+# --------------------------------------------------------------------------
+# Reading a run back.
+
+def load_run(path: str) -> tuple[results_lib.Results, dict[str, Any] | None]:
+  """Loads a run directory's results.json (and config.yaml, if any).
+
+  Args:
+    path: the run's directory, or its results.json.
+
+  Returns:
+    The results (metrics only, no parameters) and the config dict, or None
+    when the run has no readable config.yaml.
+
+  Raises:
+    CheckpointError: for a missing directory or a missing/corrupt results
+      file, with the fix.
+  """
+  if os.path.isfile(path) and path.endswith(".json"):
+    directory, results_path = os.path.dirname(path) or ".", path
+  else:
+    if not os.path.isdir(path):
+      raise errors.CheckpointError(
+          f"no results directory at {path}.", key="results",
+          fix="pass the --out directory of a finished run (default runs/<config name>)")
+    directory, results_path = path, os.path.join(path, "results.json")
+  res = results_lib.Results.from_json(results_path)
+  config = None
+  config_path = os.path.join(directory, "config.yaml")
+  if os.path.isfile(config_path):
+    try:
+      with open(config_path) as f:
+        config = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+      print(f"jaxsweep: {config_path} unreadable ({e}); best.yaml not rewritten",
+            file=sys.stderr)
+    if not isinstance(config, dict):
+      config = None
+  return res, config

@@ -1,0 +1,263 @@
+"""Progress of a sweep while it trains, from the engine's events.
+
+:class:`ProgressPrinter` is the callback ``jaxsweep.run(progress=True)`` and
+``jaxsweep run`` pass to the engine: a rich live display in a terminal with
+rich installed, else plain lines (few of them in a log or CI). rich is
+optional and imported only by the live display.
+
+Examples:
+  >>> import io
+  >>> from jaxsweep.report import progress
+  >>> stream = io.StringIO()
+  >>> printer = progress.ProgressPrinter(stream)
+  >>> printer({"event": "start", "variants": 6, "groups": 1, "devices": 8})
+  >>> print(stream.getvalue().strip())
+  jaxsweep: 6 variants in 1 compile group(s) on 8 device(s)
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from jaxsweep.report import console
+
+
+def _duration(seconds: float | None) -> str:
+  if seconds is None or not math.isfinite(seconds):
+    return "?"
+  if seconds < 1:
+    return "<1s"
+  if seconds < 60:
+    return f"{seconds:.0f}s"
+  if seconds < 3600:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+  return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+class _Tracker:
+  """Running totals of a sweep from the engine's events."""
+
+  def __init__(self):
+    self.variants = self.num_groups = 0
+    self.group: dict[str, Any] = {}
+    self.chunk_diverged: dict[int, int] = {}
+    self.finished_seconds = 0.0   # training seconds of finished chunks
+    self.current_elapsed = 0.0
+    self.done = 0                 # variant-steps done in the current group
+    self.diverged_total = 0       # in finished groups
+    self.train_total = 0.0        # training seconds of finished chunks, all groups
+    self.compile_seconds = 0.0
+    self.group_compile: float | None = None
+    self.last_period: dict[str, Any] = {}
+
+  def update(self, event: Mapping[str, Any]) -> None:
+    kind = event.get("event")
+    if kind == "start":
+      self.__init__()
+      self.variants, self.num_groups = event["variants"], event["groups"]
+    elif kind == "group":
+      self.diverged_total += self.diverged
+      self.group = dict(event)
+      self.chunk_diverged, self.finished_seconds, self.current_elapsed = {}, 0.0, 0.0
+      self.done, self.group_compile = 0, None
+    elif kind == "compiled":
+      self.group_compile = event["seconds"]
+      self.compile_seconds += event["seconds"]
+    elif kind == "period":
+      self.last_period = dict(event)
+      self.chunk_diverged[event["chunk_start"]] = event["diverged"]
+      self.done = (event["chunk_start"] * event["steps"]
+                   + event["chunk_variants"] * event["step"])
+      self.current_elapsed = event["elapsed"]
+      if event["step"] >= event["steps"]:
+        self.finished_seconds += event["elapsed"]
+        self.train_total += event["elapsed"]
+        self.current_elapsed = 0.0
+
+  @property
+  def diverged(self) -> int:
+    return sum(self.chunk_diverged.values())
+
+  @property
+  def total(self) -> int:
+    return self.group.get("variants", 0) * self.group.get("steps", 0)
+
+  @property
+  def rate(self) -> float | None:
+    seconds = self.finished_seconds + self.current_elapsed
+    return self.done / seconds if seconds > 0 and self.done else None
+
+  @property
+  def eta(self) -> float | None:
+    rate = self.rate
+    return (self.total - self.done) / rate if rate else None
+
+  @property
+  def group_done(self) -> bool:
+    p = self.last_period
+    return bool(p) and p["step"] >= p["steps"] and (
+        p["chunk_start"] + p["chunk_variants"] >= p["group_variants"])
+
+  def done_line(self) -> str:
+    # Compile time is shown on its own: the engine may compile before its
+    # "start" event, so the event's total seconds need not include it.
+    return f"training {self.train_total:.1f}s, compile {self.compile_seconds:.1f}s"
+
+  def group_label(self) -> str:
+    return f"group {self.group.get('group', 0) + 1}/{self.group.get('num_groups', 1)}"
+
+  def status_line(self, *, markup: bool = False) -> str:
+    p = self.last_period
+    rate = self.rate
+    chunked = p["chunk_variants"] < p["group_variants"]
+    div = f"diverged {self.diverged}"
+    if markup and self.diverged:
+      div = f"[red]{div}[/]"
+    return (f"step {p['step']}/{p['steps']}  "
+            + (f"variants {p['chunk_start'] + 1}-{p['chunk_start'] + p['chunk_variants']}"
+               f"/{p['group_variants']}  " if chunked or not markup else "")
+            + f"{rate or 0:,.0f} variant-steps/s  ETA {_duration(self.eta)}  {div}")
+
+
+class ProgressPrinter:
+  """Progress of a sweep on stderr, from the engine's events.
+
+  In a terminal with rich installed: a live bar per compile group (steps,
+  variant-steps/s, ETA, diverged so far; compile time on its own). Otherwise
+  plain lines without control codes: in a terminal at most one progress line
+  per ``min_interval`` seconds; in a log or CI (stderr not a terminal) only a
+  few lines per group (start, compile time, end) plus one line per
+  ``min_interval`` (30 s) of long training.
+
+  Args:
+    stream: where to print (default: ``sys.stderr``).
+    min_interval: seconds between progress lines (default: 1 in a terminal,
+      30 otherwise).
+    live: force the rich live display on or off (default: a terminal and
+      rich installed).
+  """
+
+  def __init__(self, stream=None, min_interval: float | None = None, *,
+               live: bool | None = None):
+    self.stream = stream if stream is not None else sys.stderr
+    tty = console.isatty(self.stream)
+    self.min_interval = min_interval if min_interval is not None else (1.0 if tty else 30.0)
+    self.live = (tty and console.has_rich()) if live is None else live
+    self._tracker = _Tracker()
+    self._rich: _RichProgress | None = None
+    self._last = 0.0
+
+  def __call__(self, event: Mapping[str, Any]) -> None:
+    self._tracker.update(event)
+    if self.live:
+      if self._rich is None or event.get("event") == "start":
+        if self._rich is not None:
+          self._rich.close()
+        self._rich = _RichProgress(self.stream)
+      self._rich.handle(event, self._tracker)
+      return
+    self._plain(event)
+
+  def _plain(self, event: Mapping[str, Any]) -> None:
+    t = self._tracker
+    kind = event.get("event")
+    if kind == "start":
+      self._print(f"jaxsweep: {event['variants']} variants in {event['groups']} "
+                  f"compile group(s) on {event['devices']} device(s)")
+    elif kind == "group":
+      self._last = time.monotonic()
+      self._print(f"{t.group_label()}: {event['variants']} variants x {event['steps']} steps "
+                  f"({event['static']}); chunk {event['chunk_size']}, padding "
+                  f"{event['padding']}; vectorized: {', '.join(event['dynamic']) or '-'}")
+    elif kind == "compiled":
+      self._print(f"  {t.group_label()} compiled in {event['seconds']:.1f}s")
+    elif kind == "period":
+      if t.group_done:
+        rate = t.rate
+        self._print(f"  {t.group_label()} trained in {t.finished_seconds:.1f}s "
+                    f"({rate or 0:,.0f} variant-steps/s); diverged {t.diverged}")
+        return
+      now = time.monotonic()
+      if now - self._last < self.min_interval:
+        return
+      self._last = now
+      self._print(f"  {t.group_label()}  {t.status_line()}")
+    elif kind == "done":
+      div = t.diverged_total + t.diverged
+      self._print(f"done: {t.done_line()}"
+                  + (f"; {div} of {t.variants} variants diverged" if div else ""))
+
+  def _print(self, text: str) -> None:
+    print(text, file=self.stream, flush=True)
+
+
+_LIVE: list[_RichProgress] = []
+
+
+@atexit.register
+def _close_live() -> None:
+  # A run that raised mid-sweep leaves its live display open: restore the
+  # terminal (cursor) on the way out.
+  for live in list(_LIVE):
+    live.close()
+
+
+class _RichProgress:
+  """The rich live display; refreshed on events only (no background thread)."""
+
+  def __init__(self, stream):
+    from rich.console import Console  # pylint: disable=g-import-not-at-top
+    from rich.progress import BarColumn, Progress, TextColumn  # pylint: disable=g-import-not-at-top
+    from rich.table import Column  # pylint: disable=g-import-not-at-top
+    self.console = Console(file=stream, force_terminal=True)
+    self.progress = Progress(
+        TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=20), TextColumn("{task.fields[info]}"),
+        console=self.console, auto_refresh=False, redirect_stdout=False,
+        redirect_stderr=False)
+    self.task = None
+    self.started = False
+
+  def handle(self, event: Mapping[str, Any], t: _Tracker) -> None:
+    kind = event.get("event")
+    if kind == "start":
+      self.console.print(f"[bold]jaxsweep[/]: {event['variants']} variants in "
+                         f"{event['groups']} compile group(s) on {event['devices']} device(s)",
+                         highlight=False)
+      self.progress.start()
+      self.started = True
+      _LIVE.append(self)
+    elif kind == "group":
+      self.progress.console.print(
+          f"{t.group_label()}: {event['variants']} variants x {event['steps']} steps "
+          f"[dim]({event['static']}; vectorized: {', '.join(event['dynamic']) or '-'})[/]",
+          highlight=False)
+      self.task = self.progress.add_task(t.group_label(), total=max(t.total, 1),
+                                         info="compiling...")
+    elif kind == "compiled" and self.task is not None:
+      self.progress.update(self.task, info=f"compiled in {event['seconds']:.1f}s")
+    elif kind == "period" and self.task is not None:
+      info = (t.status_line(markup=True)
+              + (f"  [dim]compile {t.group_compile:.1f}s[/]" if t.group_compile else ""))
+      self.progress.update(self.task, completed=t.done, info=info)
+    elif kind == "done":
+      self.close()
+      div = t.diverged_total + t.diverged
+      self.console.print(f"done: {t.done_line()}"
+                         + (f"; [red]{div} of {t.variants} variants diverged[/]" if div else ""),
+                         highlight=False)
+      return
+    if self.started:
+      self.progress.refresh()
+
+  def close(self) -> None:
+    if self.started:
+      self.started = False
+      self.progress.stop()
+    if self in _LIVE:
+      _LIVE.remove(self)
