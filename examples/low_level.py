@@ -1,12 +1,14 @@
 """Your own loop: jaxsweep's pure per-variant functions, vmapped by hand.
 
-  python examples/low_level.py
+  python examples/low_level.py            # add --smoke for a seconds-long run
 
 ``js.make_train`` returns pure functions for ONE variant; stack the
 hyperparameters with a leading variant axis and call ``jax.jit(jax.vmap(...))``
 yourself. This is exactly what ``js.run`` does (plus grouping, sharding,
 chunking and reports).
 """
+
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,17 +29,16 @@ def main(smoke: bool = False):
   lrs = jnp.array([1e-3, 3e-3, 1e-2], jnp.float32)
   hparams = {"seed": jnp.arange(3, dtype=jnp.uint32),  # [V]
              "optimizer": {"learning_rate": lrs}}       # [V]
-  arrays = js.device_data(data)                          # shared by all variants
+  arrays = js.engine.device_data(data)                          # shared by all variants
   init = jax.jit(jax.vmap(program.init, in_axes=(0, None)))
   chunk = jax.jit(jax.vmap(program.period, in_axes=(0, 0, None)))
   state = init(hparams, arrays)
-  for _ in range(settings.num_chunks):
+  for _ in range(settings.num_periods):
     state, stats = chunk(state, hparams, arrays)
-  if not smoke:
-    for lr, acc in zip(lrs, stats["test_accuracy"]):
-      print(f"lr {float(lr):.0e}: test accuracy {float(acc):.3f}")
+  for lr, acc in zip(lrs, stats["test_accuracy"]):
+    print(f"lr {float(lr):.0e}: test accuracy {float(acc):.3f}")
   return state, stats
 
 
 if __name__ == "__main__":
-  main()
+  main(smoke="--smoke" in sys.argv[1:])

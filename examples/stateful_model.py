@@ -1,12 +1,14 @@
 """A user model with mutable state (batch statistics) and dropout.
 
-  python examples/stateful_model.py
+  python examples/stateful_model.py            # add --smoke for a seconds-long run
 
 Batch-norm statistics live in each variant's run state and dropout draws from
 each variant's own key, so seeds give different dropout masks. ``dropout``
 is a field of the module (structural: it sizes nothing, but flax's Dropout
 branches on it in Python); the learning rate and seed are vectorized.
 """
+
+import sys
 
 import flax.linen as nn
 import optax
@@ -36,10 +38,9 @@ def main(smoke: bool = False):
       sweep={"dropout": [0.1], "learning_rate": [1e-3, 1e-2],
              "weight_decay": [0.0, 1e-4], "seed": range(2)},
       steps=4 if smoke else 300, batch_size=32 if smoke else 128)
-  if not smoke:
-    print(results)  # The ranked per-variant table.
+  print(results)  # The ranked per-variant table.
   return results
 
 
 if __name__ == "__main__":
-  main()
+  main(smoke="--smoke" in sys.argv[1:])

@@ -174,7 +174,7 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                     memory_budget=memory_budget or cfg.run.get("memory_budget"),
                     mesh=mesh, out=out, progress=progress, config=cfg.raw)
   except errors.ConfigError as e:
-    raise e.with_file(cfg.path) if cfg.path else e
+    raise (e.with_file(cfg.path) if cfg.path else e) from None
 
 
 def run_plan(components: plan_lib.Components, base: Mapping[str, Any],

@@ -162,7 +162,7 @@ def _plan(args) -> int:
               "chunk_size": args.chunk_size or cfg.run.get("chunk_size")} if args.memory else {}
     print(dryrun.describe(plan, memory=args.memory, **kwargs))
   except errors.ConfigError as e:
-    raise e.with_file(args.config)
+    raise e.with_file(args.config) from None
   return 0
 
 

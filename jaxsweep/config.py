@@ -130,13 +130,13 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
       try:
         raw["sweep"] = space.from_wandb(read_yaml(wandb), file=wandb)
       except errors.ConfigError as e:
-        raise e.with_file(wandb)
+        raise e.with_file(wandb) from None
     cfg = _load(raw, path, list(overrides), max_variants)
     if wandb is not None:  # Keep config.yaml plain YAML: name the source.
       cfg.raw["sweep"] = {"imported_from_wandb": os.path.abspath(wandb)}
     return cfg
   except errors.ConfigError as e:
-    raise e.with_file(path) if path else e
+    raise (e.with_file(path) if path else e) from None
 
 
 def _load(raw, path, overrides, max_variants) -> Config:

@@ -49,7 +49,7 @@ class ConfigError(ValueError):
       text += f"\n  fix: {self.fix}"
     return text
 
-  def with_file(self, file: str) -> "ConfigError":
+  def with_file(self, file: str) -> ConfigError:
     """Returns a copy of this error that also names `file`."""
     if self.file:
       return self

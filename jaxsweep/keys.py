@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from jaxsweep import errors
 
@@ -32,23 +32,37 @@ SLOTS = ("model", "optimizer", "loss", "data", "train")
 SEED = "seed"
 
 
-class Key(NamedTuple):
-  """A qualified hyperparameter name.
+class Key(str):
+  """A qualified hyperparameter name: the dotted path, with its parts parsed.
+
+  A ``Key`` *is* its dotted string (``Key("optimizer", "learning_rate") ==
+  "optimizer.learning_rate"``), so settings keyed by keys are looked up by
+  plain strings too.
 
   Attributes:
     slot: one of :data:`SLOTS`, or ``"seed"``.
     arg: the argument of the slot's component (``""`` for ``seed``).
   """
 
-  slot: str
-  arg: str
+  __slots__ = ()
 
-  def __str__(self) -> str:
-    return self.slot if not self.arg else f"{self.slot}.{self.arg}"
+  def __new__(cls, slot: str, arg: str = ""):
+    return super().__new__(cls, f"{slot}.{arg}" if arg else slot)
+
+  @property
+  def slot(self) -> str:
+    return self.partition(".")[0]
+
+  @property
+  def arg(self) -> str:
+    return self.partition(".")[2]
 
   @property
   def is_seed(self) -> bool:
-    return self.slot == SEED
+    return self == SEED
+
+  def __repr__(self) -> str:
+    return f"Key({str(self)!r})"
 
 
 def parse(text: str, *, file: str | None = None) -> Key:
@@ -59,7 +73,7 @@ def parse(text: str, *, file: str | None = None) -> Key:
   """
   text = str(text)
   if text == SEED:
-    return Key(SEED, "")
+    return Key(SEED)
   head, _, tail = text.partition(".")
   if head not in SLOTS or not tail:
     valid = [*(f"{s}.<arg>" for s in SLOTS), SEED]
@@ -100,7 +114,7 @@ def set_path(raw: dict, key: str | Key, value: Any) -> None:
   A section given as a bare name (``loss: cross_entropy``) becomes a mapping
   with that ``name``. Tuples are written as lists (plain YAML).
   """
-  key = parse(str(key))
+  key = key if isinstance(key, Key) else parse(key)
   value = plain(value)
   if key.is_seed:
     raw[SEED] = value

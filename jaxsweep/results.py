@@ -183,7 +183,7 @@ class Results:
     self._states = states or {}
 
   # ------------------------------------------------------------------ views
-  def ranked(self, target: str | None = None, mode: str | None = None) -> "Results":
+  def ranked(self, target: str | None = None, mode: str | None = None) -> Results:
     """A copy ranked on another metric."""
     target = target or self.target
     if self.rows and target not in self.rows[0]:
@@ -309,7 +309,7 @@ class Results:
             # listed here, so from_json restores them (a NaN learning rate
             # stays NaN, not None, when a report is re-rendered).
             "nonfinite": {
-                "rows": _nonfinite(((r.get("variant"), r) for r in rows)),
+                "rows": _nonfinite((r.get("variant"), r) for r in rows),
                 "settings": _nonfinite(self.settings.items())}}
 
   def to_json(self, path: str | None = None) -> str:
@@ -320,7 +320,7 @@ class Results:
     return text
 
   @classmethod
-  def from_json(cls, path: str) -> "Results":
+  def from_json(cls, path: str) -> Results:
     """Loads results written by :meth:`to_json` (metrics only, no params)."""
     if not os.path.isfile(path):
       raise errors.CheckpointError(f"no results file at {path}.", key="results",

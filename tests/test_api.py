@@ -3,6 +3,8 @@ data and metrics; examples; and the errors that help."""
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -12,10 +14,10 @@ import optax
 import pytest
 
 import jaxsweep as js
-from jaxsweep.engine import train as train_lib
 from tests import helpers
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+NAMES = sorted(f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py"))
 
 
 def _example(name):
@@ -25,18 +27,30 @@ def _example(name):
   return mod
 
 
-@pytest.mark.parametrize("name", ["cnn_ablation", "custom_loss", "stateful_model"])
-def test_examples_run(name):
-  res = _example(name).main(smoke=True)
-  assert len(res.rows) > 1
-  assert all(r["status"] == "ok" for r in res.rows)
-  assert all(np.isfinite(r["test_loss"]) for r in res.rows)
-  if name == "cnn_ablation":  # Structural choices split compile groups.
-    assert len(res.groups) == 4  # activation x batch_norm
-    bn = [r for r in res.rows if r["batch_norm"]]
-    assert "batch_stats" in res.variables(bn[0]["variant"])
+@pytest.fixture(scope="module")
+def example_runs():
+  """Every example run as a user runs it (`python examples/NAME.py --smoke`).
+
+  The scripts start in parallel (each is its own JAX process) and the tests
+  below read their output.
+  """
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env.pop("XLA_FLAGS", None)
+  procs = {n: subprocess.Popen([sys.executable, os.path.join(EXAMPLES, f"{n}.py"), "--smoke"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=os.path.dirname(EXAMPLES))
+           for n in NAMES}
+  return {n: (p.wait(timeout=600), *p.communicate()) for n, p in procs.items()}
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_example_script_runs_as_a_user_runs_it(name, example_runs):
+  code, out, err = example_runs[name]
+  assert code == 0, err[-3000:]
+  if name == "low_level":
+    assert out.count("test accuracy") == 3
+  else:
+    assert "test_accuracy" in out and "ok" in out, out
 
 
 def test_hand_written_vmap_equals_run():
@@ -59,6 +73,7 @@ def test_hand_written_vmap_equals_run():
 def test_results_api():
   res = helpers.run({"learning_rate": [1e-2, 3e-2]})
   assert res.best == res.table[0]
+  assert res.best["test_accuracy"] > 0.5  # It trained: 4 balanced classes, chance 0.25.
   params = res.params(res.best["variant"])
   out = helpers.mlp().apply({"params": params}, jnp.asarray(helpers.DATA.test["x"]))
   assert out.shape == (40, 4)
@@ -77,10 +92,11 @@ def test_swept_loss_argument_is_traced():
                   fixed={"features": (16,)}, steps=helpers.STEPS, batch_size=helpers.BATCH,
                   eval_every=3)
   a = run([0.0, 0.2])
-  before = dict(train_lib.TRACE_COUNT)
-  b = run([0.1, 0.3])
-  assert train_lib.TRACE_COUNT == before
+  with helpers.count_compiles() as compiles:
+    b = run([0.1, 0.3])
+  assert compiles == []
   assert a.rows[0]["test_loss"] != a.rows[1]["test_loss"]
+  assert b.rows[0]["test_loss"] not in (a.rows[0]["test_loss"], a.rows[1]["test_loss"])
   assert b.rows[0]["label_smoothing"] == 0.1
 
 
@@ -95,6 +111,7 @@ def test_init_apply_pair_and_nnx():
                sweep={"learning_rate": [0.1, 0.3]}, steps=4, batch_size=16)
   assert res.params(0)["w"].shape == (8, 4)
   assert all(r["status"] == "ok" for r in res.rows)
+  assert res.best["test_accuracy"] > 0.5
 
   from flax import nnx
   res = js.run(model=js.models.from_nnx(lambda rngs: nnx.Linear(8, 4, rngs=rngs)),

@@ -63,7 +63,7 @@ def test_cli_overrides_sweep_and_fix(tiny_config, tmp_path, capsys):
 
 def test_config_and_python_api_agree(tiny_config):
   """The config path and the Python API give identical results."""
-  cfg_res = config_lib.run(config_lib.load(tiny_config))
+  cfg_res = js.run_config(tiny_config)
   lrs = np.geomspace(1e-3, 1e-1, 3).tolist()
   api_res = js.run(
       model=lambda features, activation: js.models.mlp(features=features,

@@ -127,7 +127,7 @@ def test_rnn_params_and_shape(cell, layers):
 
 def test_factories_fill_num_outputs_and_take_kernel_init():
   for name in ("mlp", "cnn", "rnn"):
-    args = models.factory(name).__code__.co_varnames
+    args = models.get(name).__code__.co_varnames
     assert "num_outputs" in args and "kernel_init" in args
   fns = models.to_model_fns(models.cnn(kernel_init="he_uniform", channels=(4,), head=()))
   v = _numpy_variables(fns, jnp.zeros((1, 8, 8, 1)))

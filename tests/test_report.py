@@ -551,7 +551,7 @@ def test_best_yaml_reproduces_best_row(real_run):
   best = res.best
   cfg = config_lib.load(os.path.join(out, "best.yaml"))
   assert "sweep" not in cfg.raw and len(cfg.points) == 1
-  again = config_lib.run(cfg)
+  again = js.run_config(cfg)
   row = again.rows[0]
   assert row["status"] == "ok"
   for m in res.metrics:

@@ -170,7 +170,7 @@ def test_format_bytes():
 
 def test_estimate_predicts_an_unseen_size(num_devices):
   plan = make_plan(40)
-  [est] = memory.estimate(plan, chunk_size=2 * num_devices)
+  [est] = engine.program.estimate_memory(plan, chunk_size=2 * num_devices).values()
   assert set(est.measured) == {1, 2}
   fp = est.footprint
   assert fp.per_variant > 0 and fp.fixed > 0
@@ -182,7 +182,10 @@ def test_estimate_predicts_an_unseen_size(num_devices):
       built, mesh, engine.program.abstract_population(plan, group, 5 * num_devices, mesh),
       engine.program.abstract_data(built.dataset, mesh), init=False)
   actual = memory.measure(compiled.period)
-  assert abs(fp.at(5) - actual) <= 0.5 * actual, (fp, actual)
+  # memory_analysis() is linear in the population up to the alignment of
+  # small buffers: the line fitted at 1 and 2 variants per device predicts 5
+  # within 1 % (measured here: 0.6 %, 192 bytes of 31 KB).
+  assert abs(fp.at(5) - actual) <= 1e-2 * actual, (fp, actual)
   assert est.chunk_size == 2 * num_devices and est.num_chunks == 3
   assert "group 0: 40 variants in 3 chunk(s)" in est.describe()
   assert est.as_dict()["memory_per_variant"] == round(fp.per_variant)
@@ -190,7 +193,7 @@ def test_estimate_predicts_an_unseen_size(num_devices):
 
 def test_small_budget_chunks_and_matches_unchunked(num_devices):
   plan = make_plan(40)
-  [est] = memory.estimate(plan)
+  [est] = engine.program.estimate_memory(plan).values()
   fp = est.footprint
   # Room for 2.5 variants per device on each of the 8 devices sharing RAM.
   budget = int(num_devices * memory.SAFETY * fp.at(2.5))

@@ -10,11 +10,9 @@ written there at init (optax#932), so changing values never recompiles.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -128,7 +128,7 @@ class Footprint:
     return self.fixed + self.per_variant * local_variants
 
   @classmethod
-  def fit(cls, points: Mapping[int, float]) -> "Footprint":
+  def fit(cls, points: Mapping[int, float]) -> Footprint:
     """Least-squares line through ``{variants per device: bytes}`` (>= 2 sizes)."""
     xs = np.asarray(sorted(points), np.float64)
     ys = np.asarray([points[int(x)] for x in xs], np.float64)
@@ -385,12 +385,16 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
   chunk = local * devices
   if chunk < requested:
     # Balance the chunks so that the last one is not mostly padding.
-    num = -(-variants // chunk)
-    balanced = -(-(-(-variants // num)) // devices)
+    num = _ceil_div(variants, chunk)
+    balanced = _ceil_div(_ceil_div(variants, num), devices)
     local = max(balanced, min(min_local, local))
     chunk = local * devices
   return _layout(group, variants, devices, chunk, footprint, measured,
                  measured.get(local, footprint.at(local)), limit, safety)
+
+
+def _ceil_div(a: int, b: int) -> int:
+  return -(-a // b)
 
 
 def _layout(group, variants, devices, chunk, footprint, measured, nbytes, limit,

@@ -116,11 +116,11 @@ def make_train(model: models_lib.ModelFns,
     >>> import jax, jax.numpy as jnp, optax, jaxsweep as js
     >>> ds = js.data.load("synthetic", num_train=64, num_test=32)
     >>> data = js.engine.device_data(ds)
-    >>> prog = js.train.make_train(
+    >>> prog = js.make_train(
     ...     js.models.to_model_fns(js.models.mlp(features=(8,), num_outputs=4)),
     ...     js.optim.wrap(optax.sgd, {}, {"learning_rate": 0.1}),
     ...     js.losses.cross_entropy, {"accuracy": js.losses.accuracy},
-    ...     js.train.TrainSettings(steps=4, batch_size=16, eval_every=2))
+    ...     js.engine.TrainSettings(steps=4, batch_size=16, eval_every=2))
     >>> hp = {"seed": jnp.arange(3), "optimizer": {"learning_rate": jnp.array([.1, .2, .3])}}
     >>> state = jax.vmap(prog.init, in_axes=(0, None))(hp, data)
     >>> state, stats = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))(state, hp, data)

@@ -155,7 +155,7 @@ def dropout(x, rate, rng, *, train: bool):
   ``flax.linen.Dropout`` branches on ``rate == 0`` in Python, which a traced
   rate cannot do; this version is exact (identity) at rate 0 and at eval.
   """
-  if not train or _is_zero(rate):
+  if not train or is_zero(rate):
     return x
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
   mask = jax.random.bernoulli(rng, keep, x.shape)

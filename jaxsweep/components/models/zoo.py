@@ -10,6 +10,7 @@ call argument ``activation_index``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxsweep import errors
 from jaxsweep.components import registry
-from jaxsweep.components.models import layers
+from jaxsweep.components.models import layers as layers_lib
 from jaxsweep.components.models.layers import Activation
 
 
@@ -53,13 +54,13 @@ class MLP(nn.Module):
     """
     x = x.reshape((x.shape[0], -1))
     for width in self.features:
-      x = nn.Dense(int(width), kernel_init=layers.initializer(self.kernel_init))(x)
+      x = nn.Dense(int(width), kernel_init=layers_lib.initializer(self.kernel_init))(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-      x = layers.apply_activation(self.activation, x, activation_index)
-      if train and not layers.is_zero(dropout_rate):
-        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
-    return nn.Dense(self.num_outputs, kernel_init=layers.initializer(self.kernel_init))(x)
+      x = layers_lib.apply_activation(self.activation, x, activation_index)
+      if train and not layers_lib.is_zero(dropout_rate):
+        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+    return nn.Dense(self.num_outputs, kernel_init=layers_lib.initializer(self.kernel_init))(x)
 
 
 POOLINGS = ("max", "avg", "none")
@@ -109,27 +110,27 @@ class CNN(nn.Module):
       raise ValueError(
           f"the cnn model needs images [B, H, W, C], got inputs of shape {x.shape}; "
           "for digits set data.as_images: true")
-    init = layers.initializer(self.kernel_init)
+    init = layers_lib.initializer(self.kernel_init)
     k = int(self.kernel_size)
-    drop = train and not layers.is_zero(dropout_rate)
+    drop = train and not layers_lib.is_zero(dropout_rate)
     for c in self.channels:
       x = nn.Conv(int(c), (k, k), padding="SAME", kernel_init=init)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-      x = layers.apply_activation(self.activation, x, activation_index)
+      x = layers_lib.apply_activation(self.activation, x, activation_index)
       if self.pooling == "max":
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
       elif self.pooling == "avg":
         x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
                         count_include_pad=False)
       if drop:
-        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
     x = x.reshape((x.shape[0], -1))
     for width in self.head:
       x = nn.Dense(int(width), kernel_init=init)(x)
-      x = layers.apply_activation(self.activation, x, activation_index)
+      x = layers_lib.apply_activation(self.activation, x, activation_index)
       if drop:
-        x = layers.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
+        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
     return nn.Dense(self.num_outputs, kernel_init=init)(x)
 
 
@@ -151,7 +152,7 @@ class RecurrentLM(nn.Module):
     embed_dim: embedding width.
     cell: ``lstm``, ``gru`` or ``simple`` (Elman, tanh).
     hidden: recurrent state width.
-    layers: number of stacked recurrent layers.
+    layers: number of stacked recurrent layers_lib.
     kernel_init: name in :data:`INITIALIZERS` for the input kernels of the
       cells and the output layer; recurrent kernels are orthogonal
       (:func:`jaxsweep.components.models.layers.orthogonal`, as Flax's default but without LAPACK).
@@ -169,13 +170,13 @@ class RecurrentLM(nn.Module):
     """Next-token logits ``[B, T, vocab]`` for int tokens ``x`` ``[B, T]``."""
     if x.ndim != 2:
       raise ValueError(f"the rnn model needs int tokens [B, T], got shape {x.shape}")
-    init = layers.initializer(self.kernel_init)
+    init = layers_lib.initializer(self.kernel_init)
     h = nn.Embed(self.num_outputs, self.embed_dim)(x.astype(jnp.int32))
     for _ in range(self.layers):
       h = nn.RNN(CELLS[self.cell](features=self.hidden, kernel_init=init,
-                                  recurrent_kernel_init=layers.orthogonal()))(h)
-      if train and not layers.is_zero(dropout_rate):
-        h = layers.dropout(h, dropout_rate, self.make_rng("dropout"), train=train)
+                                  recurrent_kernel_init=layers_lib.orthogonal()))(h)
+      if train and not layers_lib.is_zero(dropout_rate):
+        h = layers_lib.dropout(h, dropout_rate, self.make_rng("dropout"), train=train)
     return nn.Dense(self.num_outputs, kernel_init=init)(h)
 
 
@@ -194,9 +195,9 @@ def mlp(*, features: Sequence[int] = (128, 128), num_outputs: int = 10,
   ``activation`` may be a list of names: the module then picks one per
   variant from the traced call argument ``activation_index``.
   """
-  features = layers.check_widths(features, "model.features", allow_empty=True)
-  activation = layers.check_activation(activation)
-  layers.initializer(kernel_init)
+  features = layers_lib.check_widths(features, "model.features", allow_empty=True)
+  activation = layers_lib.check_activation(activation)
+  layers_lib.initializer(kernel_init)
   return MLP(features=features, num_outputs=int(num_outputs),
              activation=activation, batch_norm=bool(batch_norm),
              kernel_init=kernel_init)
@@ -211,15 +212,15 @@ def cnn(*, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
 
   Use it on images, e.g. ``data: {name: digits, as_images: true}``.
   """
-  channels = layers.check_widths(channels, "model.channels")
-  head = layers.check_widths(head, "model.head", allow_empty=True)
+  channels = layers_lib.check_widths(channels, "model.channels")
+  head = layers_lib.check_widths(head, "model.head", allow_empty=True)
   if int(kernel_size) < 1:
     raise errors.ConfigError(f"kernel_size must be >= 1, got {kernel_size}.",
                              key="model.kernel_size")
   if pooling not in POOLINGS:
     raise errors.unknown_key(f"model.pooling={pooling}", POOLINGS, what="pooling")
-  activation = layers.check_activation(activation)
-  layers.initializer(kernel_init)
+  activation = layers_lib.check_activation(activation)
+  layers_lib.initializer(kernel_init)
   return CNN(channels=channels, kernel_size=int(kernel_size), pooling=pooling,
              head=head, num_outputs=int(num_outputs), activation=activation,
              batch_norm=bool(batch_norm), kernel_init=kernel_init)
@@ -240,7 +241,7 @@ def rnn(*, embed_dim: int = 32, cell: str = "lstm", hidden: int = 128,
     if isinstance(v, bool) or int(v) < 1:
       raise errors.ConfigError(f"{k} must be a positive integer, got {v!r}.",
                                key=f"model.{k}")
-  layers.initializer(kernel_init)
+  layers_lib.initializer(kernel_init)
   return RecurrentLM(num_outputs=int(num_outputs), embed_dim=int(embed_dim),
                      cell=cell, hidden=int(hidden), layers=int(layers),
                      kernel_init=kernel_init)
