@@ -9,7 +9,7 @@ The same 32-variant sweep of a digits MLP, trained two ways:
 
 Measured twice: with the low-level API (``jaxsweep.train.make_train`` +
 ``jax.jit(jax.vmap(...))`` by hand) and, when the engine supports it
-(``vectorize`` in ``jaxsweep/engine.py``), through the engine with a config
+(``vectorize`` in ``jaxsweep/engine/plan.py``), through the engine with a config
 dict. Compile time is separate from steady-state time (the second full
 training of an already compiled program, ``block_until_ready``).
 
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxsweep as js
 from jaxsweep import data as data_lib
 from jaxsweep import losses
 from jaxsweep import models
@@ -119,7 +120,7 @@ def standalone(ds, steps, batch_size):
                  "variant_steps_per_s": v * steps / t_gr},
       # Same seeds and data order: the two ways train the same variants, up
       # to float summation order (vmap over 32 vs 4 variants), which drifts
-      # chaotically over many steps at high learning rates (DESIGN.md).
+      # chaotically over many steps at high learning rates (bench/RESULTS.md).
       "max_abs_diff_test_loss_by_lr": {
           str(lr): float(np.abs(stats_sw["test_loss"] - loss_gr)[
               [i for i, g in enumerate(grid) if g[2] == lr]].max()) for lr in LRS},
@@ -144,7 +145,7 @@ def engine_side(steps, batch_size):
   for name, vectorize in (("switch", ["model.activation", "loss.name"]), ("groups", [])):
     cfg = config.load(raw={**raw, "vectorize": vectorize})
     t0 = time.perf_counter()
-    res = config.run(cfg)
+    res = js.run_config(cfg)
     wall = time.perf_counter() - t0
     out[name] = {"programs": len(res.groups), "wall_s": wall,
                  "compile_s": sum(g.get("compile_seconds", 0.0) for g in res.groups),
@@ -154,8 +155,8 @@ def engine_side(steps, batch_size):
 
 
 def engine_supports_vectorize() -> bool:
-  from jaxsweep import engine  # pylint: disable=g-import-not-at-top
-  with open(engine.__file__, encoding="utf-8") as f:
+  from jaxsweep.engine import plan  # pylint: disable=g-import-not-at-top
+  with open(plan.__file__, encoding="utf-8") as f:
     return "vectorize" in f.read()
 
 

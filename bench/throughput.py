@@ -45,7 +45,7 @@ def cpu_name() -> str:
 def build(n: int, steps: int):
   lrs = np.geomspace(1e-4, 1e-1, n).tolist()
   plan = engine.make_plan(
-      js.config.registry_spec(),
+      js.config.registry_components(),
       {"data.name": "digits", "model.name": "mlp", "model.features": (128, 128),
        "optimizer.name": "adam", "train.steps": steps, "train.batch_size": 128,
        "train.eval_every": steps, "seed": 0},

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from jaxsweep import api
 from jaxsweep import config as config_lib
-from jaxsweep import dryrun
 from jaxsweep import errors
 from jaxsweep import report
 from jaxsweep.engine import distributed
@@ -160,7 +159,7 @@ def _plan(args) -> int:
     plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
     kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
               "chunk_size": args.chunk_size or cfg.run.get("chunk_size")} if args.memory else {}
-    print(dryrun.describe(plan, memory=args.memory, **kwargs))
+    print(report.plan.describe(plan, memory=args.memory, **kwargs))
   except errors.ConfigError as e:
     raise e.with_file(args.config) from None
   return 0

@@ -122,7 +122,7 @@ def make_train(model: models_lib.ModelFns,
     ...     js.losses.cross_entropy, {"accuracy": js.losses.accuracy},
     ...     js.engine.TrainSettings(steps=4, batch_size=16, eval_every=2))
     >>> hp = {"seed": jnp.arange(3), "optimizer": {"learning_rate": jnp.array([.1, .2, .3])}}
-    >>> state = jax.vmap(prog.init, in_axes=(0, None))(hp, data)
+    >>> state = jax.jit(jax.vmap(prog.init, in_axes=(0, None)))(hp, data)
     >>> state, stats = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))(state, hp, data)
     >>> stats["test_accuracy"].shape
     (3,)

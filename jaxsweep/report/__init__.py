@@ -14,6 +14,8 @@ only; everything below the engine is pure.
 :mod:`jaxsweep.report.plots`        PNG plots (matplotlib, optional)
 :mod:`jaxsweep.report.tensorboard`  TensorBoard event files (optional)
 :mod:`jaxsweep.report.progress`     progress while a sweep trains
+:mod:`jaxsweep.report.plan`         ``jaxsweep plan``: a sweep described
+                                    without training it
 ==================================  ==========================================
 
 Cells are formatted by :mod:`jaxsweep.format` (shared with ``repr`` of
@@ -25,6 +27,7 @@ from jaxsweep.format import describe_settings, fmt, fmt_mean_std, short_names
 from jaxsweep.report import compare
 from jaxsweep.report import console
 from jaxsweep.report import outputs
+from jaxsweep.report import plan
 from jaxsweep.report import plots
 from jaxsweep.report import progress
 from jaxsweep.report import tables
@@ -84,6 +87,7 @@ __all__ = [
     "load_run",
     "make_plots",
     "outputs",
+    "plan",
     "per_variant_table",
     "plots",
     "progress",
