@@ -14,7 +14,6 @@ Datasets are looked up by name (``data: {name: digits}`` in a config) through
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -144,7 +143,7 @@ def split(x, y, *, test_fraction: float, seed: int, key: str = "data"):
 # --------------------------------------------------------------------------
 # Registry.
 
-REGISTRY = registry.Registry("dataset", default="digits")
+REGISTRY = registry.Registry("dataset", slot="data", default="digits")
 register = REGISTRY.register
 names = REGISTRY.names
 loader = REGISTRY.get
@@ -158,13 +157,7 @@ def load(name: str, **kwargs) -> Dataset:
     >>> js.data.load("synthetic", num_train=64, num_test=32).num_train
     64
   """
-  fn = loader(name)
-  params = inspect.signature(fn).parameters
-  for k in kwargs:
-    if k not in params:
-      raise errors.unknown_key(f"data.{k}", [f"data.{p}" for p in params],
-                               what=f"argument of dataset '{name}'")
-  return fn(**kwargs)
+  return REGISTRY.build(name, **kwargs)
 
 
 _CACHE: dict[tuple, Dataset] = {}

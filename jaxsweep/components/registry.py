@@ -30,12 +30,14 @@ class Registry:
   """Names -> factories of one kind of component.
 
   Attributes:
-    kind: what is registered (``"model"``, ``"optimizer"``, ...), for messages.
+    kind: what is registered (``"model"``, ``"dataset"``, ...), for messages.
+    slot: the config section its names are given in (``model``, ``data``...).
     default: the name used when a config gives none.
   """
 
-  def __init__(self, kind: str, *, default: str | None = None):
+  def __init__(self, kind: str, *, slot: str | None = None, default: str | None = None):
     self.kind = kind
+    self.slot = slot or kind
     self.default = default
     self._items: dict[str, Callable[..., Any]] = {}
 
@@ -56,6 +58,21 @@ class Registry:
     if name not in self._items:
       raise errors.unknown_key(str(name), self._items, what=self.kind)
     return self._items[name]
+
+  def build(self, name: str, **kwargs) -> Any:
+    """Calls the factory ``name`` with ``kwargs``, refusing unknown arguments.
+
+    Raises:
+      ConfigError: for an unknown name or argument, listing the accepted ones.
+    """
+    fn = self.get(name)
+    accepted = signature_args(fn)
+    if not takes_var_kwargs(fn):
+      for k in kwargs:
+        if k not in accepted:
+          raise errors.unknown_key(f"{self.slot}.{k}", [f"{self.slot}.{p}" for p in accepted],
+                                   what=f"argument of {self.kind} '{name}'")
+    return fn(**kwargs)
 
   def names(self) -> list[str]:
     """The registered names, sorted."""

@@ -101,24 +101,24 @@ def pad(tree, size: int):
   return jax.tree.map(pad_leaf, tree)
 
 
-def put_population(tree, mesh: Mesh):
-  """Places a stacked pytree with its variant axis split over the mesh."""
-  sharding = population(mesh)
+def put(tree, sharding: NamedSharding):
+  """Places host arrays with ``sharding``; in a multi-process run each
+  process fills only the shards its own devices hold."""
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)
   return jax.tree.map(
       lambda x: jax.make_array_from_callback(
           np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]), tree)
+
+
+def put_population(tree, mesh: Mesh):
+  """Places a stacked pytree with its variant axis split over the mesh."""
+  return put(tree, population(mesh))
 
 
 def put_replicated(tree, mesh: Mesh):
   """Places data once per device, shared by every variant."""
-  sharding = replicated(mesh)
-  if jax.process_count() == 1:
-    return jax.device_put(tree, sharding)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_callback(
-          np.shape(x), sharding, lambda idx, x=x: np.asarray(x)[idx]), tree)
+  return put(tree, replicated(mesh))
 
 
 def to_host(tree):

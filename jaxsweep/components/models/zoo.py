@@ -10,7 +10,6 @@ call argument ``activation_index``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -249,10 +248,4 @@ def rnn(*, embed_dim: int = 32, cell: str = "lstm", hidden: int = 128,
 
 def build(name: str, **kwargs) -> nn.Module:
   """Builds a registered model, with clear errors for unknown arguments."""
-  fn = REGISTRY.get(name)
-  params = inspect.signature(fn).parameters
-  for k in kwargs:
-    if k not in params:
-      raise errors.unknown_key(f"model.{k}", [f"model.{p}" for p in params],
-                               what=f"argument of model '{name}'")
-  return fn(**kwargs)
+  return REGISTRY.build(name, **kwargs)
