@@ -55,9 +55,12 @@ def test_cli_overrides_sweep_and_fix(tiny_config, tmp_path, capsys):
   code = cli.main(["run", tiny_config, "--out", str(out), "--quiet",
                    "optimizer.learning_rate=0.01,0.02", "seed=3"])
   assert code == 0
-  rows = json.loads((out / "results.json").read_text())["rows"]
+  saved = json.loads((out / "results.json").read_text())
+  rows = saved["rows"]
   assert sorted(r["optimizer.learning_rate"] for r in rows) == [0.01, 0.02]
-  assert all("seed" not in r or r["seed"] == 3 for r in rows)
+  # seed=3 replaced the swept seeds: one value, no longer a column.
+  assert len(rows) == 2 and "seed" not in saved["swept"]
+  assert [s["seed"] for s in saved["settings"].values()] == [3, 3]
   capsys.readouterr()
 
 
@@ -77,6 +80,7 @@ def test_config_and_python_api_agree(tiny_config):
   assert len(cfg_res.rows) == len(api_res.rows) == 6
   for a, b in zip(cfg_res.rows, api_res.rows):
     assert a["optimizer.learning_rate"] == b["learning_rate"]
+    assert a["id"] == b["id"]  # Ids come from the qualified names, whoever names them.
     for k in ("test_loss", "test_accuracy", "train_loss"):
       assert a[k] == b[k], k
 
