@@ -204,3 +204,15 @@ def agree_min(value: float) -> float:
     return value
   gathered = multihost_utils.process_allgather(np.asarray([value], np.float64))
   return float(np.min(gathered))
+
+
+def agree_any(flag: bool) -> bool:
+  """Whether ``flag`` is set in any process (``flag`` itself if one).
+
+  Used at period boundaries so that every process takes part in the same
+  checkpoint (a signal or a timer may fire in one process only).
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  gathered = multihost_utils.process_allgather(np.asarray([flag], np.int32))
+  return bool(np.max(gathered))

@@ -4,26 +4,34 @@ The third stage of the engine. For each group of the plan (built and checked
 by :mod:`jaxsweep.engine.program` before anything trains)::
 
   for each chunk of the group's population (memory permitting, one):
-    state = init(hparams)                       # compiled vmap(init)
+    state = init(hparams)                       # or restored from a checkpoint
     for each eval period:
-      state, stats = period(state, hparams)     # compiled vmap(period)
+      state, stats = period(state, hparams)     # compiled, on every device
       --- period boundary ---
-      record stats; progress event; the scheduler decides
+      record stats; progress event; the scheduler decides;
+      checkpoint when due (or when a signal asked to stop)
 
 A *period* is a slice of training time (``eval_every`` steps and an
 evaluation); a *chunk* is a slice of the population. The period boundary is
 the one place where the run's state is on hand between compiled calls: a
 :class:`Scheduler` sees every variant's metrics there and answers which
-variants go on and which stop. :class:`Grid`, the plain sweep, lets all go on.
+variants go on and which stop (:class:`Grid`, the plain sweep, lets all go
+on), and :mod:`jaxsweep.engine.checkpoint` saves the population there.
+
+SIGINT and SIGTERM are caught while a sweep runs: the current period
+finishes, the population is saved (with a checkpoint directory) and
+:class:`Interrupted` is raised; a second signal stops at once.
 
 Events (dicts with an ``"event"`` key: ``start``, ``group``, ``compiled``,
-``period``, ``done``) go to a callback; printing them is the report layer's
-job (:class:`jaxsweep.report.ProgressPrinter`).
+``period``, ``checkpoint``, ``done``) go to a callback; printing them is the
+report layer's job (:class:`jaxsweep.report.ProgressPrinter`).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -34,10 +42,15 @@ import numpy as np
 
 from jaxsweep import keys
 from jaxsweep import results as results_lib
+from jaxsweep.engine import checkpoint as ckpt_lib
+from jaxsweep.engine import distributed
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+
+# Seconds between checkpoints by default (at the next period boundary).
+CHECKPOINT_EVERY = 300.0
 
 
 class Boundary(NamedTuple):
@@ -66,7 +79,7 @@ class Decision(NamedTuple):
   Attributes:
     stop: plan indices of variants to stop now: they are frozen (their
       parameters no longer change) and their rows say ``stopped`` at this
-      step. A chunk whose variants have all stopped trains no further.
+      step. A stopped variant skips every later period.
   """
 
   stop: frozenset[int] = frozenset()
@@ -87,6 +100,51 @@ class Grid:
     return Decision()
 
 
+class Interrupted(Exception):
+  """A signal stopped the sweep at a period boundary.
+
+  Attributes:
+    signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+    exit_code: the conventional exit status, ``128 + signum`` (130, 143).
+    step: the step the interrupted chunk had reached.
+    saved: the checkpoint written, or ``None`` without a checkpoint directory.
+  """
+
+  def __init__(self, signum: int, step: int, saved: str | None):
+    self.signum, self.step, self.saved = signum, step, saved
+    self.exit_code = 128 + signum
+    name = signal.Signals(signum).name
+    super().__init__(f"{name} at step {step}: "
+                     + (f"the population was saved in {saved}" if saved else
+                        "nothing was saved (no checkpoint directory)"))
+
+
+class _SignalGuard:
+  """Turns SIGINT/SIGTERM into a flag read at period boundaries (main thread only)."""
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  def _handle(self, signum, frame):
+    del frame  # Unused.
+    if self.signum is not None:  # A second signal: stop now.
+      self.__exit__()
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGINT, signal.SIGTERM):
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous.clear()
+
+
 @jax.jit
 def _stop(state, mask):
   """Marks the variants where ``mask`` is set as stopped at their current step."""
@@ -95,114 +153,162 @@ def _stop(state, mask):
                         stopped_step=jnp.where(newly, state.step, state.stopped_step))
 
 
-def execute(plan: plan_lib.Plan, *, mesh=None, chunk_size: int | None = None,
-            memory_budget: int | str | None = None, scheduler: Scheduler | None = None,
-            callback: Callable[[dict], None] | None = None) -> results_lib.Results:
+def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
+            chunk_size: int | None = None, memory_budget: int | str | None = None,
+            scheduler: Scheduler | None = None,
+            callback: Callable[[dict], None] | None = None,
+            checkpoint_dir: str | None = None,
+            checkpoint_every: float = CHECKPOINT_EVERY,
+            resume: bool = False) -> results_lib.Results:
   """Trains every variant of a plan and returns its :class:`Results`.
 
   Every group is built, checked and fitted into memory before any trains, so
   a sweep that cannot fit fails first. In a multi-process run
   (:mod:`jaxsweep.engine.distributed`) every process calls this with the same
-  plan and gets the whole results; only process 0 receives progress events.
+  plan and gets the whole results; only process 0 receives progress events
+  and writes checkpoints.
 
   Args:
     plan: from :func:`jaxsweep.engine.plan.make_plan`.
     mesh: the device mesh (default: all devices, axis ``"sweep"``).
+    lanes: variants each device computes together (vmapped); a variant's
+      results depend on it and on nothing else of the layout. Default:
+      :func:`jaxsweep.engine.sharding.default_lanes` (1 on CPU).
     chunk_size: at most this many variants per compiled call (default: the
-      whole group); padded up to a multiple of the device count, and to at
-      least two variants per device (:func:`jaxsweep.engine.sharding.population_size`).
+      whole group); padded to whole lanes on every device.
     memory_budget: memory the run may use (``"2GiB"``; see
       :func:`jaxsweep.engine.memory.available`): groups that would not fit are
       trained in chunks that do. Default: each accelerator's memory, or 75 %
       of the available host RAM on CPU.
     scheduler: decides at period boundaries (default: :class:`Grid`).
     callback: receives progress events (dicts with an ``"event"`` key).
+    checkpoint_dir: where to save the population at period boundaries
+      (:mod:`jaxsweep.engine.checkpoint`); ``None`` saves nothing.
+    checkpoint_every: seconds between checkpoints (0: every period boundary);
+      a checkpoint is also written when a chunk finishes and on a signal.
+    resume: go on from the checkpoint in ``checkpoint_dir`` (finished chunks
+      are skipped, a chunk in training restarts from its saved period); the
+      results equal an uninterrupted run's bit for bit.
 
   Raises:
-    ConfigError: for a group that does not fit even one variant per device.
+    ConfigError: for a group that does not fit even one lane per device.
+    CheckpointError: for a checkpoint of another sweep, or a corrupt one.
+    Interrupted: when SIGINT/SIGTERM stopped the run (after saving).
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
   scheduler = Grid() if scheduler is None else scheduler
-  num_devices = mesh.devices.size
+  primary = jax.process_index() == 0
   # One table, printed once: the other processes stay silent.
-  emit = (callback if callback is not None and jax.process_index() == 0
-          else (lambda event: None))
+  emit = (callback if callback is not None and primary else (lambda event: None))
+  fingerprint = plan_lib.fingerprint(plan)
+  reader = (ckpt_lib.Reader(checkpoint_dir, fingerprint=fingerprint)
+            if resume and ckpt_lib.exists(checkpoint_dir) else None)
+  snap = reader.snapshot() if reader else ckpt_lib.Snapshot(fingerprint, 0)
+  # A resumed sweep keeps the layout it started with: its bits depend on it.
+  lanes = snap.lanes or (sharding.default_lanes(mesh) if lanes is None else int(lanes))
+  snap.lanes = lanes
+  writer = ckpt_lib.Writer(checkpoint_dir) if checkpoint_dir and primary else None
+  saver = _Saver(writer, bool(checkpoint_dir), snap, checkpoint_every, emit)
   t_start = time.perf_counter()
   limit = memory_lib.available(mesh, memory_budget)
   emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
-        "devices": num_devices, "processes": jax.process_count(),
+        "devices": mesh.devices.size, "processes": jax.process_count(), "lanes": lanes,
         "memory_limit_per_device": limit and limit.per_device,
-        "memory_source": limit and limit.source})
+        "memory_source": limit and limit.source,
+        "resumed_from": reader.path if reader else None})
   # Build, check and size every group first: errors come before any training.
   built_of, estimate_of, timings_of = {}, {}, {}
   for group in plan.groups:
     built = built_of[group.index] = program_lib.build(plan, group)
     program_lib.check(plan, group, built)
     timings_of[group.index] = []
+    saved = snap.groups.get(group.index)
     estimate_of[group.index] = program_lib.plan_memory(
-        plan, group, built, mesh, chunk_size=chunk_size, limit=limit,
+        plan, group, built, mesh, lanes=lanes,
+        chunk_size=saved["chunk_size"] if saved else chunk_size, limit=limit,
         timings=timings_of[group.index])
-  record = _Record(plan)
+  record = _Record(plan, snap)
   data_of: dict[int, Any] = {}
-  for group in plan.groups:
-    built = built_of[group.index]
-    estimate = estimate_of[group.index]
-    settings = built.program.settings
-    # Placed once per dataset, shared by every group that trains on it.
-    if id(built.dataset) not in data_of:
-      data_of.clear()  # Free the previous dataset's device copies first.
-      data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
-    data = data_of[id(built.dataset)]
-    n, size = len(group.members), estimate.chunk_size
-    info = {"group": group.index, "variants": n, "chunk_size": size,
-            "padding": estimate.padding, "static": group.describe(),
-            "dynamic": [plan.column(k) for k in group.traced
-                        if k in plan.swept or k in group.choices],
-            "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
-    emit({"event": "group", **info, "steps": settings.steps,
-          "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
-    # Every chunk has the same shape (the last one padded): one program.
-    compiled = program_lib.compile(
-        built, mesh, program_lib.abstract_population(plan, group, size, mesh), data,
-        timings=timings_of[group.index])
-    info["compile_seconds"] = sum(timings_of[group.index])
-    if info["compile_seconds"]:
-      emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
-    for c0 in range(0, n, size):
-      members = tuple(group.members[c0:c0 + size])
-      hp = sharding.pad(plan_lib.stack_hparams(plan, group, members), size)
-      hp_dev = sharding.put_population(hp, mesh)
-      t0 = time.perf_counter()
-      state = compiled.init(hp_dev, data)
-      for period in range(settings.num_periods):
-        state, stats = compiled.period(state, hp_dev, data)
-        # --- The period boundary. ---
-        host = sharding.to_host({"stats": stats, "diverged": state.diverged,
-                                 "stopped": state.stopped})
-        step = min((period + 1) * settings.eval_every, settings.steps)
-        live = len(members)
-        metrics = {k: v[:live] for k, v in host["stats"].items()}
-        record.period(members, step, metrics)
-        elapsed = time.perf_counter() - t0
-        emit({"event": "period", "group": group.index, "chunk_start": c0,
-              "chunk_variants": live, "group_variants": n, "step": step,
-              "steps": settings.steps, "diverged": int(host["diverged"][:live].sum()),
-              "variant_steps_per_s": live * step / max(elapsed, 1e-9),
-              "elapsed": elapsed})
-        halted = host["diverged"][:live] | host["stopped"][:live]
-        decision = scheduler.boundary(
-            Boundary(group.index, members, step, settings.steps, metrics, halted))
-        if decision.stop:
-          mask = np.zeros(size, bool)
-          mask[[j for j, i in enumerate(members) if i in decision.stop]] = True
-          state = _stop(state, sharding.put_population(mask, mesh))
-          halted = halted | mask[:live]
-        if halted.all() and step < settings.steps:
-          break  # Nothing left to train in this chunk.
-      info["train_seconds"] += time.perf_counter() - t0
-      record.final(members, sharding.to_host(state._replace(key=None, opt_state=None)),
-                   settings.steps)
-    record.groups.append(info)
+  with _SignalGuard() as guard:
+    for g_pos, group in enumerate(plan.groups):
+      built, estimate = built_of[group.index], estimate_of[group.index]
+      settings = built.program.settings
+      n, size = len(group.members), estimate.chunk_size
+      done = set(snap.groups.setdefault(
+          group.index, {"chunk_size": size, "chunks_done": []})["chunks_done"])
+      info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes,
+              "padding": estimate.padding, "static": group.describe(),
+              "dynamic": [plan.column(k) for k in group.traced
+                          if k in plan.swept or k in group.choices],
+              "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
+      chunks = list(enumerate(range(0, n, size)))
+      abstract_hp = program_lib.abstract_population(plan, group, size, mesh)
+      if all(c in done for c, _ in chunks):  # Finished before a resume.
+        for c, c0 in chunks:
+          record.restore_done(reader, group.index, c, group.members[c0:c0 + size],
+                              built, abstract_hp)
+        record.groups.append(info)
+        continue
+      # Placed once per dataset, shared by every group that trains on it.
+      if id(built.dataset) not in data_of:
+        data_of.clear()  # Free the previous dataset's device copies first.
+        data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
+      data = data_of[id(built.dataset)]
+      emit({"event": "group", **info, "steps": settings.steps,
+            "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
+      # Every chunk has the same shape (the last one padded): one program.
+      compiled = program_lib.compile(built, mesh, abstract_hp, data, lanes=lanes,
+                                     timings=timings_of[group.index])
+      info["compile_seconds"] = sum(timings_of[group.index])
+      if info["compile_seconds"]:
+        emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
+      for c, c0 in chunks:
+        members = tuple(group.members[c0:c0 + size])
+        if c in done:
+          record.restore_done(reader, group.index, c, members, built, abstract_hp)
+          continue
+        t0 = time.perf_counter()
+        state, hp_dev, first = _start_chunk(plan, group, c, members, size, mesh, data,
+                                            compiled, reader, snap)
+        for period in range(first, settings.num_periods):
+          state, stats = compiled.period(state, hp_dev, data)
+          # --- The period boundary. ---
+          host = sharding.to_host({"stats": stats, "diverged": state.diverged,
+                                   "stopped": state.stopped})
+          step = min((period + 1) * settings.eval_every, settings.steps)
+          live = len(members)
+          halted = host["diverged"][:live] | host["stopped"][:live]
+          metrics = {k: v[:live] for k, v in host["stats"].items()}
+          record.period(members, step, metrics)
+          elapsed = time.perf_counter() - t0
+          emit({"event": "period", "group": group.index, "chunk_start": c0,
+                "chunk_variants": live, "group_variants": n, "step": step,
+                "steps": settings.steps, "diverged": int(host["diverged"][:live].sum()),
+                "variant_steps_per_s": live * step / max(elapsed, 1e-9),
+                "elapsed": elapsed})
+          decision = scheduler.boundary(
+              Boundary(group.index, members, step, settings.steps, metrics, halted))
+          if decision.stop:
+            mask = np.zeros(size, bool)
+            mask[[j for j, i in enumerate(members) if i in decision.stop]] = True
+            state = _stop(state, sharding.put_population(mask, mesh))
+            halted = halted | mask[:live]
+          last = period + 1 == settings.num_periods or halted.all()
+          stopping = distributed.agree_any(guard.signum is not None)
+          if not last and (stopping or saver.due()):
+            saved = saver.save_live(group.index, c, period + 1, state, hp_dev, step)
+            if stopping:
+              raise Interrupted(guard.signum or signal.SIGTERM, step, saved)
+          if last:
+            break  # Nothing left to train in this chunk.
+        info["train_seconds"] += time.perf_counter() - t0
+        trained = ckpt_lib.to_host(checkpoint_arrays(state))
+        record.final(members, trained, settings.steps)
+        saver.save_done(group.index, c, members, trained, record)
+        more = (g_pos, c) != (len(plan.groups) - 1, chunks[-1][0])
+        if more and distributed.agree_any(guard.signum is not None):
+          raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
+      record.groups.append(info)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
   derived = {}
@@ -211,38 +317,126 @@ def execute(plan: plan_lib.Plan, *, mesh=None, chunk_size: int | None = None,
   return record.results(seconds=seconds, derived=derived)
 
 
+def checkpoint_arrays(state) -> dict:
+  """What a finished chunk keeps: trained variables and the status flags."""
+  return {"params": state.params, "model_state": state.model_state,
+          "flags": {"step": state.step, "diverged": state.diverged,
+                    "diverged_step": state.diverged_step, "stopped": state.stopped,
+                    "stopped_step": state.stopped_step}}
+
+
+def _start_chunk(plan, group, c, members, size, mesh, data, compiled, reader, snap):
+  """A chunk's initial (or restored) state, its hparams on device, and the
+  first period to run."""
+  hp = sharding.pad(plan_lib.stack_hparams(plan, group, members), size)
+  saved = snap.live.get((group.index, c))
+  if saved is None or reader is None:
+    hp_dev = sharding.put_population(hp, mesh)
+    state = compiled.init(hp_dev, data)
+    if len(members) < size:  # Padding slots skip every period.
+      mask = np.arange(size) >= len(members)
+      state = _stop(state, sharding.put_population(mask, mesh))
+    return state, hp_dev, 0
+  periods, _ = snap.live.pop((group.index, c))
+  abstract = {"state": compiled.state, "hp": hp}
+  arrays = reader.live_arrays(group.index, c, ckpt_lib.host_structure(abstract))
+  restored = ckpt_lib.from_host(arrays, abstract,
+                                lambda t: sharding.put_population(t, mesh))
+  return restored["state"], restored["hp"], periods
+
+
+class _Saver:
+  """When and what to checkpoint.
+
+  Every process takes part (arrays are gathered from all of them); only the
+  primary one has a writer.
+  """
+
+  def __init__(self, writer, enabled: bool, snap, every: float, emit):
+    self.writer, self.enabled, self.snap, self.every, self.emit = (
+        writer, enabled, snap, every, emit)
+    self.last_time = time.monotonic()
+    self.last: str | None = None
+
+  def due(self) -> bool:
+    if not self.enabled:
+      return False
+    return distributed.agree_any(time.monotonic() - self.last_time >= self.every)
+
+  def _save(self, step: int) -> str | None:
+    self.last_time = time.monotonic()
+    if self.writer is None:
+      return None
+    t0 = time.perf_counter()
+    self.last = self.writer.save(self.snap)
+    self.emit({"event": "checkpoint", "path": self.last, "step": step,
+               "seconds": time.perf_counter() - t0})
+    return self.last
+
+  def save_live(self, group, chunk, periods, state, hp, step) -> str | None:
+    if not self.enabled:
+      return None
+    self.snap.live = {(group, chunk): (periods, ckpt_lib.to_host({"state": state, "hp": hp}))}
+    try:
+      return self._save(step)
+    finally:
+      self.snap.live = {}
+
+  def save_done(self, group, chunk, members, trained, record) -> None:
+    self.snap.groups[group]["chunks_done"].append(chunk)
+    for i in members:
+      self.snap.finals[i] = record.finals[i]
+    if self.writer is not None:
+      self.writer.save_done(group, chunk, trained)
+    if self.enabled:
+      self._save(record.finals[members[0]]["step"])
+
+
 class _Record:
   """What the run produced, gathered at period boundaries and chunk ends."""
 
-  def __init__(self, plan: plan_lib.Plan):
+  def __init__(self, plan: plan_lib.Plan, snap: ckpt_lib.Snapshot):
     self.plan = plan
-    self.history: dict[int, list[dict]] = {i: [] for i in range(plan.num_variants)}
-    self.finals: dict[int, dict] = {}
+    self.history = snap.history
+    for i in range(plan.num_variants):
+      self.history.setdefault(i, [])
+    self.finals = snap.finals
     self.states: dict[int, tuple[Any, int]] = {}
     self.groups: list[dict] = []
 
   def period(self, members: Sequence[int], step: int,
              metrics: Mapping[str, np.ndarray]) -> None:
     for j, i in enumerate(members):
-      self.history[i].append({"step": step, **{k: float(v[j]) for k, v in metrics.items()}})
+      entry = {k: float(v[j]) for k, v in metrics.items()}
+      if all(math.isnan(v) for v in entry.values()):
+        continue  # It skipped this period (it stopped or diverged before).
+      self.history[i].append({"step": step, **entry})
 
-  def final(self, members: Sequence[int], state, steps: int) -> None:
-    """A chunk's last state: statuses, the step reached, trained parameters."""
-    host = {"params": state.params, "model_state": state.model_state}
+  def final(self, members: Sequence[int], trained, steps: int) -> None:
+    """A chunk's last state (host arrays): statuses, steps, trained parameters."""
+    flags = trained["flags"]
     for j, i in enumerate(members):
-      diverged, stopped = bool(state.diverged[j]), bool(state.stopped[j])
-      if diverged:
-        status, at = results_lib.STATUS_DIVERGED, int(state.diverged_step[j])
-      elif stopped:
-        status, at = results_lib.STATUS_STOPPED, int(state.stopped_step[j])
+      if bool(flags["diverged"][j]):
+        status, at = results_lib.STATUS_DIVERGED, int(flags["diverged_step"][j])
+      elif bool(flags["stopped"][j]):
+        status, at = results_lib.STATUS_STOPPED, int(flags["stopped_step"][j])
       else:
         status, at = results_lib.STATUS_OK, None
       # Steps whose updates were applied: a diverging step is discarded.
-      trained = at if at is not None else int(min(state.step[j], steps))
-      self.finals[i] = {"status": status, "at": at, "step": trained}
-      self.states[i] = (host, j)
+      trained_steps = at if at is not None else int(min(flags["step"][j], steps))
+      self.finals[i] = {"status": status, "at": at, "step": trained_steps}
+      self.states[i] = (trained, j)
 
-  def results(self, *, seconds: float, derived: Mapping[str, Callable]) -> results_lib.Results:
+  def restore_done(self, reader, group, chunk, members, built, abstract_hp) -> None:
+    """A chunk finished before a resume: its trained arrays from the checkpoint."""
+    like = jax.eval_shape(lambda hp, data: checkpoint_arrays(built.init(hp, data)),
+                          abstract_hp, program_lib.abstract_data(built.dataset))
+    arrays = reader.done_arrays(group, chunk, ckpt_lib.host_structure(like))
+    for j, i in enumerate(members):
+      self.states[i] = (arrays, j)
+
+  def results(self, *, seconds: float, derived: Mapping[str, Callable]
+              ) -> results_lib.Results:
     plan = self.plan
     metric_keys = list(dict.fromkeys(k for entries in self.history.values()
                                      for e in entries for k in e if k != "step"))

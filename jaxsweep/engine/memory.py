@@ -307,7 +307,7 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
                 devices: int, requested: int, limit: Limit | None,
                 safety: float = SAFETY,
                 lower_bound: Callable[[int], float] | None = None,
-                fit: bool = False, min_local: int = 1) -> GroupEstimate:
+                fit: bool = False, granularity: int = 1) -> GroupEstimate:
   """Chooses the chunk size of a group so that it fits ``limit``.
 
   Compiles as little as possible: the requested size first (it is needed
@@ -319,21 +319,23 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
     group: the group's index (for messages).
     variants: the group's variants.
     devices: devices in the mesh.
-    requested: the chunk size asked for (a multiple of ``devices``).
+    requested: the chunk size asked for (a multiple of ``devices *
+      granularity``).
     limit: memory available per device, or ``None``.
     safety: required headroom: ``safety * estimate <= limit``.
     lower_bound: a cheap lower bound on bytes per device (no compile) to skip
       compiling a requested size that cannot fit.
     fit: always measure two sizes, so the footprint is known (dry runs).
-    min_local: keep at least this many variants per device when memory
-      allows (fewer only when nothing else fits).
+    granularity: variants per device come in multiples of this (the lanes
+      each device computes together).
 
   Returns:
     A :class:`GroupEstimate`.
 
   Raises:
-    ConfigError: when not even one variant per device fits.
+    ConfigError: when not even one lane of variants per device fits.
   """
+  g = granularity
   req_local = requested // devices
   measured: dict[int, int] = {}
 
@@ -358,22 +360,27 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
       return _layout(group, variants, devices, requested, None, measured, b_req, limit,
                      safety)
   # The line needs two sizes; the requested one counts when it was compiled.
-  for s in (1, 2):
-    if len(measured) >= 2:
+  # A single group of lanes per device is left out of the fit: XLA removes
+  # the loop over groups then and the program needs less than the line says
+  # (so the line errs on the safe side there).
+  for s in (2 * g, 4 * g):
+    if len([m for m in measured if m > g]) >= 2:
       break
     if s not in measured and at(s) is None:
       return _layout(group, variants, devices, requested, None, measured,
                      measured.get(req_local), limit, safety)
-  footprint = Footprint.fit(measured)
+  footprint = Footprint.fit({m: b for m, b in measured.items() if m > g})
   if limit is None:
     local = req_local
   else:
     room = limit.per_device / safety - footprint.fixed
-    local = int(room // footprint.per_variant) if footprint.per_variant > 0 else req_local
-    if local < 1:
-      one = footprint.at(1)
+    local = (int(room // footprint.per_variant) // g * g if footprint.per_variant > 0
+             else req_local)
+    if local < g:
+      one = footprint.at(g)
+      what = "one variant" if g == 1 else f"one lane of {g} variants"
       raise errors.ConfigError(
-          f"compile group {group} does not fit in memory: one variant per device needs "
+          f"compile group {group} does not fit in memory: {what} per device needs "
           f"about {format_bytes(one * safety)} per device ({format_bytes(footprint.fixed)} "
           f"fixed + {format_bytes(footprint.per_variant)} per variant, x{safety:g} safety "
           f"margin), but only {format_bytes(limit.per_device)} per device is available "
@@ -386,8 +393,7 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
   if chunk < requested:
     # Balance the chunks so that the last one is not mostly padding.
     num = _ceil_div(variants, chunk)
-    balanced = _ceil_div(_ceil_div(variants, num), devices)
-    local = max(balanced, min(min_local, local))
+    local = min(local, _ceil_div(_ceil_div(variants, num), devices * g) * g)
     chunk = local * devices
   return _layout(group, variants, devices, chunk, footprint, measured,
                  measured.get(local, footprint.at(local)), limit, safety)

@@ -24,6 +24,8 @@ from the group's classification; nothing downstream re-derives it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -488,3 +490,34 @@ def _model_call_args(components: Components, model_kwargs: Mapping[str, Any]
     return build_model(components, model_kwargs).call_args
   except (errors.ConfigError, TypeError, ValueError):
     return ()  # The factory needs swept arguments to build: nothing to list.
+
+
+def _component_name(obj: Any) -> str:
+  if isinstance(obj, registry.Registry):
+    return f"registry:{obj.kind}"
+  if isinstance(obj, data_lib.Dataset):
+    return f"dataset:{obj.name}:{obj.num_train}:{obj.num_test}"
+  if isinstance(obj, models_lib.ModelFns):
+    obj = obj.apply
+  target = obj if callable(obj) and not hasattr(obj, "__dataclass_fields__") else type(obj)
+  name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(obj).__name__)}"
+  return name if target is not type(obj) else f"{name}({obj!r})"
+
+
+def fingerprint(plan: Plan) -> str:
+  """A stable hash of what a sweep trains: every variant's settings and the
+  components' names (registry names, or the module and name of user code).
+
+  Two runs with the same fingerprint train the same variants in the same
+  order, so a checkpoint or output directory of one may be resumed by the
+  other. Changes inside a user's function body are not seen.
+  """
+  comps = plan.components
+  obj = {
+      "components": [_component_name(getattr(comps, s)) for s in
+                     ("model", "optimizer", "loss", "data")],
+      "metrics": sorted(comps.metrics or ()),
+      "static": sorted(comps.static), "vectorize": sorted(comps.vectorize),
+      "variants": [sorted((str(k), repr(keys.freeze(v))) for k, v in s.items())
+                   for s in plan.variants]}
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

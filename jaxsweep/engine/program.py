@@ -292,12 +292,14 @@ class Compiled:
     seconds: compile time spent on this entry so far.
     memory_bytes: the period step's arguments + outputs + temporaries per
       device (:func:`jaxsweep.engine.memory.measure`), ``None`` if unknown.
+    state: shape structs of the population's run state.
   """
 
   init: Callable | None
   period: Callable
   seconds: float
   memory_bytes: int | None = None
+  state: Any = None
 
 
 # Init runs once per population, so its speed does not matter, but XLA's
@@ -313,13 +315,15 @@ def _compile_cold(lowered):
     return lowered.compile()
 
 
-def compile(built: GroupProgram, mesh, hp, data, *, init: bool = True,  # noqa: A001
-            timings: list[float] | None = None) -> Compiled:
-  """Compiles (once per population shape and mesh) a group's init and period.
+def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A001
+            init: bool = True, timings: list[float] | None = None) -> Compiled:
+  """Compiles (once per population shape, lanes and mesh) a group's init and period.
 
-  Population arrays are sharded on the mesh's ``"sweep"`` axis and the data
-  replicated, for inputs and outputs alike, so every call sees the shardings
-  it was compiled for; the run state is donated.
+  Each device maps the per-variant functions over its slice of the
+  population in groups of ``lanes`` (:func:`jaxsweep.engine.sharding.population_map`),
+  so a variant's bits depend on ``lanes`` only. Population arrays are
+  sharded on the mesh's ``"sweep"`` axis and the data replicated, for inputs
+  and outputs alike; the run state is donated.
 
   Args:
     built: the group's program; compiled programs are cached on it.
@@ -327,6 +331,8 @@ def compile(built: GroupProgram, mesh, hp, data, *, init: bool = True,  # noqa: 
     hp: stacked hyperparameters: arrays or ``jax.ShapeDtypeStruct``s (only
       shapes and dtypes matter).
     data: the data, as arrays or shape structs.
+    lanes: variants vmapped together on a device (see
+      :func:`jaxsweep.engine.sharding.default_lanes`).
     init: also compile ``init`` (memory planning needs only the period).
     timings: compile seconds are appended here whenever this compiles.
 
@@ -335,21 +341,24 @@ def compile(built: GroupProgram, mesh, hp, data, *, init: bool = True,  # noqa: 
   """
   key = str((jax.tree.map(lambda a: (a.shape, a.dtype), hp),
              jax.tree.map(lambda a: (a.shape, a.dtype), data),
-             tuple(d.id for d in mesh.devices.flat)))
+             tuple(d.id for d in mesh.devices.flat), lanes))
   pop, rep = sharding.population(mesh), sharding.replicated(mesh)
   entry = built.compiled.get(key)
   if entry is not None and (entry.init is not None or not init):
     return entry
   t0 = time.perf_counter()
+  init_fn = sharding.population_map(built.program.init, mesh, lanes=lanes, num_population=1)
   if entry is None:
-    period = jax.jit(built.period, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
+    period_fn = sharding.population_map(built.program.period, mesh, lanes=lanes,
+                                        num_population=2)
+    period = jax.jit(period_fn, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
                      donate_argnums=(0,))
-    state = jax.eval_shape(built.init, hp, data)
+    state = jax.eval_shape(init_fn, hp, data)
     compiled_period = period.lower(state, hp, data).compile()
     entry = built.compiled[key] = Compiled(None, compiled_period, 0.0,
-                                           memory_lib.measure(compiled_period))
+                                           memory_lib.measure(compiled_period), state)
   if init:
-    entry.init = _compile_cold(jax.jit(built.init, in_shardings=(pop, rep),
+    entry.init = _compile_cold(jax.jit(init_fn, in_shardings=(pop, rep),
                                        out_shardings=pop).lower(hp, data))
   seconds = time.perf_counter() - t0
   entry.seconds += seconds
@@ -379,7 +388,7 @@ def _nbytes(tree) -> int:
 
 
 def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
-                data=None, *, chunk_size: int | None = None, limit=None,
+                data=None, *, lanes: int = 1, chunk_size: int | None = None, limit=None,
                 safety: float | None = None, fit: bool = False,
                 timings: list[float] | None = None) -> memory_lib.GroupEstimate:
   """Picks a group's chunk size from the memory its compiled step needs.
@@ -393,6 +402,7 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
     plan, group, built: the group and its program.
     mesh: the device mesh.
     data: the data as arrays or shape structs (default: shape structs).
+    lanes: variants vmapped together on a device: chunks hold whole lanes.
     chunk_size: the requested chunk size (default: the whole group).
     limit: a :class:`jaxsweep.engine.memory.Limit`, or ``None`` for no limit.
     safety: headroom factor (default :data:`jaxsweep.engine.memory.SAFETY`).
@@ -404,7 +414,7 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
   """
   data = abstract_data(built.dataset, mesh) if data is None else data
   n, ndev = len(group.members), mesh.devices.size
-  requested = sharding.population_size(min(chunk_size or n, n), ndev)
+  requested = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
   hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
   state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
@@ -415,17 +425,18 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
 
   def measure_at(local):
     hp = abstract_population(plan, group, local * ndev, mesh)
-    return compile(built, mesh, hp, data, init=False, timings=timings).memory_bytes
+    return compile(built, mesh, hp, data, lanes=lanes, init=False,
+                   timings=timings).memory_bytes
 
   return memory_lib.plan_chunks(
       measure_at, group=group.index, variants=n, devices=ndev, requested=requested,
       limit=limit, safety=memory_lib.SAFETY if safety is None else safety,
-      lower_bound=lower_bound, fit=fit, min_local=sharding.MIN_PER_DEVICE)
+      lower_bound=lower_bound, fit=fit, granularity=lanes)
 
 
 def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
-                    chunk_size: int | None = None, safety: float = memory_lib.SAFETY
-                    ) -> dict[int, memory_lib.GroupEstimate]:
+                    chunk_size: int | None = None, lanes: int | None = None,
+                    safety: float = memory_lib.SAFETY) -> dict[int, memory_lib.GroupEstimate]:
   """Dry run of the execution's memory planning (``jaxsweep plan``).
 
   Builds and compiles each group's step at two sizes (nothing is trained),
@@ -440,11 +451,13 @@ def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
     ConfigError: when a group cannot fit even one variant per device.
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
+  lanes = sharding.default_lanes(mesh) if lanes is None else lanes
   limit = memory_lib.available(mesh, memory_budget)
   out = {}
   for group in plan.groups:
     built = build(plan, group)
     check(plan, group, built)
-    out[group.index] = plan_memory(plan, group, built, mesh, chunk_size=chunk_size,
-                                   limit=limit, safety=safety, fit=True)
+    out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes,
+                                   chunk_size=chunk_size, limit=limit, safety=safety,
+                                   fit=True)
   return out

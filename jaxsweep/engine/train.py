@@ -214,8 +214,7 @@ def make_train(model: models_lib.ModelFns,
       totals = last if totals is None else jax.tree.map(jnp.add, totals, last)
     return {f"test_{k}": v / num_test for k, v in totals.items()}
 
-  def period(state: RunState, hparams, data) -> tuple[RunState, dict]:
-    chex.assert_rank(state.step, 0)
+  def train_period(state: RunState, hparams, data) -> tuple[RunState, dict]:
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
     (state, loss_sum, loss_count), _ = jax.lax.scan(
         lambda c, _: (train_step(hparams, data["train"], c), None), carry, None,
@@ -224,5 +223,17 @@ def make_train(model: models_lib.ModelFns,
                                      loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
     stats.update(evaluate(state, hparams, data))
     return state, stats
+
+  def period(state: RunState, hparams, data) -> tuple[RunState, dict]:
+    chex.assert_rank(state.step, 0)
+    # A variant that no longer trains (diverged, stopped, padding, or past
+    # its last step) skips the period: its state is passed through and its
+    # stats are NaN. Unbatched (one lane) this is a real branch and costs
+    # nothing; under vmap both branches run and the select keeps one.
+    live = ~state.diverged & ~state.stopped & (state.step < steps)
+    shapes = jax.eval_shape(train_period, state, hparams, data)[1]
+    skipped = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+    return jax.lax.cond(live, train_period, lambda st, *_: (st, skipped),
+                        state, hparams, data)
 
   return Program(init, period, evaluate, settings)

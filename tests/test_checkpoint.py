@@ -1,0 +1,193 @@
+"""Checkpoint and resume: nothing a sweep computed is lost.
+
+A sweep killed (SIGKILL), interrupted (SIGINT) or terminated (SIGTERM) in a
+subprocess resumes from its last checkpoint to the same table, bit for bit,
+as an uninterrupted run; a checkpoint of another sweep, or a corrupt one, is
+refused. In-process tests cover crashes at a boundary, chunked groups and a
+resume after the end.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jaxsweep as js
+from jaxsweep import engine
+from jaxsweep import errors
+from jaxsweep.engine import checkpoint
+from tests import helpers
+
+WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_worker.py")
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def _env():
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and not k.startswith("JAXSWEEP_")}
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = os.path.abspath(ROOT)
+  return env
+
+
+def _start(directory, out, *flags):
+  return subprocess.Popen([sys.executable, WORKER, str(directory), str(out), *flags],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=_env())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("uninterrupted")
+  p = _start(tmp / "ckpt", tmp / "out.csv")
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 0, err
+  return (tmp / "out.csv").read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_resume_after_a_signal_gives_the_uninterrupted_table(sig, uninterrupted, tmp_path):
+  directory, out = tmp_path / "ckpt", tmp_path / "out.csv"
+  p = _start(directory, out)
+  deadline = time.monotonic() + 300
+  while not checkpoint.exists(str(directory)):
+    assert p.poll() is None, p.communicate()[1]
+    assert time.monotonic() < deadline, "no checkpoint appeared"
+    time.sleep(0.02)
+  assert p.poll() is None, "the sweep finished before the signal: make it longer"
+  os.kill(p.pid, sig)
+  _, err = p.communicate(timeout=120)
+  if sig == signal.SIGKILL:
+    assert p.returncode == -signal.SIGKILL
+  else:  # Finished the period, saved, and said so.
+    assert p.returncode == 128 + sig, err
+    assert "interrupted" in err and "saved in" in err and "Traceback" not in err
+  assert not out.exists()
+  resumed = _start(directory, out, "--resume")
+  stdout, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err
+  first = int(stdout.split("first period ends at step ")[1].split()[0])
+  assert first > 10  # It went on from the checkpoint, not from the start.
+  assert out.read_text() == uninterrupted
+
+
+# --------------------------------------------------------------------------
+# In-process: crashes at a boundary, chunks, refusals.
+
+LRS = [1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
+
+
+def _plan(lrs=LRS, steps=helpers.STEPS):
+  return engine.make_plan(
+      engine.Components(model=helpers.mlp, optimizer=helpers.adam,
+                        loss=js.losses.cross_entropy, data=helpers.DATA),
+      {"train.steps": steps, "train.batch_size": helpers.BATCH, "train.eval_every": 2,
+       "train.eval_batch_size": 1024, "model.features": (16,), "seed": 0},
+      [{"optimizer.learning_rate": lr, "seed": i % 2} for i, lr in enumerate(lrs)])
+
+
+class _Crash(Exception):
+  pass
+
+
+class _CrashAt:
+  """A scheduler that raises at the n-th boundary (like a crash mid-sweep)."""
+
+  def __init__(self, n):
+    self.n, self.seen = n, 0
+
+  def boundary(self, b):
+    self.seen += 1
+    if self.seen == self.n:
+      raise _Crash
+    return engine.Decision()
+
+
+def _same(a, b):
+  assert a.rows == b.rows
+  assert a.history == b.history
+  for i in range(len(a.rows)):
+    jax.tree.map(np.testing.assert_array_equal, a.params(i), b.params(i))
+    jax.tree.map(np.testing.assert_array_equal, a.variables(i), b.variables(i))
+
+
+@pytest.fixture(scope="module")
+def reference():
+  return engine.execute.execute(_plan())
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_crash_then_resume_equals_uninterrupted(chunk_size, reference, tmp_path):
+  """Chunked: 3 chunks of 2 on one device (the reference ran on 8 devices)."""
+  plan = _plan()
+  mesh = engine.sharding.make_mesh(jax.devices()[:1]) if chunk_size else None
+  with pytest.raises(_Crash):  # Crashes at the 2nd boundary (of the 2nd chunk if chunked).
+    engine.execute.execute(plan, scheduler=_CrashAt(5 if chunk_size else 2), mesh=mesh,
+                           chunk_size=chunk_size, checkpoint_dir=str(tmp_path),
+                           checkpoint_every=0)
+  events = []
+  resumed = engine.execute.execute(plan, chunk_size=chunk_size, checkpoint_dir=str(tmp_path),
+                                   mesh=mesh, resume=True, callback=events.append)
+  _same(resumed, reference)
+  start = next(e for e in events if e["event"] == "start")
+  assert start["resumed_from"]
+  periods = [e for e in events if e["event"] == "period"]
+  # Finished chunks are not trained again, and the live chunk goes on from
+  # its last saved period.
+  assert [e["step"] for e in periods] == ([4, 6, 2, 4, 6] if chunk_size else [4, 6])
+
+
+def test_resume_after_the_end_trains_nothing(reference, tmp_path):
+  plan = _plan()
+  engine.execute.execute(plan, checkpoint_dir=str(tmp_path), checkpoint_every=1e9)
+  events = []
+  again = engine.execute.execute(plan, checkpoint_dir=str(tmp_path), resume=True,
+                                 callback=events.append)
+  _same(again, reference)
+  assert not any(e["event"] == "period" for e in events)
+
+
+def test_resume_of_another_sweep_is_refused(tmp_path):
+  engine.execute.execute(_plan(LRS[:2]), checkpoint_dir=str(tmp_path), checkpoint_every=1e9)
+  with pytest.raises(errors.CheckpointError, match="different sweep"):
+    engine.execute.execute(_plan(LRS[:2][::-1]), checkpoint_dir=str(tmp_path), resume=True)
+
+
+def _crashed_checkpoint(tmp_path):
+  with pytest.raises(_Crash):
+    engine.execute.execute(_plan(), scheduler=_CrashAt(2), checkpoint_dir=str(tmp_path),
+                           checkpoint_every=0)
+  name = (tmp_path / checkpoint.LATEST).read_text().strip()
+  return tmp_path / name
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+  ckpt = _crashed_checkpoint(tmp_path)
+  [live] = [f for f in os.listdir(ckpt) if f.startswith("live-")]
+  data = (ckpt / live).read_bytes()
+  (ckpt / live).write_bytes(data[:len(data) // 2])
+  with pytest.raises(errors.CheckpointError, match="corrupt or truncated"):
+    engine.execute.execute(_plan(), checkpoint_dir=str(tmp_path), resume=True)
+
+
+def test_corrupt_manifest_is_refused(tmp_path):
+  ckpt = _crashed_checkpoint(tmp_path)
+  (ckpt / checkpoint.MANIFEST).write_text('{"format": 1, "fingerp')
+  with pytest.raises(errors.CheckpointError, match="manifest is missing or corrupt"):
+    engine.execute.execute(_plan(), checkpoint_dir=str(tmp_path), resume=True)
+
+
+def test_checkpoint_holds_no_pickle_and_names_its_files(tmp_path):
+  ckpt = _crashed_checkpoint(tmp_path)
+  manifest = json.loads((ckpt / checkpoint.MANIFEST).read_text())
+  assert manifest["fingerprint"] == engine.plan.fingerprint(_plan())
+  assert manifest["lanes"] == 1
+  for name in manifest["files"]:
+    with np.load(ckpt / name, allow_pickle=False) as f:  # Raises on any pickled array.
+      assert all(f[k].dtype != object for k in f.files)
