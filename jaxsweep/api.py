@@ -20,6 +20,8 @@ Examples:
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +36,14 @@ from jaxsweep.components import losses as losses_lib
 from jaxsweep.engine import distributed
 from jaxsweep.engine import execute
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.report import rundir
+
+# Seconds between checkpoints of a run with an output directory (0: only at
+# the end of each group and on SIGINT/SIGTERM).
+DEFAULT_CHECKPOINT_EVERY = 300.0
+# The engine saves and restores checkpoints (engine/checkpoint.py) where it
+# has execute.Interrupted; before that, a run with out= trains from the start.
+_ENGINE_CHECKPOINTS = hasattr(execute, "Interrupted")
 
 
 def expand_sweep(sweep: Any, *, max_variants: int = 10_000) -> list[dict[str, Any]]:
@@ -57,7 +67,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         vectorize: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
         chunk_size: int | None = None, memory_budget: int | str | None = None,
-        mesh=None, out: str | None = None,
+        mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
+        checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+        outputs: Mapping[str, Any] | None = None,
         progress: bool | Callable[[dict], None] = False,
         max_variants: int = 10_000) -> results_lib.Results:
   """Trains every variant of a sweep, vectorized, and returns the results.
@@ -104,8 +116,26 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       memory, or 75 % of free RAM on CPU).
     mesh: a ``jax.sharding.Mesh`` with axis ``"sweep"`` (default: all devices).
     out: a directory to write the results files into (nothing is written
-      without it).
-    progress: ``True`` prints progress to stderr; a callable receives events.
+      without it). It is checked and locked before training
+      (:func:`jaxsweep.report.rundir.prepare`): a file, a path that cannot be
+      created or written, a directory in use by another run, or one holding
+      another sweep's results or files jaxsweep did not write is refused
+      (``ConfigError``, ``key="out"``) before anything trains. The engine's
+      checkpoint goes to ``out/checkpoint/``. If writing the files fails
+      (disk full, permission), the error is printed and the results are
+      still returned.
+    resume: continue the run of the same sweep in ``out`` (from its
+      checkpoint); a new or empty ``out`` starts from the beginning.
+    overwrite: replace the run in ``out`` (only the files its ``run.json``
+      lists are deleted: never files jaxsweep did not write).
+    checkpoint_every: seconds between checkpoints with ``out`` (0: only at
+      the end of each group and on SIGINT/SIGTERM).
+    outputs: options of :func:`jaxsweep.report.write_outputs` for ``out``
+      (``aggregate``, ``plots``, ``tensorboard``, ``curves``).
+    progress: ``True`` prints progress to stderr; a callable receives events
+      (the engine's, plus ``{"event": "rundir", "dir", "resumed"}`` once
+      ``out`` is ready and ``{"event": "outputs", "dir", "paths", "error"}``
+      after its files are written).
     max_variants: refuse larger sweeps unless raised.
 
   Returns:
@@ -145,7 +175,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   display = {q: n for n, q in qualified.items()}
   return run_plan(components, base, q_points, display=display, target=target, mode=mode,
                   chunk_size=chunk_size, memory_budget=memory_budget, mesh=mesh, out=out,
-                  progress=progress)
+                  resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
+                  outputs=outputs, progress=progress)
 
 
 def _keys(qualified: Mapping[str, str]) -> frozenset:
@@ -153,7 +184,10 @@ def _keys(qualified: Mapping[str, str]) -> frozenset:
 
 
 def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
-               out: str | None = None, progress: bool | Callable[[dict], None] = False,
+               out: str | None = None, resume: bool = False, overwrite: bool = False,
+               checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+               outputs: Mapping[str, Any] | None = None,
+               progress: bool | Callable[[dict], None] = False,
                mesh=None, chunk_size: int | None = None,
                memory_budget: int | str | None = None) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
@@ -162,8 +196,9 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
     cfg: a path to a YAML config, or a :class:`~jaxsweep.config.Config`.
     overrides: ``key=value`` / ``key=v1,v2`` overrides (with a path only).
     out: a directory to write the results files into (with ``config.yaml``
-      and ``best.yaml``).
-    progress, mesh: as for :func:`run`.
+      and ``best.yaml``); checked before training, as for :func:`run`.
+    resume, overwrite, checkpoint_every, outputs, progress, mesh: as for
+      :func:`run`.
     chunk_size, memory_budget: override the config's ``run:`` section.
   """
   if not isinstance(cfg, config_lib.Config):
@@ -172,9 +207,12 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
     return run_plan(cfg.components, cfg.base, cfg.points, target=cfg.target, mode=cfg.mode,
                     chunk_size=chunk_size or cfg.run.get("chunk_size"),
                     memory_budget=memory_budget or cfg.run.get("memory_budget"),
-                    mesh=mesh, out=out, progress=progress, config=cfg.raw)
+                    mesh=mesh, out=out, resume=resume, overwrite=overwrite,
+                    checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
+                    config=cfg.raw)
   except errors.ConfigError as e:
-    raise (e.with_file(cfg.path) if cfg.path else e) from None
+    # A problem of the output directory is not the config file's.
+    raise (e.with_file(cfg.path) if cfg.path and e.key != "out" else e) from None
 
 
 def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
@@ -182,20 +220,77 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
              display: Mapping[str, str] | None = None, target: str | None = None,
              mode: str | None = None, chunk_size: int | None = None,
              memory_budget: int | str | None = None, mesh=None,
-             out: str | None = None, progress: bool | Callable[[dict], None] = False,
+             out: str | None = None, resume: bool = False, overwrite: bool = False,
+             checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+             outputs: Mapping[str, Any] | None = None,
+             progress: bool | Callable[[dict], None] = False,
              config: Mapping[str, Any] | None = None) -> results_lib.Results:
-  """Plans and runs qualified settings (the layer shared by :func:`run` and configs)."""
+  """Plans and runs qualified settings (the layer shared by :func:`run` and configs).
+
+  With ``out``, the directory is prepared (checked, locked) before anything
+  trains, and its files written after (see :func:`run`).
+  """
   plan = plan_lib.make_plan(components, base, points, display=display)
+  if out is None and (resume or overwrite):
+    raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",
+                             key="out", fix="give out=DIR: the run directory to act on")
+  if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
+    raise errors.ConfigError(f"checkpoint_every must be a number of seconds >= 0, not "
+                             f"{checkpoint_every!r}.", key="checkpoint_every",
+                             fix="give e.g. 300, or 0 to save only at the end of each group")
   if callable(progress):
     callback = progress
   elif progress:
     callback = report.ProgressPrinter()
   else:
     callback = None
-  res = execute.execute(plan, mesh=mesh, chunk_size=chunk_size,
-                        memory_budget=memory_budget, callback=callback)
-  if target is not None or mode is not None:
-    res = res.ranked(target, mode)
-  if out is not None and distributed.is_primary():  # One writer per sweep.
-    report.write_outputs(res, out, config=config)
+  train = dict(mesh=mesh, chunk_size=chunk_size, memory_budget=memory_budget,
+               callback=callback, resume=resume, checkpoint_every=checkpoint_every)
+  if out is None or not distributed.is_primary():
+    # Process 0 owns the directory; the others only share its checkpoint.
+    res = _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)
+    return _ranked(res, target, mode)
+  with rundir.prepare(out, sweep_id=plan_lib.fingerprint(plan), resume=resume,
+                      overwrite=overwrite, estimate_bytes=estimate_bytes(plan)) as rd:
+    if callback is not None:
+      callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
+    train["resume"] = rd.resumed  # Nothing to resume in a new directory.
+    res = _ranked(_execute(plan, checkpoint_dir=rd.checkpoint_dir, **train), target, mode)
+    paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
+    if callback is not None:
+      callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
   return res
+
+
+def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,
+             checkpoint_every: float, **kwargs) -> results_lib.Results:
+  """The engine's execute, with checkpoints where the engine has them."""
+  if checkpoint_dir is not None and _ENGINE_CHECKPOINTS:
+    kwargs.update(checkpoint_dir=checkpoint_dir, resume=resume,
+                  checkpoint_every=checkpoint_every)
+  elif resume:
+    print("jaxsweep: note: this engine does not restore checkpoints; the sweep trains "
+          "from the beginning.", file=sys.stderr)
+  return execute.execute(plan, **kwargs)
+
+
+def _ranked(res: results_lib.Results, target: str | None, mode: str | None):
+  return res if target is None and mode is None else res.ranked(target, mode)
+
+
+def estimate_bytes(plan: plan_lib.Plan) -> int:
+  """About how many bytes a run's files take (results, histories, plots).
+
+  The checkpoint is not counted: its size is the engine's to know.
+  """
+  total = 4 * 2**20  # Plots, results.md, config and best.yaml.
+  for variant in plan.variants:
+    steps = variant.get(keys.Key("train", "steps"))
+    every = variant.get(keys.Key("train", "eval_every")) or steps
+    try:
+      evals = math.ceil(steps / every)
+    except (TypeError, ZeroDivisionError):
+      evals = 1
+    # Rows in CSV, JSON and the aggregated tables; history entries in JSON.
+    total += 2_000 + 300 * max(evals, 1)
+  return total

@@ -1,14 +1,20 @@
 """The ``jaxsweep`` command: a thin layer over the Python API.
 
-  jaxsweep run CONFIG [--out DIR] [key=value | key=v1,v2 ...]
-  jaxsweep report DIR [--top K] [--no-aggregate] [--format F] [--no-plots]
+  jaxsweep run CONFIG [--out DIR] [--resume | --overwrite] [key=value | key=v1,v2 ...]
+  jaxsweep report DIR [--top K] [--target T] [--format F] [--out NEW]
   jaxsweep compare DIR1 DIR2 [--target METRIC]
+
+``run`` writes only into its output directory (default: a fresh
+``runs/<config name>[-k]``, :mod:`jaxsweep.report.rundir`), checked and
+locked before training; ``report`` and ``compare`` only read a run, and
+``report`` writes re-rendered files only into a new ``--out NEW``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +25,7 @@ from jaxsweep import report
 from jaxsweep.engine import distributed
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
+from jaxsweep.report import rundir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +48,19 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("overrides", nargs="*",
                  help="dotted.key=value (fixed) or dotted.key=v1,v2 (swept)")
   r.add_argument("--out", default=None,
-                 help="directory for results.csv/results.json (default: runs/<config name>)")
+                 help="output directory (default: runs/<config name>, or -2, -3, ... if "
+                      "that holds a run); checked and locked before training")
+  again = r.add_mutually_exclusive_group()
+  again.add_argument("--resume", action="store_true",
+                     help="continue the same sweep's run in --out from its checkpoint "
+                          "(default --out: the newest runs/<config name>[-k])")
+  again.add_argument("--overwrite", action="store_true",
+                     help="replace the run in --out: delete the files its run.json lists "
+                          "(never files jaxsweep did not write), then run")
+  r.add_argument("--checkpoint-every", type=float, default=api.DEFAULT_CHECKPOINT_EVERY,
+                 metavar="SECONDS",
+                 help="seconds between checkpoints of the population (default %(default)g; "
+                      "0: only at the end of each group and on SIGINT/SIGTERM)")
   r.add_argument("--quiet", "-q", action="store_true", help="no progress output")
   r.add_argument("--top", type=int, default=None,
                  help="show only the best K rows (and K learning curves)")
@@ -71,9 +90,14 @@ def _parser() -> argparse.ArgumentParser:
                   help="plan the chunking for this memory budget, e.g. 2GiB")
   pl.add_argument("--chunk-size", type=int, default=None,
                   help="at most this many variants per compiled call")
-  rp = sub.add_parser("report", help="re-render tables and plots of a finished run "
-                                     "from its results.json (no training)")
+  rp = sub.add_parser("report", help="re-render the tables of a finished run from its "
+                                     "results.json (no training; the run is only read)")
   rp.add_argument("dir", help="the run's output directory (its --out)")
+  rp.add_argument("--out", default=None, metavar="NEW",
+                  help="write the re-rendered files (results, tables, plots) into this new "
+                       "directory; without it nothing is written")
+  rp.add_argument("--overwrite", action="store_true",
+                  help="replace an earlier report in --out NEW")
   rp.add_argument("--top", type=int, default=None,
                   help="show only the best K rows (and K learning curves)")
   rp.add_argument("--target", default=None, help="rank on another metric")
@@ -131,25 +155,92 @@ def main(argv: Sequence[str] | None = None) -> int:
   except errors.ConfigError as e:
     print(f"jaxsweep: error: {e}", file=sys.stderr)
     return 2
+  except rundir.INTERRUPTS as e:  # Before the run's own handler (config, planning).
+    print(f"jaxsweep: interrupted ({type(e).__name__}).", file=sys.stderr)
+    return getattr(e, "exit_code", 130)
   return 1
 
 
 def _run(args) -> int:
+  if not args.checkpoint_every >= 0:  # NaN too.
+    raise errors.ConfigError(f"--checkpoint-every {args.checkpoint_every:g} is not a number "
+                             "of seconds >= 0.", key="checkpoint-every",
+                             fix="give e.g. 300, or 0 to save only at the end of each group")
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
-  out = args.out or os.path.join(
-      "runs", os.path.splitext(os.path.basename(args.config))[0])
-  res = api.run_config(cfg, progress=not args.quiet, chunk_size=args.chunk_size,
-                       memory_budget=args.memory_budget)
+  if args.out is not None:
+    out, chosen = args.out, False
+  else:  # --resume/--overwrite act on the newest run of this config.
+    latest = rundir.latest_dir(args.config) if args.resume or args.overwrite else None
+    out, chosen = latest or rundir.default_dir(args.config), True
+  watch = _Watch(None if args.quiet else report.ProgressPrinter(), announce=chosen)
+  try:
+    res = api.run_config(
+        cfg, out=out, resume=args.resume, overwrite=args.overwrite,
+        checkpoint_every=args.checkpoint_every, progress=watch, chunk_size=args.chunk_size,
+        memory_budget=args.memory_budget,
+        outputs={"aggregate": args.aggregate, "plots": args.plots,
+                 "tensorboard": args.tensorboard, "curves": args.top or report.DEFAULT_CURVES})
+  except rundir.INTERRUPTS as e:
+    return _interrupted(e, args, watch.dir or out, watch)
   if not distributed.is_primary():  # One coordinated table, printed by process 0.
     return 0
-  report.write_outputs(res, out, config=cfg.raw, aggregate=args.aggregate,
-                       plots=args.plots, tensorboard=args.tensorboard,
-                       curves=args.top or report.DEFAULT_CURVES)
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
   if args.format not in ("csv", "json"):
     print(report.describe_outputs(out))
-  return 0
+  return 1 if watch.error else 0
+
+
+class _Watch:
+  """Passes the engine's events to the progress printer; keeps what the CLI reports.
+
+  Attributes:
+    dir: the output directory once prepared.
+    step: the last period boundary's step.
+    error: why the outputs could not be written, or None.
+  """
+
+  def __init__(self, printer, *, announce: bool):
+    self.printer = printer
+    self.announce = announce
+    self.dir: str | None = None
+    self.step: int | None = None
+    self.error: str | None = None
+
+  def __call__(self, event) -> None:
+    kind = event.get("event")
+    if kind == "rundir":
+      self.dir = event["dir"]
+      if self.printer is not None and (self.announce or event["resumed"]):
+        verb = "resuming the run in" if event["resumed"] else "writing to"
+        print(f"jaxsweep: {verb} {self.dir}", file=sys.stderr, flush=True)
+      return
+    if kind == "outputs":
+      self.error = event["error"]
+      return
+    if kind == "period":
+      self.step = event["step"]
+    if self.printer is not None:
+      self.printer(event)
+
+
+def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
+  """One line for a stopped run: what was saved and how to go on."""
+  again = shlex.join(["jaxsweep", "run", args.config, *args.overrides,
+                      *(["--wandb", args.wandb] if args.wandb else []),
+                      "--out", out, "--resume"])
+  ckpt = rundir.checkpoint_path(out)
+  if hasattr(e, "exit_code"):  # The engine saved the population, then stopped.
+    step = getattr(e, "step", None) or watch.step
+    saved = f"the population was saved{f' at step {step}' if step is not None else ''}"
+    code = e.exit_code
+  elif watch.dir is not None and os.path.isdir(ckpt) and os.listdir(ckpt):
+    saved, code = f"the last checkpoint is in {ckpt}", 130
+  else:
+    print("jaxsweep: interrupted; nothing was saved.", file=sys.stderr)
+    return 130
+  print(f"jaxsweep: interrupted; {saved}. Resume with: {again}", file=sys.stderr)
+  return code
 
 
 def _plan(args) -> int:
@@ -170,16 +261,41 @@ def _report(args) -> int:
   if args.target or args.mode:
     res = res.ranked(args.target, args.mode)
   directory = args.dir if os.path.isdir(args.dir) else (os.path.dirname(args.dir) or ".")
-  try:
-    report.write_derived(res, directory, config=config, aggregate=args.aggregate,
-                         plots=args.plots, tensorboard=args.tensorboard,
-                         curves=args.top or report.DEFAULT_CURVES)
-  except OSError as e:  # A read-only run directory still gets its tables shown.
-    print(f"jaxsweep: files not rewritten in {directory}: {e}", file=sys.stderr)
+  error = None
+  if args.out is None:
+    if args.tensorboard or args.overwrite:
+      raise errors.ConfigError(
+          "report writes files only into a new directory, never into the run it reads.",
+          key="out", fix="add --out NEW (a new directory) for the re-rendered files")
+  else:
+    if _inside(args.out, directory):
+      raise errors.ConfigError(
+          f"{args.out} is in the run directory {directory}; report never writes into a "
+          "run.", key="out", fix="give --out a new directory outside the run")
+    source = _sweep_id(directory)
+    with rundir.prepare(args.out, sweep_id=f"report:{source}",
+                        overwrite=args.overwrite) as rd:
+      rd.write_outputs(res, config=config, aggregate=args.aggregate, plots=args.plots,
+                       tensorboard=args.tensorboard, curves=args.top or report.DEFAULT_CURVES)
+      error = rd.error
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
   if args.format not in ("csv", "json"):
-    print(report.describe_outputs(directory))
-  return 0
+    print(report.describe_outputs(args.out or directory))
+  return 1 if error else 0
+
+
+def _inside(path: str, directory: str) -> bool:
+  """Whether ``path`` is ``directory`` or below it (links resolved)."""
+  path, directory = os.path.realpath(path), os.path.realpath(directory)
+  return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _sweep_id(directory: str) -> str:
+  try:
+    manifest = rundir.read_manifest(directory)
+  except errors.ConfigError:
+    manifest = None
+  return manifest["sweep_id"] if manifest else os.path.realpath(directory)
 
 
 def _compare(args) -> int:

@@ -24,6 +24,7 @@ from the group's classification; nothing downstream re-derives it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -492,32 +493,70 @@ def _model_call_args(components: Components, model_kwargs: Mapping[str, Any]
     return ()  # The factory needs swept arguments to build: nothing to list.
 
 
-def _component_name(obj: Any) -> str:
+# --------------------------------------------------------------------------
+# Fingerprint.
+
+def fingerprint(plan: Plan) -> str:
+  """A stable id of what a plan trains (64 hex digits), the same in every process.
+
+  The SHA-256 of every variant's sorted qualified settings (in plan order:
+  the population's order) and of the components' names: registry names for
+  config files (in the settings as ``model.name``...), ``module.qualname``
+  of the user's functions and classes, a dataset's description. A run
+  directory records it (``run.json``), so ``--resume`` continues only the
+  same sweep. Code changes inside a function are not seen; array contents
+  of a dataset neither (its name, sizes and shapes are).
+
+  Examples:
+    >>> import jaxsweep as js
+    >>> c = Components(model=js.models.MLP, optimizer=js.optim.sgd,
+    ...                loss=js.losses.cross_entropy, data=js.data.load("synthetic"))
+    >>> base = {"train.steps": 4, "train.batch_size": 8}
+    >>> a = fingerprint(make_plan(c, base, [{"optimizer.learning_rate": 0.1}]))
+    >>> a == fingerprint(make_plan(c, base, [{"optimizer.learning_rate": 0.1}]))
+    True
+    >>> a == fingerprint(make_plan(c, base, [{"optimizer.learning_rate": 0.2}]))
+    False
+  """
+  comps = plan.components
+  desc = {
+      "components": {slot: _stable_name(getattr(comps, slot))
+                     for slot in ("model", "optimizer", "loss", "data")},
+      "metrics": sorted([str(n), _stable_name(f)] for n, f in (comps.metrics or {}).items()),
+      "static": sorted(map(str, comps.static)),
+      "vectorize": sorted(map(str, comps.vectorize)),
+      "variants": [sorted([str(k), _stable_value(v)] for k, v in variant.items())
+                   for variant in plan.variants],
+  }
+  text = json.dumps(desc, sort_keys=True, separators=(",", ":"), default=repr)
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stable_name(obj: Any) -> Any:
+  """A name of a component that is the same in every process (no addresses)."""
+  if obj is None:
+    return None
   if isinstance(obj, registry.Registry):
     return f"registry:{obj.kind}"
   if isinstance(obj, data_lib.Dataset):
-    return f"dataset:{obj.name}:{obj.num_train}:{obj.num_test}"
-  if isinstance(obj, models_lib.ModelFns):
-    obj = obj.apply
-  target = obj if callable(obj) and not hasattr(obj, "__dataclass_fields__") else type(obj)
-  name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(obj).__name__)}"
-  return name if target is not type(obj) else f"{name}({obj!r})"
+    return f"dataset:{obj.describe()}"
+  if isinstance(obj, functools.partial):
+    return ["partial", _stable_name(obj.func), [_stable_value(a) for a in obj.args],
+            sorted([k, _stable_value(v)] for k, v in obj.keywords.items())]
+  if isinstance(obj, (tuple, list)):
+    return [_stable_name(o) for o in obj]
+  qualname = getattr(obj, "__qualname__", None)
+  if isinstance(qualname, str):  # Functions and classes.
+    return f"{getattr(obj, '__module__', None)}.{qualname}"
+  kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+  text = repr(obj)  # A module instance's fields, unless the repr holds an address.
+  return kind if " at 0x" in text else f"{kind}:{text}"
 
 
-def fingerprint(plan: Plan) -> str:
-  """A stable hash of what a sweep trains: every variant's settings and the
-  components' names (registry names, or the module and name of user code).
-
-  Two runs with the same fingerprint train the same variants in the same
-  order, so a checkpoint or output directory of one may be resumed by the
-  other. Changes inside a user's function body are not seen.
-  """
-  comps = plan.components
-  obj = {
-      "components": [_component_name(getattr(comps, s)) for s in
-                     ("model", "optimizer", "loss", "data")],
-      "metrics": sorted(comps.metrics or ()),
-      "static": sorted(comps.static), "vectorize": sorted(comps.vectorize),
-      "variants": [sorted((str(k), repr(keys.freeze(v))) for k, v in s.items())
-                   for s in plan.variants]}
-  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+def _stable_value(value: Any) -> Any:
+  value = keys.freeze(value)
+  if isinstance(value, tuple):
+    return [_stable_value(v) for v in value]
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return _stable_name(value)

@@ -11,6 +11,9 @@ only; everything below the engine is pure.
 :mod:`jaxsweep.report.compare`      two sweeps side by side
 :mod:`jaxsweep.report.outputs`      a run's files (results, best.yaml,
                                     results.md) and reading them back
+:mod:`jaxsweep.report.rundir`       a run's directory: chosen, checked,
+                                    owned (its manifest, run.json)
+:mod:`jaxsweep.report.runlock`      one writer per run directory
 :mod:`jaxsweep.report.plots`        PNG plots (matplotlib, optional)
 :mod:`jaxsweep.report.tensorboard`  TensorBoard event files (optional)
 :mod:`jaxsweep.report.progress`     progress while a sweep trains
@@ -30,6 +33,8 @@ from jaxsweep.report import outputs
 from jaxsweep.report import plan
 from jaxsweep.report import plots
 from jaxsweep.report import progress
+from jaxsweep.report import rundir
+from jaxsweep.report import runlock
 from jaxsweep.report import tables
 from jaxsweep.report import tensorboard
 from jaxsweep.report.compare import compare_tables
@@ -93,6 +98,8 @@ __all__ = [
     "progress",
     "render",
     "render_tables",
+    "rundir",
+    "runlock",
     "short_names",
     "tables",
     "tensorboard",
