@@ -21,7 +21,6 @@ Examples:
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,12 +37,9 @@ from jaxsweep.engine import execute
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.report import rundir
 
-# Seconds between checkpoints of a run with an output directory (0: only at
-# the end of each group and on SIGINT/SIGTERM).
-DEFAULT_CHECKPOINT_EVERY = 300.0
-# The engine saves and restores checkpoints (engine/checkpoint.py) where it
-# has execute.Interrupted; before that, a run with out= trains from the start.
-_ENGINE_CHECKPOINTS = hasattr(execute, "Interrupted")
+# Seconds between checkpoints of a run with an output directory (0: at every
+# period boundary); one is also written when a chunk finishes and on a signal.
+DEFAULT_CHECKPOINT_EVERY = execute.CHECKPOINT_EVERY
 
 
 def expand_sweep(sweep: Any, *, max_variants: int = 10_000) -> list[dict[str, Any]]:
@@ -128,8 +124,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       checkpoint); a new or empty ``out`` starts from the beginning.
     overwrite: replace the run in ``out`` (only the files its ``run.json``
       lists are deleted: never files jaxsweep did not write).
-    checkpoint_every: seconds between checkpoints with ``out`` (0: only at
-      the end of each group and on SIGINT/SIGTERM).
+    checkpoint_every: seconds between checkpoints with ``out`` (0: at every
+      period boundary); one is also written when a chunk finishes and on
+      SIGINT/SIGTERM.
     outputs: options of :func:`jaxsweep.report.write_outputs` for ``out``
       (``aggregate``, ``plots``, ``tensorboard``, ``curves``).
     progress: ``True`` prints progress to stderr; a callable receives events
@@ -237,7 +234,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
     raise errors.ConfigError(f"checkpoint_every must be a number of seconds >= 0, not "
                              f"{checkpoint_every!r}.", key="checkpoint_every",
-                             fix="give e.g. 300, or 0 to save only at the end of each group")
+                             fix="give e.g. 300, or 0 to save at every period boundary")
   if callable(progress):
     callback = progress
   elif progress:
@@ -264,14 +261,9 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
 
 def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,
              checkpoint_every: float, **kwargs) -> results_lib.Results:
-  """The engine's execute, with checkpoints where the engine has them."""
-  if checkpoint_dir is not None and _ENGINE_CHECKPOINTS:
-    kwargs.update(checkpoint_dir=checkpoint_dir, resume=resume,
-                  checkpoint_every=checkpoint_every)
-  elif resume:
-    print("jaxsweep: note: this engine does not restore checkpoints; the sweep trains "
-          "from the beginning.", file=sys.stderr)
-  return execute.execute(plan, **kwargs)
+  """The engine's execute, checkpointing into ``checkpoint_dir`` when given."""
+  return execute.execute(plan, checkpoint_dir=checkpoint_dir, resume=resume,
+                         checkpoint_every=checkpoint_every, **kwargs)
 
 
 def _ranked(res: results_lib.Results, target: str | None, mode: str | None):

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("--checkpoint-every", type=float, default=api.DEFAULT_CHECKPOINT_EVERY,
                  metavar="SECONDS",
                  help="seconds between checkpoints of the population (default %(default)g; "
-                      "0: only at the end of each group and on SIGINT/SIGTERM)")
+                      "0: at every period boundary; also at the end of each chunk and on SIGINT/SIGTERM)")
   r.add_argument("--quiet", "-q", action="store_true", help="no progress output")
   r.add_argument("--top", type=int, default=None,
                  help="show only the best K rows (and K learning curves)")
@@ -165,7 +165,7 @@ def _run(args) -> int:
   if not args.checkpoint_every >= 0:  # NaN too.
     raise errors.ConfigError(f"--checkpoint-every {args.checkpoint_every:g} is not a number "
                              "of seconds >= 0.", key="checkpoint-every",
-                             fix="give e.g. 300, or 0 to save only at the end of each group")
+                             fix="give e.g. 300, or 0 to save at every period boundary")
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   if args.out is not None:

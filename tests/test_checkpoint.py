@@ -24,39 +24,51 @@ from jaxsweep import errors
 from jaxsweep.engine import checkpoint
 from tests import helpers
 
-WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_worker.py")
 ROOT = os.path.join(os.path.dirname(__file__), "..")
+# Many short periods, a checkpoint at each boundary: a signal arrives mid-run.
+CONFIG = """
+data: {name: digits}
+model: {name: mlp, features: [32]}
+optimizer: {name: adam}
+train: {steps: 1000, batch_size: 64, eval_every: 10}
+sweep:
+  optimizer.learning_rate: [3.0e-3, 1.0e-2, 3.0e-2, 0.1, 0.3]
+"""
 
 
 def _env():
   env = {k: v for k, v in os.environ.items()
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and not k.startswith("JAXSWEEP_")}
   env["JAX_PLATFORMS"] = "cpu"
-  env["PYTHONPATH"] = os.path.abspath(ROOT)
   return env
 
 
-def _start(directory, out, *flags):
-  return subprocess.Popen([sys.executable, WORKER, str(directory), str(out), *flags],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=_env())
+def _jaxsweep(tmp_path, out, *flags):
+  """``jaxsweep run`` as a user runs it, in its own process."""
+  config = tmp_path / "sweep.yaml"
+  config.write_text(CONFIG)
+  return subprocess.Popen(
+      [sys.executable, "-m", "jaxsweep.cli", "--devices", "2", "run", str(config), "--out",
+       str(out), "--checkpoint-every", "0", "--no-plots", "--format", "csv", *flags],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+      cwd=os.path.abspath(ROOT))
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("uninterrupted")
-  p = _start(tmp / "ckpt", tmp / "out.csv")
-  out, err = p.communicate(timeout=300)
+  p = _jaxsweep(tmp, tmp / "out")
+  _, err = p.communicate(timeout=300)
   assert p.returncode == 0, err
-  return (tmp / "out.csv").read_text()
+  return (tmp / "out" / "results.csv").read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_resume_after_a_signal_gives_the_uninterrupted_table(sig, uninterrupted, tmp_path):
-  directory, out = tmp_path / "ckpt", tmp_path / "out.csv"
-  p = _start(directory, out)
+  out = tmp_path / "out"
+  p = _jaxsweep(tmp_path, out)
   deadline = time.monotonic() + 300
-  while not checkpoint.exists(str(directory)):
+  while not checkpoint.exists(str(out / "checkpoint")):
     assert p.poll() is None, p.communicate()[1]
     assert time.monotonic() < deadline, "no checkpoint appeared"
     time.sleep(0.02)
@@ -65,16 +77,17 @@ def test_resume_after_a_signal_gives_the_uninterrupted_table(sig, uninterrupted,
   _, err = p.communicate(timeout=120)
   if sig == signal.SIGKILL:
     assert p.returncode == -signal.SIGKILL
-  else:  # Finished the period, saved, and said so.
+  else:  # Finished the period, saved, said how to resume, in one line.
     assert p.returncode == 128 + sig, err
-    assert "interrupted" in err and "saved in" in err and "Traceback" not in err
-  assert not out.exists()
-  resumed = _start(directory, out, "--resume")
-  stdout, err = resumed.communicate(timeout=300)
+    assert "Traceback" not in err
+    [line] = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert "saved at step" in line and "--resume" in line
+  assert not (out / "results.csv").exists()
+  resumed = _jaxsweep(tmp_path, out, "--resume")
+  _, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
-  first = int(stdout.split("first period ends at step ")[1].split()[0])
-  assert first > 10  # It went on from the checkpoint, not from the start.
-  assert out.read_text() == uninterrupted
+  assert "resuming the run in" in err
+  assert (out / "results.csv").read_text() == uninterrupted
 
 
 # --------------------------------------------------------------------------

@@ -77,8 +77,7 @@ MARGIN_BYTES = 8 * 2**20
 _STAGING = ".tmp-outputs"
 # A KeyboardInterrupt, or the engine's Interrupted (a signal stopped the run
 # after saving it), marks a run interrupted rather than failed.
-INTERRUPTS: tuple[type[BaseException], ...] = (
-    KeyboardInterrupt, *((execute.Interrupted,) if hasattr(execute, "Interrupted") else ()))
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, execute.Interrupted)
 
 
 # --------------------------------------------------------------------------
