@@ -41,7 +41,7 @@ def main(smoke: bool = False):
       metrics={"accuracy": js.losses.accuracy},
       data=data,
       sweep={"activation": ["relu"] if smoke else ["relu", "tanh"],
-             "batch_norm": [False, True],
+             "batch_norm": [True] if smoke else [False, True],
              "learning_rate": js.space.log_uniform(1e-3, 3e-2, num=2 if smoke else 4),
              "seed": range(1 if smoke else 2)},
       steps=4 if smoke else 300, batch_size=32 if smoke else 128,

@@ -62,7 +62,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         eval_batch_size: int = 1024, seed: int = 0, static: Iterable[str] = (),
         vectorize: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
-        chunk_size: int | None = None, memory_budget: int | str | None = None,
+        chunk_size: int | None = None, lanes: int | None = None,
+        memory_budget: int | str | None = None,
         mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
         checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
         outputs: Mapping[str, Any] | None = None,
@@ -107,6 +108,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     target, mode: the metric to rank on and ``"max"``/``"min"`` (default:
       test accuracy, max; else test loss, min).
     chunk_size: at most this many variants per compiled call.
+    lanes: variants each device computes together (vmapped). A variant's
+      results depend on this and on nothing else of the layout (chunk size,
+      devices, neighbours). Default: 1 on CPU, 128 on GPU/TPU.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
       would not fit are split into chunks that do (default: the device's
       memory, or 75 % of free RAM on CPU).
@@ -171,7 +175,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
   display = {q: n for n, q in qualified.items()}
   return run_plan(components, base, q_points, display=display, target=target, mode=mode,
-                  chunk_size=chunk_size, memory_budget=memory_budget, mesh=mesh, out=out,
+                  chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
+                  mesh=mesh, out=out,
                   resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
                   outputs=outputs, progress=progress)
 
@@ -185,7 +190,7 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
                outputs: Mapping[str, Any] | None = None,
                progress: bool | Callable[[dict], None] = False,
-               mesh=None, chunk_size: int | None = None,
+               mesh=None, chunk_size: int | None = None, lanes: int | None = None,
                memory_budget: int | str | None = None) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
 
@@ -196,13 +201,14 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
       and ``best.yaml``); checked before training, as for :func:`run`.
     resume, overwrite, checkpoint_every, outputs, progress, mesh: as for
       :func:`run`.
-    chunk_size, memory_budget: override the config's ``run:`` section.
+    chunk_size, lanes, memory_budget: override the config's ``run:`` section.
   """
   if not isinstance(cfg, config_lib.Config):
     cfg = config_lib.load(cfg, overrides)
   try:
     return run_plan(cfg.components, cfg.base, cfg.points, target=cfg.target, mode=cfg.mode,
                     chunk_size=chunk_size or cfg.run.get("chunk_size"),
+                    lanes=lanes or cfg.run.get("lanes"),
                     memory_budget=memory_budget or cfg.run.get("memory_budget"),
                     mesh=mesh, out=out, resume=resume, overwrite=overwrite,
                     checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
@@ -216,6 +222,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
              points: Sequence[Mapping[str, Any]], *,
              display: Mapping[str, str] | None = None, target: str | None = None,
              mode: str | None = None, chunk_size: int | None = None,
+             lanes: int | None = None,
              memory_budget: int | str | None = None, mesh=None,
              out: str | None = None, resume: bool = False, overwrite: bool = False,
              checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
@@ -241,7 +248,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     callback = report.ProgressPrinter()
   else:
     callback = None
-  train = dict(mesh=mesh, chunk_size=chunk_size, memory_budget=memory_budget,
+  train = dict(mesh=mesh, chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
                callback=callback, resume=resume, checkpoint_every=checkpoint_every)
   if out is None or not distributed.is_primary():
     # Process 0 owns the directory; the others only share its checkpoint.

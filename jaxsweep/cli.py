@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="show only the best K rows (and K learning curves)")
   r.add_argument("--chunk-size", type=int, default=None,
                  help="at most this many variants per compiled call")
+  r.add_argument("--lanes", type=int, default=None,
+                 help="variants each device computes together (vmapped); a variant's "
+                      "results depend on this only (default: 1 on CPU, 128 on GPU/TPU)")
   r.add_argument("--max-variants", type=int, default=None,
                  help="allow sweeps larger than 10,000 variants")
   r.add_argument("--memory-budget", default=None, metavar="SIZE",
@@ -178,6 +181,7 @@ def _run(args) -> int:
     res = api.run_config(
         cfg, out=out, resume=args.resume, overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every, progress=watch, chunk_size=args.chunk_size,
+        lanes=args.lanes,
         memory_budget=args.memory_budget,
         outputs={"aggregate": args.aggregate, "plots": args.plots,
                  "tensorboard": args.tensorboard, "curves": args.top or report.DEFAULT_CURVES})

@@ -39,7 +39,7 @@ from jaxsweep.engine import plan as plan_lib
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
              "vectorize")
-RUN_KEYS = ("chunk_size", "max_variants", "memory_budget")
+RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget")
 
 
 @dataclasses.dataclass

@@ -287,8 +287,8 @@ def test_write_failure_keeps_results_in_memory(work, monkeypatch, capsys):
   err = capsys.readouterr().err
   assert "could not be written to out" in err and "in memory only" in err
   assert "No space left on device" in err and "Traceback" not in err
-  assert listed("out") == present("out") == ["config.yaml", "results.csv", "results.json",
-                                              "run.json"]
+  assert listed("out") == present("out") == ["checkpoint/", "config.yaml", "results.csv",
+                                              "results.json", "run.json"]
   manifest = rundir.read_manifest("out")
   assert manifest["status"] == "finished" and "No space" in manifest["error"]
   code, stdout, err = run_cli(["run", "tiny.yaml", "--out", "out2", "--quiet"])

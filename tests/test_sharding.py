@@ -306,3 +306,20 @@ def test_configure_cpu_devices_in_a_fresh_process():
   (asked, count, cores), (asked3, count3, _) = outs
   assert asked == count == cores  # One device per core by default.
   assert asked3 == count3 == "3"
+
+
+# --------------------------------------------------------------------------
+# Lanes: the unit of identity.
+
+def test_lanes_fix_the_bits_whatever_the_chunk_size():
+  """With 2 lanes a variant's bits depend on nothing else of the layout on
+  the same devices; 1 lane (the CPU default) is also device-count free
+  (test_sharded_equals_unsharded_bit_for_bit)."""
+  mesh = one_device_mesh()
+  whole = run(9, lanes=2, mesh=mesh)
+  assert whole.groups[0]["lanes"] == 2 and whole.groups[0]["chunk_size"] == 10
+  chunked = run(9, lanes=2, mesh=mesh, chunk_size=4)
+  assert chunked.groups[0]["chunk_size"] == 4 and chunked.groups[0]["num_chunks"] == 3
+  assert_same_results(whole, chunked)
+  alone = run(9, lanes=2, mesh=mesh, chunk_size=2)
+  assert_same_results(whole, alone)

@@ -327,7 +327,8 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
       compiling a requested size that cannot fit.
     fit: always measure two sizes, so the footprint is known (dry runs).
     granularity: variants per device come in multiples of this (the lanes
-      each device computes together).
+      each device computes together), at least two of them when above 1
+      (:func:`jaxsweep.engine.sharding.min_local`).
 
   Returns:
     A :class:`GroupEstimate`.
@@ -336,6 +337,7 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
     ConfigError: when not even one lane of variants per device fits.
   """
   g = granularity
+  least = g if g == 1 else 2 * g
   req_local = requested // devices
   measured: dict[int, int] = {}
 
@@ -363,7 +365,7 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
   # A single group of lanes per device is left out of the fit: XLA removes
   # the loop over groups then and the program needs less than the line says
   # (so the line errs on the safe side there).
-  for s in (2 * g, 4 * g):
+  for s in (2 * g, 4 * g) if g == 1 else (2 * g, 3 * g):
     if len([m for m in measured if m > g]) >= 2:
       break
     if s not in measured and at(s) is None:
@@ -376,9 +378,9 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
     room = limit.per_device / safety - footprint.fixed
     local = (int(room // footprint.per_variant) // g * g if footprint.per_variant > 0
              else req_local)
-    if local < g:
-      one = footprint.at(g)
-      what = "one variant" if g == 1 else f"one lane of {g} variants"
+    if local < least:
+      one = footprint.at(least)
+      what = "one variant" if g == 1 else f"{least} variants (two groups of {g} lanes)"
       raise errors.ConfigError(
           f"compile group {group} does not fit in memory: {what} per device needs "
           f"about {format_bytes(one * safety)} per device ({format_bytes(footprint.fixed)} "
@@ -393,7 +395,7 @@ def plan_chunks(measure_at: Callable[[int], int | None], *, group: int, variants
   if chunk < requested:
     # Balance the chunks so that the last one is not mostly padding.
     num = _ceil_div(variants, chunk)
-    local = min(local, _ceil_div(_ceil_div(variants, num), devices * g) * g)
+    local = max(least, min(local, _ceil_div(_ceil_div(variants, num), devices * g) * g))
     chunk = local * devices
   return _layout(group, variants, devices, chunk, footprint, measured,
                  measured.get(local, footprint.at(local)), limit, safety)

@@ -349,8 +349,9 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
   t0 = time.perf_counter()
   init_fn = sharding.population_map(built.program.init, mesh, lanes=lanes, num_population=1)
   if entry is None:
-    period_fn = sharding.population_map(built.program.period, mesh, lanes=lanes,
-                                        num_population=2)
+    prog = built.program
+    period_fn = sharding.population_map(prog.period, mesh, lanes=lanes, num_population=2,
+                                        skip=(prog.halted, prog.passthrough))
     period = jax.jit(period_fn, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
                      donate_argnums=(0,))
     state = jax.eval_shape(init_fn, hp, data)

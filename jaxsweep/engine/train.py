@@ -68,6 +68,8 @@ class Program(NamedTuple):
   period: Callable[..., tuple[RunState, dict]]
   evaluate: Callable[..., dict]
   settings: TrainSettings
+  halted: Callable[..., jax.Array]          # (state, hparams) -> bool: no longer trains
+  passthrough: Callable[..., tuple[RunState, dict]]  # a halted variant's period
 
 
 def _all_finite(tree) -> jax.Array:
@@ -224,16 +226,21 @@ def make_train(model: models_lib.ModelFns,
     stats.update(evaluate(state, hparams, data))
     return state, stats
 
+  def halted(state: RunState, hparams=None) -> jax.Array:
+    del hparams  # Unused.
+    return state.diverged | state.stopped | (state.step >= steps)
+
+  def passthrough(state: RunState, hparams, data) -> tuple[RunState, dict]:
+    """A halted variant's period: its state unchanged, its stats NaN."""
+    shapes = jax.eval_shape(train_period, state, hparams, data)[1]
+    return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
   def period(state: RunState, hparams, data) -> tuple[RunState, dict]:
     chex.assert_rank(state.step, 0)
     # A variant that no longer trains (diverged, stopped, padding, or past
-    # its last step) skips the period: its state is passed through and its
-    # stats are NaN. Unbatched (one lane) this is a real branch and costs
-    # nothing; under vmap both branches run and the select keeps one.
-    live = ~state.diverged & ~state.stopped & (state.step < steps)
-    shapes = jax.eval_shape(train_period, state, hparams, data)[1]
-    skipped = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-    return jax.lax.cond(live, train_period, lambda st, *_: (st, skipped),
-                        state, hparams, data)
+    # its last step) skips the period. Unbatched (one lane) this is a real
+    # branch and costs nothing; under vmap both branches run and the select
+    # keeps one (the engine skips whole groups of halted lanes instead).
+    return jax.lax.cond(halted(state), passthrough, train_period, state, hparams, data)
 
-  return Program(init, period, evaluate, settings)
+  return Program(init, period, evaluate, settings, halted, passthrough)
