@@ -25,25 +25,55 @@ from jaxsweep import format as format_lib
 from jaxsweep import keys
 
 STATUS_OK = "ok"
-STATUS_DIVERGED = "diverged"
-STATUS_STOPPED = "stopped"  # A scheduler stopped it early (see jaxsweep.engine.execute).
+STATUS_STOPPED = "stopped"    # A scheduler stopped it early (see jaxsweep.engine.execute).
+STATUS_UNSTABLE = "unstable"  # Finite, but blew up or ended at chance.
+STATUS_DIVERGED = "diverged"  # A non-finite loss or parameter: frozen.
+# Ranking: healthy rows first, then these, whatever their metric.
+_STATUS_RANK = {STATUS_OK: 0, STATUS_STOPPED: 1, STATUS_UNSTABLE: 2, STATUS_DIVERGED: 3}
+
+# The default target per task: (metric, "max"/"min"), on the validation split
+# (the test split only when there is none).
+_TASK_TARGETS = {"classification": ("accuracy", "max"), "language_model": ("nll", "min"),
+                 "regression": ("mse", "min")}
+_FALLBACKS = (("accuracy", "max"), ("nll", "min"), ("mse", "min"), ("objective", "min"))
 
 
-def default_target(metric_names: Sequence[str]) -> tuple[str, str]:
-  """The metric ranked on by default, and whether higher is better."""
-  for name, mode in (("test_accuracy", "max"), ("test_loss", "min")):
-    if name in metric_names:
-      return name, mode
-  return metric_names[0], "min"
+def mode_of(metric: str) -> str:
+  """Whether a metric is better high (accuracy) or low (everything else)."""
+  return "max" if "accuracy" in metric else "min"
+
+
+def default_target(metric_names: Sequence[str], task: str | None = None) -> tuple[str, str]:
+  """The metric ranked on by default, and whether higher is better.
+
+  Selection is on validation metrics (``val_*``); the test split is used
+  only when the data has no validation split.
+
+  Examples:
+    >>> default_target(["test_accuracy", "val_accuracy", "val_nll"], "classification")
+    ('val_accuracy', 'max')
+    >>> default_target(["test_mse", "test_rmse"], "regression")
+    ('test_mse', 'min')
+  """
+  preferred = (_TASK_TARGETS[task],) if task in _TASK_TARGETS else ()
+  for split in ("val", "test"):
+    for name, mode in (*preferred, *_FALLBACKS):
+      if f"{split}_{name}" in metric_names:
+        return f"{split}_{name}", mode
+  name = metric_names[0]
+  return name, mode_of(name)
 
 
 def sort_key(row: Mapping[str, Any], target: str, mode: str):
+  """Healthy rows first (best ``target`` first), then stopped, unstable and
+  diverged ones; NaN or missing values last within their status."""
   value = row.get(target)
-  bad = (row.get("status") != STATUS_OK or value is None
-         or (isinstance(value, float) and math.isnan(value)))
-  if bad:
-    return (1, 0.0, row.get("variant", 0))
-  return (0, -value if mode == "max" else value, row.get("variant", 0))
+  rank = _STATUS_RANK.get(row.get("status"), len(_STATUS_RANK))
+  missing = (value is None or isinstance(value, bool)
+             or (isinstance(value, float) and math.isnan(value)))
+  if missing:
+    return (rank, 1, 0.0, row.get("variant", 0))
+  return (rank, 0, -value if mode == "max" else value, row.get("variant", 0))
 
 
 SEED = keys.SEED

@@ -3,8 +3,9 @@
 A loss is ``loss(outputs, batch, **hparams) -> scalar``: numeric keyword
 arguments (e.g. ``label_smoothing``) are value hyperparameters, traced per
 variant. A metric is ``metric(outputs, batch) -> scalar or [B]`` and is
-averaged over the test set by the compiled evaluator; :func:`derived_metrics`
-turns the averages into perplexity, bits per character and RMSE.
+averaged over each evaluated split by the compiled evaluator;
+:func:`derived_metrics` turns the averages into perplexity, bits per
+character and RMSE.
 
 :func:`choice` combines named losses into one whose traced ``loss_index``
 selects the loss per variant (``lax.switch``), for loss sweeps that share one
@@ -49,7 +50,7 @@ def mse(outputs, batch):
   """Mean squared error; integer targets are compared as one-hot vectors.
 
   Float targets (regression): the mean over every element, so that
-  ``sqrt(test_loss)`` is the reported RMSE whatever the target width.
+  ``sqrt(objective)`` is the reported RMSE whatever the target width.
   Integer targets (classification, language model): the squared distance
   between the softmax of the outputs and the one-hot target, summed over
   classes and averaged over examples (the Brier score, the "MSE on one-hot
@@ -77,8 +78,8 @@ def nll(outputs, batch):
 def rmse_sq(outputs, batch):
   """Squared error per example (mean over target elements).
 
-  The evaluator averages it over the test set into ``test_mse``;
-  :func:`derived_metrics` reports ``rmse = sqrt(test_mse)``.
+  The evaluator averages it over each split into ``<split>_mse``;
+  :func:`derived_metrics` reports ``rmse = sqrt(mse)``.
   """
   out = outputs.astype(jnp.float32)
   y = batch["y"].reshape(out.shape)
@@ -168,19 +169,29 @@ def choice(names: tuple[str, ...] | list[str]) -> Callable:
 
 
 def default_metrics(task: str) -> dict[str, Callable]:
-  """The metrics reported for a task, evaluated by the compiled eval step."""
-  if task == "language_model":
+  """The metrics reported for a task, beside the objective, on every split.
+
+  Classification and language models get ``accuracy`` and ``nll`` (the
+  cross-entropy of the softmax of the outputs, whatever loss is trained, so
+  that sweeps over losses or label smoothing compare on the same scale);
+  regression gets ``mse``.
+  """
+  if task in ("classification", "language_model"):
     return {"accuracy": accuracy, "nll": nll}
-  if task == "classification":
-    return {"accuracy": accuracy}
   return {"mse": rmse_sq}
 
 
-def derived_metrics(task: str) -> dict[str, Callable[[dict], float]]:
-  """Metrics computed from the aggregated ones (``test_loss`` etc.)."""
+def derived_metrics(task: str) -> dict[str, tuple[str, Callable[[float], float]]]:
+  """Metrics computed on the host from an evaluated one.
+
+  Returns:
+    name -> ``(source metric, fn)``: for every split, ``<split>_<name> =
+    fn(<split>_<source>)`` (perplexity and bits per character from ``nll``,
+    RMSE from ``mse``).
+  """
   if task == "language_model":
-    return {"perplexity": lambda m: math.exp(min(m["test_nll"], 700.0)),
-            "bits_per_char": lambda m: m["test_nll"] / math.log(2.0)}
+    return {"perplexity": ("nll", lambda v: math.exp(min(v, 700.0))),
+            "bits_per_char": ("nll", lambda v: v / math.log(2.0))}
   if task == "regression":
-    return {"rmse": lambda m: math.sqrt(max(m["test_mse"], 0.0))}
+    return {"rmse": ("mse", lambda v: math.sqrt(max(v, 0.0)))}
   return {}

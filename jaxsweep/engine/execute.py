@@ -51,6 +51,13 @@ from jaxsweep.engine import sharding
 
 # Seconds between checkpoints by default (at the next period boundary).
 CHECKPOINT_EVERY = 300.0
+# A finite run is "unstable" when its training objective ends above this
+# multiple of its value at step 0 (or its validation metric at chance).
+UNSTABLE_FACTOR = 3.0
+# Validation accuracy within this of the majority class's share is chance.
+CHANCE_MARGIN = 0.01
+# A training objective below this fraction of its step-0 value is learning.
+LEARNING = 0.95
 
 
 class Boundary(NamedTuple):
@@ -159,7 +166,8 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
             callback: Callable[[dict], None] | None = None,
             checkpoint_dir: str | None = None,
             checkpoint_every: float = CHECKPOINT_EVERY,
-            resume: bool = False) -> results_lib.Results:
+            resume: bool = False,
+            unstable_factor: float = UNSTABLE_FACTOR) -> results_lib.Results:
   """Trains every variant of a plan and returns its :class:`Results`.
 
   Every group is built, checked and fitted into memory before any trains, so
@@ -188,7 +196,10 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
       a checkpoint is also written when a chunk finishes and on a signal.
     resume: go on from the checkpoint in ``checkpoint_dir`` (finished chunks
       are skipped, a chunk in training restarts from its saved period); the
-      results equal an uninterrupted run's bit for bit.
+      results equal an uninterrupted run's bit for bit (but for timings).
+    unstable_factor: a run whose training objective ends above this multiple
+      of its step-0 value is ``unstable`` (so is one whose validation metric
+      ends no better than chance).
 
   Raises:
     ConfigError: for a group that does not fit even one lane per device.
@@ -227,7 +238,14 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         plan, group, built, mesh, lanes=lanes,
         chunk_size=saved["chunk_size"] if saved else chunk_size, limit=limit,
         timings=timings_of[group.index])
-  record = _Record(plan, snap)
+  tasks = {built.dataset.task for built in built_of.values()}
+  record = _Record(plan, snap, task=tasks.pop() if len(tasks) == 1 else None,
+                   unstable_factor=unstable_factor)
+  for group in plan.groups:
+    built = built_of[group.index]
+    record.derived[group.index] = built.derived
+    record.chance[group.index] = program_lib.chance_levels(built.dataset)
+    record.params[group.index] = program_lib.num_params(plan, group, built)
   data_of: dict[int, Any] = {}
   with _SignalGuard() as guard:
     for g_pos, group in enumerate(plan.groups):
@@ -254,6 +272,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         data_of.clear()  # Free the previous dataset's device copies first.
         data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
       data = data_of[id(built.dataset)]
+      train, evaluate_only = (program_lib.train_flag(f, mesh) for f in (True, False))
       emit({"event": "group", **info, "steps": settings.steps,
             "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
       # Every chunk has the same shape (the last one padded): one program.
@@ -270,8 +289,12 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         t0 = time.perf_counter()
         state, hp_dev, first = _start_chunk(plan, group, c, members, size, mesh, data,
                                             compiled, reader, snap)
+        if first == 0:  # The evaluation at step 0: the baseline of every metric.
+          state, stats = compiled.period(state, hp_dev, data, evaluate_only)
+          record.period(group.index, members, 0,
+                        {k: v[:len(members)] for k, v in sharding.to_host(stats).items()})
         for period in range(first, settings.num_periods):
-          state, stats = compiled.period(state, hp_dev, data)
+          state, stats = compiled.period(state, hp_dev, data, train)
           # --- The period boundary. ---
           host = sharding.to_host({"stats": stats, "diverged": state.diverged,
                                    "stopped": state.stopped})
@@ -279,7 +302,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
           live = len(members)
           halted = host["diverged"][:live] | host["stopped"][:live]
           metrics = {k: v[:live] for k, v in host["stats"].items()}
-          record.period(members, step, metrics)
+          record.period(group.index, members, step, metrics)
           elapsed = time.perf_counter() - t0
           emit({"event": "period", "group": group.index, "chunk_start": c0,
                 "chunk_variants": live, "group_variants": n, "step": step,
@@ -311,10 +334,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
       record.groups.append(info)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
-  derived = {}
-  for built in built_of.values():
-    derived.update(built.derived)
-  return record.results(seconds=seconds, derived=derived)
+  return record.results(seconds=seconds)
 
 
 def checkpoint_arrays(state) -> dict:
@@ -395,21 +415,36 @@ class _Saver:
 class _Record:
   """What the run produced, gathered at period boundaries and chunk ends."""
 
-  def __init__(self, plan: plan_lib.Plan, snap: ckpt_lib.Snapshot):
+  def __init__(self, plan: plan_lib.Plan, snap: ckpt_lib.Snapshot, *, task: str | None,
+               unstable_factor: float):
     self.plan = plan
+    self.task = task
+    self.unstable_factor = unstable_factor
     self.history = snap.history
     for i in range(plan.num_variants):
       self.history.setdefault(i, [])
     self.finals = snap.finals
     self.states: dict[int, tuple[Any, int]] = {}
     self.groups: list[dict] = []
+    self.derived: dict[int, Mapping] = {}   # group -> derived metrics
+    self.chance: dict[int, dict] = {}       # group -> chance levels
+    self.params: dict[int, int] = {}        # group -> parameters per variant
 
-  def period(self, members: Sequence[int], step: int,
+  def period(self, group: int, members: Sequence[int], step: int,
              metrics: Mapping[str, np.ndarray]) -> None:
+    derived = self.derived.get(group, {})
     for j, i in enumerate(members):
       entry = {k: float(v[j]) for k, v in metrics.items()}
       if all(math.isnan(v) for v in entry.values()):
         continue  # It skipped this period (it stopped or diverged before).
+      for key, value in list(entry.items()):
+        split, _, name = key.partition("_")
+        for new, (source, fn) in derived.items():
+          if name == source:
+            try:
+              entry[f"{split}_{new}"] = float(fn(value))
+            except (ValueError, OverflowError):
+              entry[f"{split}_{new}"] = math.nan
       self.history[i].append({"step": step, **entry})
 
   def final(self, members: Sequence[int], trained, steps: int) -> None:
@@ -435,38 +470,80 @@ class _Record:
     for j, i in enumerate(members):
       self.states[i] = (arrays, j)
 
-  def results(self, *, seconds: float, derived: Mapping[str, Callable]
-              ) -> results_lib.Results:
+  def _unstable(self, history: list[dict], chance: Mapping[str, float], target: str) -> str:
+    """Why a finite run is not healthy, or ''.
+
+    Unstable when its training objective (eval mode, on the training
+    subset) ends above ``unstable_factor`` times its value at step 0, or when
+    it did not learn: its validation metric ends no better than the best
+    constant prediction while its training objective did not fall (a slow
+    learning rate still on its way down is not unstable).
+    """
+    if len(history) < 2:
+      return ""
+    first, last = history[0], history[-1]
+    start, end = first.get("train_objective"), last.get("train_objective")
+    if start is not None and end is not None and start > 0 and (
+        end > self.unstable_factor * start or not math.isfinite(end)):
+      return (f"the training objective ended at {end:.4g}, {end / start:.3g}x its value "
+              "at step 0")
+    if start is not None and end is not None and end < LEARNING * start:
+      return ""
+    split = target.partition("_")[0]
+    for name, worse in (("accuracy", lambda v, c: v <= c + CHANCE_MARGIN),
+                        ("nll", lambda v, c: v >= c), ("mse", lambda v, c: v >= c)):
+      key = f"{split}_{name}"
+      v = last.get(key)
+      if key in chance and v is not None and math.isfinite(v) and worse(v, chance[key]):
+        return f"{key} ended at {v:.4g}, no better than chance ({chance[key]:.4g})"
+    return ""
+
+  def results(self, *, seconds: float) -> results_lib.Results:
     plan = self.plan
     metric_keys = list(dict.fromkeys(k for entries in self.history.values()
                                      for e in entries for k in e if k != "step"))
+    order = {"val": 0, "test": 1, "train": 2, "batch": 3}
+    metric_keys.sort(key=lambda k: order.get(k.partition("_")[0], 4))
+    target, mode = results_lib.default_target(metric_keys, self.task)
     group_of = {i: g.index for g in plan.groups for i in g.members}
+    share = {g["group"]: g["train_seconds"] / max(g["variants"], 1) for g in self.groups}
     rows = []
     for i, settings in enumerate(plan.variants):
-      f = self.finals[i]
-      last = self.history[i][-1] if self.history[i] else {}
+      f, history = self.finals[i], self.history[i]
+      last = history[-1] if history else {}
+      g = group_of[i]
       row: dict[str, Any] = {"variant": i, "id": plan.ids[i]}
       for k in plan.swept:
         row[plan.column(k)] = keys.plain(settings.get(k))
-      row["group"] = group_of[i]
-      row["status"] = f["status"]
-      row["diverged_step"] = f["at"] if f["status"] == results_lib.STATUS_DIVERGED else None
-      row["stopped_step"] = f["at"] if f["status"] == results_lib.STATUS_STOPPED else None
-      row["steps"] = f["step"]
+      status, note = f["status"], ""
+      if status == results_lib.STATUS_DIVERGED:
+        note = f"a non-finite loss or parameter at step {f['at']}"
+      elif status == results_lib.STATUS_OK:
+        note = self._unstable(history, self.chance.get(g, {}), target)
+        status = results_lib.STATUS_UNSTABLE if note else status
+      row.update({
+          "group": g, "status": status, "note": note,
+          "diverged_step": f["at"] if f["status"] == results_lib.STATUS_DIVERGED else None,
+          "stopped_step": f["at"] if f["status"] == results_lib.STATUS_STOPPED else None,
+          "steps": f["step"], "params": self.params.get(g), "seconds": share.get(g)})
       for k in metric_keys:
         row[k] = last.get(k)
-      for name, fn in derived.items():
-        try:
-          row[f"test_{name}"] = float(fn(row))
-        except (KeyError, TypeError, ValueError, OverflowError):
-          row[f"test_{name}"] = math.nan
+      best = _best(history, target, mode)
+      row[f"best_{target}"], row["best_step"] = best if best else (None, None)
       rows.append(row)
-    metrics = [k for k in rows[0] if k.startswith(("train_", "test_"))] if rows else []
-    target, mode = results_lib.default_target(metrics)
     settings = {i: {str(k): keys.plain(v) for k, v in s.items()}
                 for i, s in enumerate(plan.variants)}
     return results_lib.Results(
         rows, self.history, swept=[plan.column(k) for k in plan.swept], target=target,
         mode=mode, groups=self.groups, settings=settings, states=self.states,
-        seconds=seconds, metrics=metrics)
+        seconds=seconds, metrics=[*metric_keys, f"best_{target}"])
 
+
+def _best(history: list[dict], metric: str, mode: str) -> tuple[float, int] | None:
+  """The best value of ``metric`` over a variant's evaluations, and its step."""
+  values = [(e[metric], e["step"]) for e in history
+            if e.get(metric) is not None and math.isfinite(e[metric])]
+  if not values:
+    return None
+  pick = max if mode == "max" else min
+  return pick(values, key=lambda vs: (vs[0], -vs[1]) if mode == "max" else (vs[0], vs[1]))

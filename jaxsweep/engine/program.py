@@ -92,12 +92,30 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
                                  int(vals["eval_batch_size"]))
 
 
+# The fixed subset of the training data evaluated (in eval mode) at every
+# period boundary: at most this many examples, in a seeded order.
+TRAIN_EVAL_SIZE = 2048
+
+
+def data_tree(dataset: data_lib.Dataset) -> dict:
+  """The arrays a group's program receives: ``train`` (sampled for training),
+  ``train_eval`` (a fixed subset of it), ``val`` (if any) and ``test``."""
+  train = dict(dataset.train)
+  n = len(train["x"])
+  idx = np.sort(np.random.default_rng(0).permutation(n)[:min(n, TRAIN_EVAL_SIZE)])
+  tree = {"train": train, "train_eval": {k: v[idx] for k, v in train.items()},
+          "test": dict(dataset.test)}
+  if getattr(dataset, "val", None) is not None:
+    tree["val"] = dict(dataset.val)
+  return tree
+
+
 def device_data(dataset: data_lib.Dataset, mesh=None) -> dict:
-  """The dataset as device arrays ``{"train": {...}, "test": {...}}``.
+  """The dataset's arrays (:func:`data_tree`) on the devices.
 
   With a mesh, every device holds one copy, shared by all its variants.
   """
-  tree = {"train": dict(dataset.train), "test": dict(dataset.test)}
+  tree = data_tree(dataset)
   if mesh is None:
     return jax.tree.map(jnp.asarray, tree)
   return sharding.put_replicated(tree, mesh)
@@ -106,9 +124,46 @@ def device_data(dataset: data_lib.Dataset, mesh=None) -> dict:
 def abstract_data(dataset: data_lib.Dataset, mesh=None):
   """Shape structs of the data as :func:`device_data` places it."""
   sharded = {} if mesh is None else {"sharding": sharding.replicated(mesh)}
-  tree = {"train": dict(dataset.train), "test": dict(dataset.test)}
   return jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, **sharded), tree)
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, **sharded),
+      data_tree(dataset))
+
+
+def chance_levels(dataset: data_lib.Dataset) -> dict[str, float]:
+  """What the best constant prediction scores on the validation and test splits.
+
+  Classification and language models: the majority class's share
+  (``accuracy``) and the entropy of the labels (``nll``, natural log);
+  regression: the variance of the targets (``mse``). A variant that ends
+  no better is ``unstable``.
+  """
+  out = {}
+  for prefix, split in (("val", getattr(dataset, "val", None)), ("test", dataset.test)):
+    if split is None:
+      continue
+    y = np.asarray(split["y"])
+    if dataset.task in ("classification", "language_model"):
+      counts = np.bincount(y.ravel().astype(np.int64), minlength=dataset.num_classes or 0)
+      p = counts[counts > 0] / counts.sum()
+      out[f"{prefix}_accuracy"] = float(p.max())
+      out[f"{prefix}_nll"] = float(-(p * np.log(p)).sum())
+    else:
+      y = y.reshape(len(y), -1).astype(np.float64)
+      out[f"{prefix}_mse"] = float(y.var(axis=0).mean())
+  return out
+
+
+def num_params(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> int:
+  """Trainable parameters of one variant of a group."""
+  hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  state = jax.eval_shape(built.program.init, hp, abstract_data(built.dataset))
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+
+
+def train_flag(train: bool, mesh=None):
+  """The ``train`` argument of a compiled period (False: evaluate only)."""
+  flag = np.asarray(train, bool)
+  return jnp.asarray(flag) if mesh is None else sharding.put_replicated(flag, mesh)
 
 
 # --------------------------------------------------------------------------
@@ -122,8 +177,9 @@ class GroupProgram:
     program: the per-variant functions (:func:`jaxsweep.engine.train.make_train`).
     dataset: the group's data.
     model: the model as pure functions.
-    metric_names: metrics the evaluator reports (``test_<name>``).
-    derived: metrics computed on the host from the others (perplexity, ...).
+    metric_names: metrics the evaluator reports (``<split>_<name>``).
+    derived: metrics computed on the host from another: name -> (source, fn)
+      (perplexity from nll, ...).
     init: ``vmap(program.init)``.
     period: ``vmap(program.period)``.
     compiled: compiled programs by shape and mesh (see :func:`compile`).
@@ -133,7 +189,7 @@ class GroupProgram:
   dataset: data_lib.Dataset
   model: models_lib.ModelFns
   metric_names: tuple[str, ...]
-  derived: dict[str, Callable]
+  derived: dict[str, tuple[str, Callable]]
   init: Callable
   period: Callable
   compiled: dict = dataclasses.field(default_factory=dict)
@@ -352,10 +408,11 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
     prog = built.program
     period_fn = sharding.population_map(prog.period, mesh, lanes=lanes, num_population=2,
                                         skip=(prog.halted, prog.passthrough))
-    period = jax.jit(period_fn, in_shardings=(pop, pop, rep), out_shardings=(pop, pop),
+    period = jax.jit(period_fn, in_shardings=(pop, pop, rep, rep), out_shardings=(pop, pop),
                      donate_argnums=(0,))
     state = jax.eval_shape(init_fn, hp, data)
-    compiled_period = period.lower(state, hp, data).compile()
+    flag = jax.ShapeDtypeStruct((), jnp.bool_, sharding=rep)
+    compiled_period = period.lower(state, hp, data, flag).compile()
     entry = built.compiled[key] = Compiled(None, compiled_period, 0.0,
                                            memory_lib.measure(compiled_period), state)
   if init:

@@ -5,12 +5,15 @@
 * ``init(hparams, data) -> RunState`` builds a variant's parameters, optimizer
   state (its hyperparameter values written into ``opt_state.hyperparams``)
   and keys from its ``seed``;
-* ``period(state, hparams, data) -> (state, stats)`` runs ``eval_every``
-  optimisation steps in a ``lax.scan`` and then evaluates on the test set;
+* ``period(state, hparams, data, train=True) -> (state, stats)`` runs
+  ``eval_every`` optimisation steps in a ``lax.scan`` (none with
+  ``train=False``: the evaluation at step 0) and then evaluates on the
+  training subset, the validation and the test split;
 * ``evaluate(state, hparams, data) -> metrics``.
 
-The engine calls ``jax.jit(jax.vmap(period, in_axes=(0, 0, None)))``: the data
-is an un-batched argument shared by all variants. Everything a run needs lives
+The engine maps ``period`` over the population (``vmap`` within a group of
+lanes, ``lax.map`` across groups): the data is an un-batched argument shared
+by all variants. Everything a run needs lives
 in :class:`RunState`, one pytree, so a population can be checkpointed,
 resumed, masked, gathered or resized at any period boundary.
 
@@ -72,6 +75,10 @@ class Program(NamedTuple):
   passthrough: Callable[..., tuple[RunState, dict]]  # a halted variant's period
 
 
+# Data keys evaluated at every period boundary, and their column prefixes.
+EVAL_SPLITS = (("train_eval", "train"), ("val", "val"), ("test", "test"))
+
+
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
@@ -110,9 +117,10 @@ def make_train(model: models_lib.ModelFns,
 
   Returns:
     A :class:`Program`. ``hparams`` is one variant's dict with ``seed``
-    (int32), optional ``init_scale`` and sub-dicts ``optimizer``, ``loss`` and
-    ``model`` of traced values; ``data`` is ``{"train": batch, "test":
-    batch}`` of arrays shared by all variants.
+    (uint32), optional ``init_scale`` and sub-dicts ``optimizer``, ``loss``
+    and ``model`` of traced values; ``data`` is ``{"train": batch, "val":
+    batch, "test": batch, "train_eval": batch}`` of arrays shared by all
+    variants (``train`` is sampled for training; the others are evaluated).
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax, jaxsweep as js
@@ -126,6 +134,8 @@ def make_train(model: models_lib.ModelFns,
     >>> hp = {"seed": jnp.arange(3), "optimizer": {"learning_rate": jnp.array([.1, .2, .3])}}
     >>> state = jax.jit(jax.vmap(prog.init, in_axes=(0, None)))(hp, data)
     >>> state, stats = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))(state, hp, data)
+    >>> sorted(stats)
+    ['batch_objective', 'test_accuracy', 'test_objective']
     >>> stats["test_accuracy"].shape
     (3,)
   """
@@ -187,17 +197,16 @@ def make_train(model: models_lib.ModelFns,
     loss_count = loss_count + ok.astype(jnp.int32)
     return new_state, loss_sum, loss_count
 
-  def evaluate(state: RunState, hparams, data) -> dict:
-    test = data["test"]
-    num_test = test["x"].shape[0]
-    size = min(num_test, settings.eval_batch_size)
-    num_full, rest = divmod(num_test, size)
-    variables = {"params": state.params, **state.model_state}
+  def split_means(split, variables, hparams) -> dict:
+    """Mean objective and metrics over one split, in eval mode."""
+    n = split["x"].shape[0]
+    size = min(n, settings.eval_batch_size)
+    num_full, rest = divmod(n, size)
 
     def batch_stats(batch):
       out, _ = model.apply(variables, batch["x"], train=False, rng=None,
                            **model_hp(hparams))
-      vals = {"loss": loss_fn(out, batch, **hparams.get("loss", {}))}
+      vals = {"objective": loss_fn(out, batch, **hparams.get("loss", {}))}
       for name, fn in metrics.items():
         vals[name] = jnp.mean(fn(out, batch))
       return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), vals)
@@ -207,22 +216,43 @@ def make_train(model: models_lib.ModelFns,
     totals = None
     if num_full:
       stacked = jax.tree.map(
-          lambda a: a[:num_full * size].reshape((num_full, size) + a.shape[1:]), test)
+          lambda a: a[:num_full * size].reshape((num_full, size) + a.shape[1:]), split)
       per_batch = jax.lax.map(batch_stats, stacked)
       totals = jax.tree.map(lambda v: v.sum(0) * size, per_batch)
     if rest:
-      last = batch_stats(jax.tree.map(lambda a: a[num_full * size:], test))
+      last = batch_stats(jax.tree.map(lambda a: a[num_full * size:], split))
       last = jax.tree.map(lambda v: v * rest, last)
       totals = last if totals is None else jax.tree.map(jnp.add, totals, last)
-    return {f"test_{k}": v / num_test for k, v in totals.items()}
+    return {k: v / n for k, v in totals.items()}
 
-  def train_period(state: RunState, hparams, data) -> tuple[RunState, dict]:
+  def evaluate(state: RunState, hparams, data) -> dict:
+    """Objective and metrics on every evaluation split in ``data``.
+
+    Returns:
+      ``{"<split>_<name>": scalar}`` for split ``train`` (the fixed training
+      subset ``data["train_eval"]``), ``val`` and ``test``, where present;
+      names are ``objective`` (the training loss in eval mode) and the
+      metrics'.
+    """
+    variables = {"params": state.params, **state.model_state}
+    out = {}
+    for key, prefix in EVAL_SPLITS:
+      if key in data:
+        out.update({f"{prefix}_{k}": v
+                    for k, v in split_means(data[key], variables, hparams).items()})
+    return out
+
+  def train_period(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
-    (state, loss_sum, loss_count), _ = jax.lax.scan(
-        lambda c, _: (train_step(hparams, data["train"], c), None), carry, None,
-        length=settings.eval_every)
-    stats = {"train_loss": jnp.where(loss_count > 0,
-                                     loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
+
+    def run(carry):
+      return jax.lax.scan(lambda c, _: (train_step(hparams, data["train"], c), None), carry,
+                          None, length=settings.eval_every)[0]
+
+    # train=False evaluates without a step (the evaluation at step 0).
+    state, loss_sum, loss_count = jax.lax.cond(train, run, lambda c: c, carry)
+    stats = {"batch_objective": jnp.where(loss_count > 0,
+                                          loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
     stats.update(evaluate(state, hparams, data))
     return state, stats
 
@@ -230,17 +260,19 @@ def make_train(model: models_lib.ModelFns,
     del hparams  # Unused.
     return state.diverged | state.stopped | (state.step >= steps)
 
-  def passthrough(state: RunState, hparams, data) -> tuple[RunState, dict]:
+  def passthrough(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
     """A halted variant's period: its state unchanged, its stats NaN."""
-    shapes = jax.eval_shape(train_period, state, hparams, data)[1]
+    shapes = jax.eval_shape(train_period, state, hparams, data, train)[1]
     return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
-  def period(state: RunState, hparams, data) -> tuple[RunState, dict]:
+  def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
     chex.assert_rank(state.step, 0)
+    train = jnp.asarray(train, bool)
     # A variant that no longer trains (diverged, stopped, padding, or past
     # its last step) skips the period. Unbatched (one lane) this is a real
     # branch and costs nothing; under vmap both branches run and the select
     # keeps one (the engine skips whole groups of halted lanes instead).
-    return jax.lax.cond(halted(state), passthrough, train_period, state, hparams, data)
+    return jax.lax.cond(halted(state), passthrough, train_period, state, hparams, data,
+                        train)
 
   return Program(init, period, evaluate, settings, halted, passthrough)
