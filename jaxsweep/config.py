@@ -35,6 +35,7 @@ from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
@@ -92,15 +93,45 @@ VECTORIZABLE = ("model.activation", "loss.name")
 
 
 def read_yaml(path: str) -> dict[str, Any]:
-  """Reads a YAML mapping, with clear errors for missing or broken files."""
+  """Reads a YAML mapping, with clear errors for missing or broken files.
+
+  Raises:
+    ConfigError: for a missing path, a directory, a file that is not UTF-8
+      text or not YAML, a key given twice, or a document that is not a mapping.
+  """
   if not os.path.exists(path):
     raise errors.ConfigError(f"config file not found: {path}", file=path,
                              fix="check the path; the shipped configs are in configs/")
+  if os.path.isdir(path):
+    inside = sorted(f for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
+    raise errors.ConfigError(
+        "is a directory, not a config file.", file=path,
+        fix=(f"give a YAML file inside it, e.g. {os.path.join(path, inside[0])}" if inside
+             else "give the path of a YAML config file"))
   try:
-    with open(path) as f:
-      raw = space.load_yaml(f.read())
+    with open(path, "rb") as f:
+      text = f.read().decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = e.object[:e.start].count(b"\n") + 1
+    raise errors.ConfigError(
+        f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}).", file=path,
+        fix="save the file as UTF-8 text (a config is YAML text, not a binary file)"
+        ) from None
+  except OSError as e:
+    raise errors.ConfigError(f"cannot read the file: {e.strerror or e}.", file=path,
+                             fix="check the path and its permissions") from None
+  try:
+    raw = space.load_yaml(text)
+  except yaml12.DuplicateKeyError as e:
+    raise errors.ConfigError(
+        f"'{e.key}' is given twice (lines {e.first_line} and {e.line}); YAML would keep "
+        "only the last.", key=e.key, file=path,
+        fix=f"keep one '{e.key.rsplit('.', 1)[-1]}' (to sweep several values, list them "
+            "under sweep:)") from None
   except yaml.YAMLError as e:
-    raise errors.ConfigError(f"not valid YAML: {e}", file=path) from e
+    raise errors.ConfigError(f"not valid YAML: {' '.join(str(e).split())}",
+                             file=path, fix="check the indentation, colons and brackets "
+                                            "near the line named") from None
   if raw is None:
     raw = {}
   if not isinstance(raw, dict):
