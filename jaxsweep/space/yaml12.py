@@ -39,6 +39,10 @@ _Yaml12Loader.add_constructor(
     _INT_TAG, lambda loader, node: int(loader.construct_scalar(node)))
 
 
+# Deeper nesting is refused (no config needs it; recursion would fail later).
+MAX_DEPTH = 64
+
+
 class DuplicateKeyError(yaml.YAMLError):
   """A mapping gives the same key twice (PyYAML would keep the last silently).
 
@@ -76,6 +80,8 @@ def load_yaml(text: str) -> Any:
       return None
     _check_duplicates(node, (), set())
     return loader.construct_document(node)
+  except RecursionError:  # PyYAML composes nested nodes recursively.
+    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
   finally:
     loader.dispose()
 
@@ -83,7 +89,11 @@ def load_yaml(text: str) -> Any:
 def _check_duplicates(node: yaml.Node, path: tuple[str, ...], done: set[int],
                       open_: tuple[int, ...] = ()) -> None:
   """Raises :class:`DuplicateKeyError` for a key repeated in any mapping, and
-  a YAMLError for an alias of a node inside itself (a cyclic document)."""
+  a YAMLError for an alias of a node inside itself (a cyclic document) or
+  nesting deeper than :data:`MAX_DEPTH`."""
+  if len(open_) > MAX_DEPTH:
+    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep (line "
+                         f"{node.start_mark.line + 1})")
   if id(node) in open_:
     raise yaml.YAMLError(f"an alias refers to a node inside itself (line "
                          f"{node.start_mark.line + 1}): a config cannot be cyclic")
