@@ -85,13 +85,14 @@ INITIALIZERS: dict[str, Callable[..., Any]] = {
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   if name not in ACTIVATIONS:
-    raise errors.unknown_key(str(name), ACTIVATIONS, what="activation")
+    raise errors.unknown_key("model.activation", ACTIVATIONS, what="activation",
+                             name=str(name))
   return ACTIVATIONS[name]
 
 
-def initializer(name: str):
-  if name not in INITIALIZERS:
-    raise errors.unknown_key(str(name), INITIALIZERS, what="initializer")
+def initializer(name: str, key: str = "model.kernel_init"):
+  if not isinstance(name, str) or name not in INITIALIZERS:
+    raise errors.unknown_key(key, INITIALIZERS, what="initializer", name=str(name))
   return INITIALIZERS[name]()
 
 
@@ -133,13 +134,17 @@ def apply_activation(names: Activation, x: jax.Array, index=0) -> jax.Array:
 
 def check_activation(value: Any, key: str = "model.activation") -> Activation:
   """Validates a name or a list of names; lists become tuples (hashable)."""
+  if not isinstance(value, (str, list, tuple)):
+    raise errors.ConfigError(
+        f"takes an activation name or a list of names, got {type(value).__name__} "
+        f"{value!r}.", key=key, fix=f"use one of: {', '.join(ACTIVATIONS)}")
   names_ = (value,) if isinstance(value, str) else tuple(value)
   if not names_:
     raise errors.ConfigError("the activation list is empty.", key=key,
                              fix="give a name or a non-empty list of names")
   for n in names_:
-    if n not in ACTIVATIONS:
-      raise errors.unknown_key(f"{key}={n}", ACTIVATIONS, what="activation")
+    if not isinstance(n, str) or n not in ACTIVATIONS:
+      raise errors.unknown_key(key, ACTIVATIONS, what="activation", name=str(n))
   return value if isinstance(value, str) else names_
 
 
