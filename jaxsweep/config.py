@@ -34,6 +34,7 @@ from jaxsweep.components import data as data_lib
 from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
+from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.space import yaml12
 
@@ -170,6 +171,25 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
     raise (e.with_file(path) if path else e) from None
 
 
+def _run_options(run: Any) -> dict[str, Any]:
+  """The ``run:`` section, checked: positive integers and a memory size."""
+  if run is None:
+    return {}
+  if not isinstance(run, Mapping):
+    raise errors.ConfigError(f"'run' must be a mapping, got {type(run).__name__}.",
+                             key="run", fix="write run: {chunk_size: 64, memory_budget: 2GiB}")
+  for k, v in run.items():
+    if k not in RUN_KEYS:
+      raise errors.unknown_key(f"run.{k}", [f"run.{r}" for r in RUN_KEYS])
+    if k == "memory_budget":
+      if v is not None:
+        memory_lib.parse_bytes(v, key="run.memory_budget")
+    elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+      raise errors.ConfigError(f"must be a positive integer, got {v!r}.", key=f"run.{k}",
+                               fix=f"write e.g. run: {{{k}: {64 if k == 'chunk_size' else 20000}}}")
+  return {k: v for k, v in run.items() if v is not None}
+
+
 def _load(raw, path, overrides, max_variants) -> Config:
   for k in raw:
     if k not in TOP_LEVEL:
@@ -190,11 +210,8 @@ def _load(raw, path, overrides, max_variants) -> Config:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
   base = keys.flatten(raw)
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
-  run_opts = dict(raw.get("run") or {})
-  for k in run_opts:
-    if k not in RUN_KEYS:
-      raise errors.unknown_key(f"run.{k}", [f"run.{r}" for r in RUN_KEYS])
-  limit = max_variants or int(run_opts.get("max_variants", 10_000))
+  run_opts = _run_options(raw.get("run"))
+  limit = max_variants or run_opts.get("max_variants") or space.DEFAULT_MAX_VARIANTS
   parts = []
   if isinstance(sweep_obj, space.Sweep):
     parts.append(sweep_obj)
