@@ -236,7 +236,7 @@ def _numeric_default(key: Key, accepted: Mapping, call_args: Mapping) -> tuple[b
     return True, 1.0
   if key.slot == "model":
     default = accepted.get("model", {}).get(key.arg, call_args.get(key.arg))
-  elif key.slot in ("optimizer", "loss"):
+  elif key.slot in ("optimizer", "loss", "data"):
     default = accepted.get(key.slot, {}).get(key.arg)
   else:
     return False, None
@@ -289,6 +289,11 @@ def _check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Map
         raise errors.ConfigError(f"takes true or false, got {_describe(value)}.",
                                  key=str(key), fix=f"write {key}: true (or false)")
       continue
+    whole = key.slot == "data" or (key.slot == "model" and key.arg in accepted.get("model", {}))
+    if (whole and isinstance(example, int) and _is_number(value)
+        and not float(value).is_integer()):  # A structural count: a whole number.
+      raise errors.ConfigError(f"takes a whole number, got {_describe(value)}.", key=str(key),
+                               fix=f"give an integer, e.g. {key}: {example}")
     if not _is_number(value):
       if isinstance(value, str) and _as_float(value) is not None:
         fix = f"write the number without quotes: {key}: {_as_float(value)}"

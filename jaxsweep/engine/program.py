@@ -56,9 +56,23 @@ def load_data(components: plan_lib.Components, static_data: Mapping[str, Any]
           fix="pass a data factory to sweep data settings")
     return obj
   if isinstance(obj, registry.Registry):
-    return data_lib.load_cached(static_data.pop("name", obj.default), **static_data)
+    name = static_data.pop("name", obj.default)
+    try:
+      return data_lib.load_cached(name, **static_data)
+    except (TypeError, ValueError) as e:
+      if isinstance(e, errors.ConfigError):
+        raise
+      raise errors.ConfigError(
+          f"the dataset '{name}' rejected its arguments {static_data}: "
+          f"{type(e).__name__}: {errors.first_line(e)}", key="data",
+          fix=f"it accepts: {', '.join(obj.accepted_args(name))}") from e
   if callable(obj):
-    return obj(**static_data)
+    ds = obj(**static_data)
+    if not isinstance(ds, data_lib.Dataset):
+      raise errors.ConfigError(
+          f"the data factory returned {type(ds).__name__}, not a Dataset.", key="data",
+          fix="return js.data.arrays(x_train, y_train, x_test, y_test) from it")
+    return ds
   raise errors.ConfigError(f"cannot use {type(obj).__name__} as data.", key="data",
                            fix="pass js.data.arrays(...), a Dataset, or a factory")
 
@@ -78,6 +92,8 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
     ConfigError: for a missing or non-positive-integer setting.
   """
   vals = {k: static_train.get(k, d) for k, d in plan_lib.TRAIN_ARGS.items()}
+  if vals["eval_batch_size"] is None:  # Like eval_every: None is the default.
+    vals["eval_batch_size"] = plan_lib.TRAIN_ARGS["eval_batch_size"]
   for k in ("steps", "batch_size"):
     if vals[k] is None:
       raise errors.ConfigError(f"train.{k} is not set.", key=f"train.{k}",
