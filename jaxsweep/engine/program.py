@@ -311,7 +311,8 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> No
         f"the model failed to initialise on inputs of shape "
         f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
         f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
-        key="model") from e
+        key="model", fix="fix the model at the line named (it was traced once on one "
+                         "example, before training)") from e
   batch = {k: jax.ShapeDtypeStruct((settings.batch_size,) + np.shape(a)[1:],
                                     np.asarray(a).dtype)
            for k, a in built.dataset.train.items()}
@@ -324,7 +325,9 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> No
   except Exception as e:  # pylint: disable=broad-except
     raise errors.ModelError(
         f"the model's apply failed, {errors.user_frame(e)}"
-        f"({type(e).__name__}: {errors.first_line(e)})", key="model") from e
+        f"({type(e).__name__}: {errors.first_line(e)})", key="model",
+        fix="fix the model at the line named (it was traced once on one batch, before "
+            "training)") from e
   validate.check_output_width(
       out, built.dataset, loss=built.loss, default_metrics=plan.components.metrics is None,
       num_outputs_given=Key("model", "num_outputs") in group.static)

@@ -193,6 +193,8 @@ def check_output_width(out: Any, ds: data_lib.Dataset, *, loss: Callable | None,
                                      "filled from the data")
   else:
     key, fix = "model", f"make the model's last layer {n} wide (one logit per class)"
+    if needs_labels(loss) is None:
+      fix += "; for another output convention pass your own metrics= as well as the loss"
   effect = (f"labels {shape[-1]} and up have no logit: every variant would diverge at "
             "its first step" if shape[-1] < n else "the extra logits are never a label")
   raise errors.ModelError(
