@@ -124,15 +124,19 @@ def read_yaml(path: str) -> dict[str, Any]:
   try:
     raw = space.load_yaml(text)
   except yaml12.DuplicateKeyError as e:
+    lines = (f"both on line {e.line}" if e.line == e.first_line
+             else f"lines {e.first_line} and {e.line}")
     raise errors.ConfigError(
-        f"'{e.key}' is given twice (lines {e.first_line} and {e.line}); YAML would keep "
-        "only the last.", key=e.key, file=path,
+        f"given twice ({lines}); YAML would keep only the last.", key=e.key, file=path,
         fix=f"keep one '{e.key.rsplit('.', 1)[-1]}' (to sweep several values, list them "
             "under sweep:)") from None
   except yaml.YAMLError as e:
-    raise errors.ConfigError(f"not valid YAML: {' '.join(str(e).split())}",
-                             file=path, fix="check the indentation, colons and brackets "
-                                            "near the line named") from None
+    syntax = isinstance(e, yaml.MarkedYAMLError)  # Else nesting too deep or cyclic.
+    raise errors.ConfigError(
+        f"not valid YAML: {' '.join(str(e).split())}", file=path,
+        fix="check the indentation, colons and brackets near the line named" if syntax
+        else f"write the values out: no alias inside itself, at most {yaml12.MAX_DEPTH} "
+             "levels of nesting") from None
   if raw is None:
     raw = {}
   if not isinstance(raw, dict):

@@ -248,7 +248,7 @@ def test_config_path_is_a_directory(tmp_path, capsys):
 def test_duplicate_key_in_a_mapping(tmp_path, capsys):
   text = TINY.replace("learning_rate: 1.0e-3}", "learning_rate: 1.0e-3}\noptimizer: sgd")
   err = _cli_refused(tmp_path, capsys, text, "optimizer", "keep one")
-  assert "given twice (lines 4 and 5)" in err
+  assert "given twice (lines 4 and 5)" in err and "only the last" in err
   nested = TINY.replace("features: [16]", "features: [16], features: [8]")
   err = _cli_refused(tmp_path, capsys, nested, "model.features", "keep one")
 

@@ -127,7 +127,7 @@ def arrays(x_train, y_train, x_test, y_test, *, task: str | None = None,
         raise errors.ConfigError(
             f"task='{task}' needs integer class labels, but {k} holds {y.dtype} values "
             f"that are not whole numbers ({int(bad.sum())} of them, first "
-            f"{y[bad][0]!r} at example {first_example(bad)}).", key=f"data.{k}",
+            f"{float(y[bad][0])!r} at example {first_example(bad)}).", key=f"data.{k}",
             fix="give class indices 0..num_classes-1 as ints, or use task='regression' "
                 "for real-valued targets")
     y_train = y_train.astype(np.int32)

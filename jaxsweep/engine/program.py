@@ -277,8 +277,8 @@ def _raised(e: Exception, what: str, key: str) -> errors.ModelError:
         fix="use jnp.where / lax.cond instead of if/else on array values, and no "
             "float()/.item()/print of arrays inside the loss")
   return errors.ModelError(
-      f"the {what} raised {type(e).__name__}: {errors.first_line(e)} "
-      f"{errors.user_frame(e)}".rstrip(), key=key,
+      f"the {what} raised {type(e).__name__}: {errors.first_line(e)}"
+      + (f", {errors.user_frame(e).rstrip()}" if errors.user_frame(e) else ""), key=key,
       fix=f"fix the {what} at the line named (it was traced once on one batch, "
           "before training)")
 
@@ -350,7 +350,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> No
       raise _raised(e, what, key) from e
     if what == "loss" and tuple(getattr(result, "shape", ())) != ():
       raise errors.ModelError(
-          f"the loss returns {_shape_str(result)}, not a scalar (gradients need one "
+          f"the loss returns an array {_shape_str(result)}, not a scalar (gradients need one "
           "number per batch).", key="loss",
           fix="return the mean over the batch, e.g. per_example.mean()")
   try:
