@@ -50,6 +50,11 @@ def expand_sweep(sweep: Any, *, max_variants: int = 10_000) -> list[dict[str, An
   """
   if sweep is None or (isinstance(sweep, Mapping) and not sweep):
     return [{}]
+  if isinstance(sweep, (list, tuple)) and not sweep:
+    raise errors.ConfigError(
+        "the sweep is an empty list: it has no variant to train.", key="sweep",
+        fix="give at least one variant (sweep=[{'learning_rate': 1e-3}]), or sweep=None "
+            "to train one variant with the fixed settings")
   if isinstance(sweep, (list, tuple)) and all(isinstance(p, Mapping) for p in sweep):
     return [dict(p) for p in sweep]
   return space.expand(sweep, max_variants=max_variants)

@@ -34,7 +34,9 @@ from jaxsweep.components import data as data_lib
 from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
+from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
@@ -92,15 +94,49 @@ VECTORIZABLE = ("model.activation", "loss.name")
 
 
 def read_yaml(path: str) -> dict[str, Any]:
-  """Reads a YAML mapping, with clear errors for missing or broken files."""
+  """Reads a YAML mapping, with clear errors for missing or broken files.
+
+  Raises:
+    ConfigError: for a missing path, a directory, a file that is not UTF-8
+      text or not YAML, a key given twice, or a document that is not a mapping.
+  """
   if not os.path.exists(path):
     raise errors.ConfigError(f"config file not found: {path}", file=path,
                              fix="check the path; the shipped configs are in configs/")
+  if os.path.isdir(path):
+    inside = sorted(f for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
+    raise errors.ConfigError(
+        "is a directory, not a config file.", file=path,
+        fix=(f"give a YAML file inside it, e.g. {os.path.join(path, inside[0])}" if inside
+             else "give the path of a YAML config file"))
   try:
-    with open(path) as f:
-      raw = space.load_yaml(f.read())
+    with open(path, "rb") as f:
+      text = f.read().decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = e.object[:e.start].count(b"\n") + 1
+    raise errors.ConfigError(
+        f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}).", file=path,
+        fix="save the file as UTF-8 text (a config is YAML text, not a binary file)"
+        ) from None
+  except OSError as e:
+    raise errors.ConfigError(f"cannot read the file: {e.strerror or e}.", file=path,
+                             fix="check the path and its permissions") from None
+  try:
+    raw = space.load_yaml(text)
+  except yaml12.DuplicateKeyError as e:
+    lines = (f"both on line {e.line}" if e.line == e.first_line
+             else f"lines {e.first_line} and {e.line}")
+    raise errors.ConfigError(
+        f"given twice ({lines}); YAML would keep only the last.", key=e.key, file=path,
+        fix=f"keep one '{e.key.rsplit('.', 1)[-1]}' (to sweep several values, list them "
+            "under sweep:)") from None
   except yaml.YAMLError as e:
-    raise errors.ConfigError(f"not valid YAML: {e}", file=path) from e
+    syntax = isinstance(e, yaml.MarkedYAMLError)  # Else nesting too deep or cyclic.
+    raise errors.ConfigError(
+        f"not valid YAML: {' '.join(str(e).split())}", file=path,
+        fix="check the indentation, colons and brackets near the line named" if syntax
+        else f"write the values out: no alias inside itself, at most {yaml12.MAX_DEPTH} "
+             "levels of nesting") from None
   if raw is None:
     raw = {}
   if not isinstance(raw, dict):
@@ -139,6 +175,25 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
     raise (e.with_file(path) if path else e) from None
 
 
+def _run_options(run: Any) -> dict[str, Any]:
+  """The ``run:`` section, checked: positive integers and a memory size."""
+  if run is None:
+    return {}
+  if not isinstance(run, Mapping):
+    raise errors.ConfigError(f"'run' must be a mapping, got {type(run).__name__}.",
+                             key="run", fix="write run: {chunk_size: 64, memory_budget: 2GiB}")
+  for k, v in run.items():
+    if k not in RUN_KEYS:
+      raise errors.unknown_key(f"run.{k}", [f"run.{r}" for r in RUN_KEYS])
+    if k == "memory_budget":
+      if v is not None:
+        memory_lib.parse_bytes(v, key="run.memory_budget")
+    elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+      raise errors.ConfigError(f"must be a positive integer, got {v!r}.", key=f"run.{k}",
+                               fix=f"write e.g. run: {{{k}: {64 if k == 'chunk_size' else 20000}}}")
+  return {k: v for k, v in run.items() if v is not None}
+
+
 def _load(raw, path, overrides, max_variants) -> Config:
   for k in raw:
     if k not in TOP_LEVEL:
@@ -159,11 +214,8 @@ def _load(raw, path, overrides, max_variants) -> Config:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
   base = keys.flatten(raw)
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
-  run_opts = dict(raw.get("run") or {})
-  for k in run_opts:
-    if k not in RUN_KEYS:
-      raise errors.unknown_key(f"run.{k}", [f"run.{r}" for r in RUN_KEYS])
-  limit = max_variants or int(run_opts.get("max_variants", 10_000))
+  run_opts = _run_options(raw.get("run"))
+  limit = max_variants or run_opts.get("max_variants") or space.DEFAULT_MAX_VARIANTS
   parts = []
   if isinstance(sweep_obj, space.Sweep):
     parts.append(sweep_obj)

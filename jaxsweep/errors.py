@@ -71,11 +71,21 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
 
 
 def unknown_key(key: str, options: Iterable[str], *, what: str = "key",
-                file: str | None = None) -> ConfigError:
-  """Builds the error for an unknown key, listing the accepted ones."""
+                file: str | None = None, name: str | None = None) -> ConfigError:
+  """Builds the error for an unknown key, listing the accepted ones.
+
+  Args:
+    key: the config path at fault.
+    options: the accepted names.
+    what: what the unknown thing is (``"activation"``).
+    file: the config file, if any.
+    name: the unknown name when it is a value of ``key`` (``key`` is then
+      ``model.activation`` and ``name`` the unknown activation).
+  """
   options = sorted(set(options))
+  shown = key if name is None else name
   return ConfigError(
-      f"unknown {what} '{key}'.{did_you_mean(key.rsplit('.', 1)[-1], options)}",
+      f"unknown {what} '{shown}'.{did_you_mean(shown.rsplit('.', 1)[-1], options)}",
       key=key, file=file,
       fix=f"use one of: {', '.join(options)}" if options else None)
 

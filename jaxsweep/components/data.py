@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,13 +59,13 @@ class Dataset:
           raise errors.ConfigError(
               f"the {split_name} split has no '{k}' array.", key="data",
               fix="give both 'x' (inputs) and 'y' (targets) for train and test")
+      for k, v in split.items():
+        check_array(v, f"{k}_{split_name}")
       n = {k: len(v) for k, v in split.items()}
       if len(set(n.values())) != 1:
         raise errors.ConfigError(
             f"the {split_name} arrays have different lengths {n}.", key="data",
             fix="every array in a split needs the same number of examples")
-      if not n["x"]:
-        raise errors.ConfigError(f"the {split_name} split is empty.", key="data")
     for k in self.train:
       if k in self.test and np.shape(self.train[k])[1:] != np.shape(self.test[k])[1:]:
         raise errors.ConfigError(
@@ -93,6 +94,11 @@ def arrays(x_train, y_train, x_test, y_test, *, task: str | None = None,
 
   The task is inferred when not given: integer targets mean classification
   (with ``num_classes = max(y) + 1``), float targets mean regression.
+  ``uint8`` inputs (raw image pixels) are kept as they are, with a warning
+  to scale them (``x / 255.0``).
+
+  Raises:
+    ConfigError: for a 0-d or empty array, or one that is not numeric.
 
   Examples:
     >>> import numpy as np, jaxsweep as js
@@ -101,14 +107,29 @@ def arrays(x_train, y_train, x_test, y_test, *, task: str | None = None,
     >>> ds.task, ds.num_classes
     ('classification', 2)
   """
-  y_train = np.asarray(y_train)
-  y_test = np.asarray(y_test)
+  given = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+  arrs = {k: check_array(v, k) for k, v in given.items()}
+  if any(arrs[k].dtype == np.uint8 for k in ("x_train", "x_test")):
+    warnings.warn(
+        "jaxsweep: the inputs x are uint8 (raw pixels 0..255?); models train badly on "
+        "unscaled inputs: normalise them, e.g. js.data.arrays(x_train / 255.0, ...).",
+        UserWarning, stacklevel=2)
+  y_train, y_test = arrs["y_train"], arrs["y_test"]
   if task is None:
     task = ("classification" if np.issubdtype(y_train.dtype, np.integer)
             else "regression")
-  x_train = _as_float_or_int(np.asarray(x_train))
-  x_test = _as_float_or_int(np.asarray(x_test))
+  x_train = _as_float_or_int(arrs["x_train"])
+  x_test = _as_float_or_int(arrs["x_test"])
   if task in ("classification", "language_model"):
+    for k, y in (("y_train", y_train), ("y_test", y_test)):
+      bad = np.mod(y, 1) != 0 if not np.issubdtype(y.dtype, np.integer) else None
+      if bad is not None and bad.any():
+        raise errors.ConfigError(
+            f"task='{task}' needs integer class labels, but {k} holds {y.dtype} values "
+            f"that are not whole numbers ({int(bad.sum())} of them, first "
+            f"{float(y[bad][0])!r} at example {first_example(bad)}).", key=f"data.{k}",
+            fix="give class indices 0..num_classes-1 as ints, or use task='regression' "
+                "for real-valued targets")
     y_train = y_train.astype(np.int32)
     y_test = y_test.astype(np.int32)
     if num_classes is None:
@@ -125,6 +146,43 @@ def _as_float_or_int(a: np.ndarray) -> np.ndarray:
   if np.issubdtype(a.dtype, np.integer):
     return a.astype(np.int32)
   return a.astype(np.float32)
+
+
+def first_example(mask: np.ndarray) -> int:
+  """The example (index on the leading axis) of the first True of ``mask``."""
+  return int(np.unravel_index(int(np.argmax(mask)), mask.shape)[0])
+
+
+def check_array(a: Any, name: str) -> np.ndarray:
+  """``a`` as a numpy array with one row per example.
+
+  Args:
+    a: an array-like.
+    name: what it is (``x_train``); the error's key is ``data.<name>``.
+
+  Raises:
+    ConfigError: for a 0-d (scalar) or empty array, or one that is not numbers.
+  """
+  key = f"data.{name}"
+  try:
+    arr = np.asarray(a)
+  except (TypeError, ValueError) as e:
+    raise errors.ConfigError(f"cannot read it as an array: {e}", key=key,
+                             fix="give a numpy array with one row per example") from None
+  if arr.ndim == 0:
+    raise errors.ConfigError(
+        f"is a 0-d array (a single value {arr.item()!r}), not one row per example.",
+        key=key, fix="give an array of shape [num_examples, ...], e.g. np.asarray(values)"
+                     "[:, None] for one feature per example")
+  if not len(arr):
+    raise errors.ConfigError(
+        f"is empty (shape {arr.shape}): the split has no examples.", key=key,
+        fix="give at least one example in every split (train and test)")
+  if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    raise errors.ConfigError(
+        f"holds {arr.dtype} values, not numbers.", key=key,
+        fix="convert it to a numeric array (floats for inputs, ints for class labels)")
+  return arr
 
 
 def split(x, y, *, test_fraction: float, seed: int, key: str = "data"):

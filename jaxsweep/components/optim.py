@@ -148,7 +148,7 @@ def schedule(name: str, learning_rate, *, total_steps, warmup_steps=0.0,
     step_boundaries: fractions of total_steps where ``step`` decays.
   """
   if name not in SCHEDULES:
-    raise errors.unknown_key(str(name), SCHEDULES, what="schedule")
+    raise errors.unknown_key("optimizer.schedule", SCHEDULES, what="schedule", name=str(name))
   total = jnp.asarray(total_steps, jnp.float32)
   warm = jnp.asarray(warmup_steps, jnp.float32)
   decay_steps = total if decay_steps is None else jnp.asarray(decay_steps, jnp.float32)

@@ -55,8 +55,14 @@ class Registry:
       ConfigError: for an unknown name, listing the known ones.
     """
     name = self.default if name is None else name
+    if not isinstance(name, str):
+      raise errors.ConfigError(
+          f"a {self.kind} name is a string, got {type(name).__name__} {name!r}.",
+          key=f"{self.slot}.name", fix=f"use one of: {', '.join(self.names())}")
     if name not in self._items:
-      raise errors.unknown_key(str(name), self._items, what=self.kind)
+      raise errors.ConfigError(
+          f"unknown {self.kind} '{name}'.{errors.did_you_mean(name, self._items)}",
+          key=f"{self.slot}.name", fix=f"use one of: {', '.join(self.names())}")
     return self._items[name]
 
   def build(self, name: str, **kwargs) -> Any:
@@ -72,6 +78,12 @@ class Registry:
         if k not in accepted:
           raise errors.unknown_key(f"{self.slot}.{k}", [f"{self.slot}.{p}" for p in accepted],
                                    what=f"argument of {self.kind} '{name}'")
+    missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in kwargs]
+    if missing:
+      raise errors.ConfigError(
+          f"the {self.kind} '{name}' needs {', '.join(missing)}, which is not given.",
+          key=f"{self.slot}.{missing[0]}",
+          fix=f"set {self.slot}: {{name: {name}, {missing[0]}: ...}}")
     return fn(**kwargs)
 
   def names(self) -> list[str]:

@@ -36,6 +36,7 @@ from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import train as train_lib
+from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
 
@@ -55,9 +56,23 @@ def load_data(components: plan_lib.Components, static_data: Mapping[str, Any]
           fix="pass a data factory to sweep data settings")
     return obj
   if isinstance(obj, registry.Registry):
-    return data_lib.load_cached(static_data.pop("name", obj.default), **static_data)
+    name = static_data.pop("name", obj.default)
+    try:
+      return data_lib.load_cached(name, **static_data)
+    except (TypeError, ValueError) as e:
+      if isinstance(e, errors.ConfigError):
+        raise
+      raise errors.ConfigError(
+          f"the dataset '{name}' rejected its arguments {static_data}: "
+          f"{type(e).__name__}: {errors.first_line(e)}", key="data",
+          fix=f"it accepts: {', '.join(obj.accepted_args(name))}") from e
   if callable(obj):
-    return obj(**static_data)
+    ds = obj(**static_data)
+    if not isinstance(ds, data_lib.Dataset):
+      raise errors.ConfigError(
+          f"the data factory returned {type(ds).__name__}, not a Dataset.", key="data",
+          fix="return js.data.arrays(x_train, y_train, x_test, y_test) from it")
+    return ds
   raise errors.ConfigError(f"cannot use {type(obj).__name__} as data.", key="data",
                            fix="pass js.data.arrays(...), a Dataset, or a factory")
 
@@ -77,6 +92,8 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
     ConfigError: for a missing or non-positive-integer setting.
   """
   vals = {k: static_train.get(k, d) for k, d in plan_lib.TRAIN_ARGS.items()}
+  if vals["eval_batch_size"] is None:  # Like eval_every: None is the default.
+    vals["eval_batch_size"] = plan_lib.TRAIN_ARGS["eval_batch_size"]
   for k in ("steps", "batch_size"):
     if vals[k] is None:
       raise errors.ConfigError(f"train.{k} is not set.", key=f"train.{k}",
@@ -183,6 +200,8 @@ class GroupProgram:
     init: ``vmap(program.init)``.
     period: ``vmap(program.period)``.
     compiled: compiled programs by shape and mesh (see :func:`compile`).
+    loss: the loss as the program calls it (static arguments bound).
+    metrics: name -> metric function; ``None`` for the task's defaults.
   """
 
   program: train_lib.Program
@@ -193,6 +212,8 @@ class GroupProgram:
   init: Callable
   period: Callable
   compiled: dict = dataclasses.field(default_factory=dict)
+  loss: Callable | None = None
+  metrics: Mapping[str, Callable] | None = None
 
 
 _CACHE: collections.OrderedDict[tuple, GroupProgram] = collections.OrderedDict()
@@ -215,6 +236,7 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   """
   comps = plan.components
   dataset = load_data(comps, group.static_args("data"))
+  validate.check_data(dataset)  # Before output_size reads num_classes.
   settings = train_settings(group.static_args("train"))
   accepted = group.signature.accepted["model"]
 
@@ -268,7 +290,8 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   built = GroupProgram(
       program=program, dataset=dataset, model=model_fns, metric_names=tuple(metrics),
       derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),
-      period=jax.vmap(program.period, in_axes=(0, 0, None)))
+      period=jax.vmap(program.period, in_axes=(0, 0, None)), loss=loss_bound,
+      metrics=metrics)
   _CACHE[cache_key] = built
   while len(_CACHE) > _CACHE_SIZE:
     _CACHE.popitem(last=False)
@@ -285,12 +308,53 @@ def _shape_str(x) -> str:
   return str(jax.tree.map(lambda a: tuple(a.shape), x))
 
 
+_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+                  jax.errors.TracerIntegerConversionError,
+                  jax.errors.TracerArrayConversionError)
+
+
+def _shapes_differ(out, y) -> bool:
+  """Whether outputs and targets have shapes no loss would pair up.
+
+  ``[B, C]`` logits with ``[B]`` labels (and ``[B, T, V]`` with ``[B, T]``)
+  fit; so do equal shapes.
+  """
+  o, t = tuple(getattr(out, "shape", ())), tuple(getattr(y, "shape", ()))
+  return o != t and o[:-1] != t
+
+
+def _raised(e: Exception, what: str, key: str) -> errors.ModelError:
+  """An exception from the user's loss, metric or model, shown as itself."""
+  if isinstance(e, _TRACER_ERRORS):
+    return errors.ModelError(
+        f"the {what} is not traceable by jax.jit: it uses a traced value in Python "
+        f"control flow or converts it to a Python/numpy value, {errors.user_frame(e)}"
+        f"({type(e).__name__}: {errors.first_line(e)})", key=key,
+        fix="use jnp.where / lax.cond instead of if/else on array values, and no "
+            "float()/.item()/print of arrays inside the loss")
+  return errors.ModelError(
+      f"the {what} raised {type(e).__name__}: {errors.first_line(e)}"
+      + (f", {errors.user_frame(e).rstrip()}" if errors.user_frame(e) else ""), key=key,
+      fix=f"fix the {what} at the line named (it was traced once on one batch, "
+          "before training)")
+
+
 def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> None:
-  """Traces one variant abstractly so shape and purity errors come first.
+  """Checks a group's data, then traces one variant abstractly, before anything
+  compiles.
+
+  Order: the data's arrays (:mod:`jaxsweep.engine.validate`); the model's
+  init and apply; its output width against the number of classes; the loss
+  and each metric on one batch of outputs; the whole training period.
 
   Raises:
-    ModelError: naming the shapes, or the user's file and line.
+    ConfigError: for bad data (NaN, labels out of range, float labels).
+    ModelError: for outputs whose shape does not fit the targets (naming
+      both shapes), or any other exception in the user's model, loss or
+      metric (shown as itself, with the user's file and line).
   """
+  validate.check_data(built.dataset)
+  validate.check_targets_fit_loss(built.dataset, built.loss)
   hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   data = abstract_data(built.dataset)
   settings = built.program.settings
@@ -303,35 +367,54 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> No
         f"the model failed to initialise on inputs of shape "
         f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
         f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
-        key="model") from e
-  x = built.dataset.train["x"]
-  y = built.dataset.train["y"]
-  batch = {"x": jax.ShapeDtypeStruct((settings.batch_size,) + x.shape[1:], x.dtype),
-           "y": jax.ShapeDtypeStruct((settings.batch_size,) + y.shape[1:], y.dtype)}
+        key="model", fix="fix the model at the line named (it was traced once on one "
+                         "example, before training)") from e
+  batch = {k: jax.ShapeDtypeStruct((settings.batch_size,) + np.shape(a)[1:],
+                                    np.asarray(a).dtype)
+           for k, a in built.dataset.train.items()}
   try:
     out = jax.eval_shape(
         lambda s, b: built.model.apply({"params": s.params, **s.model_state}, b["x"],
                                        train=False, rng=None, **hp["model"])[0], state, batch)
+  except errors.ConfigError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     raise errors.ModelError(
         f"the model's apply failed, {errors.user_frame(e)}"
-        f"({type(e).__name__}: {errors.first_line(e)})", key="model") from e
+        f"({type(e).__name__}: {errors.first_line(e)})", key="model",
+        fix="fix the model at the line named (it was traced once on one batch, before "
+            "training)") from e
+  validate.check_output_width(
+      out, built.dataset, loss=built.loss, default_metrics=plan.components.metrics is None,
+      num_outputs_given=Key("model", "num_outputs") in group.static)
+  parts = [("loss", "loss", lambda o, b, h: built.loss(o, b, **h["loss"]))]
+  parts += [(f"metric '{n}'", "metrics", lambda o, b, h, fn=fn: fn(o, b))
+            for n, fn in (built.metrics or {}).items()]
+  for what, key, fn in parts:
+    try:
+      result = jax.eval_shape(fn, out, batch, {"loss": hp.get("loss", {})})
+    except errors.ConfigError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if isinstance(e, (TypeError, ValueError)) and _shapes_differ(out, batch["y"]):
+        raise errors.ModelError(
+            f"the model's outputs {_shape_str(out)} do not fit the {what} with targets "
+            f"{_shape_str(batch['y'])}: {type(e).__name__}: {errors.first_line(e)}",
+            key=key, fix="make the model's output size match the targets (e.g. "
+                         "num_outputs = number of classes) or use a loss for these "
+                         "targets") from e
+      raise _raised(e, what, key) from e
+    if what == "loss" and tuple(getattr(result, "shape", ())) != ():
+      raise errors.ModelError(
+          f"the loss returns an array {_shape_str(result)}, not a scalar (gradients need one "
+          "number per batch).", key="loss",
+          fix="return the mean over the batch, e.g. per_example.mean()")
   try:
     jax.eval_shape(built.program.period, state, hp, data)
-  except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
-          jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError) as e:
-    raise errors.ModelError(
-        "the loss, metrics or model is not traceable by jax.jit: it uses a traced "
-        f"value in Python control flow or converts it to a Python/numpy value, "
-        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})", key="loss",
-        fix="use jnp.where / lax.cond instead of if/else on array values, and no "
-            "float()/.item()/print of arrays inside the loss") from e
+  except errors.ConfigError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
-    raise errors.ModelError(
-        f"the model's outputs {_shape_str(out)} do not fit the loss/metrics with targets "
-        f"{_shape_str(batch['y'])}: {type(e).__name__}: {errors.first_line(e)}", key="loss",
-        fix="make the model's output size match the targets (e.g. num_outputs = number "
-            "of classes) or use a loss for these targets") from e
+    raise _raised(e, "training step", "model") from e
 
 
 # --------------------------------------------------------------------------

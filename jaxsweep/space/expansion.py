@@ -66,7 +66,7 @@ def expand(sweep: nodes.Sweep | Mapping[str, Any], *,
           f"condition {text} never holds ({got})", key=cond.condition[0][0],
           fix="fix the condition's values (types matter: 'sgd', 1, true)")
   if not points:
-    raise errors.ConfigError("sweep expands to zero variants", key=None,
+    raise errors.ConfigError("sweep expands to zero variants", key="sweep",
                              fix="give every key at least one value")
   return [dict(p) for p in points]
 
@@ -170,7 +170,7 @@ class _Expansion:
       size = f"{n} variants" if exact else f"at least {n} variants"
       raise errors.ConfigError(
           f"sweep expands to {size}, more than max_variants={self.limit}",
-          key=None, fix=_FIX_SIZE)
+          key="sweep", fix=_FIX_SIZE)
 
 
 def _merge(p: dict, v: dict) -> dict:

@@ -271,11 +271,11 @@ def _to_sweep(obj: Any) -> nodes.Sweep:
     return _from_mapping(obj)
   if isinstance(obj, domains.Domain):
     raise errors.ConfigError(
-        f"a bare {type(obj).__name__} spec has no config key", key=None,
+        f"a bare {type(obj).__name__} spec has no config key", key="sweep",
         fix="put it in a dict: {'optimizer.learning_rate': ...}")
   raise errors.ConfigError(
       f"expected a sweep (a mapping of config keys to values), got "
-      f"{obj!r}", fix="write {'model.activation': ['relu', 'tanh']}")
+      f"{obj!r}", key="sweep", fix="write {'model.activation': ['relu', 'tanh']}")
 
 
 def _from_mapping(m: Mapping) -> nodes.Sweep:

@@ -39,15 +39,81 @@ _Yaml12Loader.add_constructor(
     _INT_TAG, lambda loader, node: int(loader.construct_scalar(node)))
 
 
+# Deeper nesting is refused (no config needs it; recursion would fail later).
+MAX_DEPTH = 64
+
+
+class DuplicateKeyError(yaml.YAMLError):
+  """A mapping gives the same key twice (PyYAML would keep the last silently).
+
+  Attributes:
+    key: the dotted path of the key (``optimizer.learning_rate``).
+    line: the 1-based line of the repeated key.
+    first_line: the 1-based line where the key was first given.
+  """
+
+  def __init__(self, key: str, line: int, first_line: int):
+    self.key, self.line, self.first_line = key, line, first_line
+    super().__init__(f"duplicate key '{key}' on line {line} (first given on line "
+                     f"{first_line})")
+
+
 def load_yaml(text: str) -> Any:
-  """``yaml.safe_load`` with YAML 1.2 numbers and booleans.
+  """``yaml.safe_load`` with YAML 1.2 numbers and booleans, refusing duplicate keys.
 
   PyYAML follows YAML 1.1, which reads ``1e-3`` as a string and ``yes``/
   ``on`` as booleans; config files and overrides expect the 1.2 reading.
+
+  Raises:
+    DuplicateKeyError: for a key given twice in one mapping.
+    yaml.YAMLError: for text that is not YAML.
 
   Examples:
     >>> from jaxsweep import space
     >>> space.load_yaml("{lr: 1e-3, flag: yes, n: 010}")
     {'lr': 0.001, 'flag': 'yes', 'n': 10}
   """
-  return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader)
+  loader = _Yaml12Loader(text)
+  try:
+    node = loader.get_single_node()
+    if node is None:
+      return None
+    _check_duplicates(node, (), set())
+    return loader.construct_document(node)
+  except RecursionError:  # PyYAML composes nested nodes recursively.
+    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+  finally:
+    loader.dispose()
+
+
+def _check_duplicates(node: yaml.Node, path: tuple[str, ...], done: set[int],
+                      open_: tuple[int, ...] = ()) -> None:
+  """Raises :class:`DuplicateKeyError` for a key repeated in any mapping, and
+  a YAMLError for an alias of a node inside itself (a cyclic document) or
+  nesting deeper than :data:`MAX_DEPTH`."""
+  if len(open_) > MAX_DEPTH:
+    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep (line "
+                         f"{node.start_mark.line + 1})")
+  if id(node) in open_:
+    raise yaml.YAMLError(f"an alias refers to a node inside itself (line "
+                         f"{node.start_mark.line + 1}): a config cannot be cyclic")
+  if id(node) in done:  # An alias of a node already checked.
+    return
+  inner = (*open_, id(node))
+  if isinstance(node, yaml.MappingNode):
+    first: dict[tuple[str, str], int] = {}
+    for key_node, value_node in node.value:
+      if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+        line = key_node.start_mark.line + 1
+        ident = (key_node.tag, key_node.value)  # 1 and "1" are different keys.
+        if ident in first:
+          raise DuplicateKeyError(".".join((*path, key_node.value)), line, first[ident])
+        first[ident] = line
+        _check_duplicates(value_node, (*path, key_node.value), done, inner)
+      else:
+        _check_duplicates(key_node, path, done, inner)
+        _check_duplicates(value_node, path, done, inner)
+  elif isinstance(node, yaml.SequenceNode):
+    for item in node.value:
+      _check_duplicates(item, path, done, inner)
+  done.add(id(node))

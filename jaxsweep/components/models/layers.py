@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsweep import errors
 
@@ -84,13 +85,14 @@ INITIALIZERS: dict[str, Callable[..., Any]] = {
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   if name not in ACTIVATIONS:
-    raise errors.unknown_key(str(name), ACTIVATIONS, what="activation")
+    raise errors.unknown_key("model.activation", ACTIVATIONS, what="activation",
+                             name=str(name))
   return ACTIVATIONS[name]
 
 
-def initializer(name: str):
-  if name not in INITIALIZERS:
-    raise errors.unknown_key(str(name), INITIALIZERS, what="initializer")
+def initializer(name: str, key: str = "model.kernel_init"):
+  if not isinstance(name, str) or name not in INITIALIZERS:
+    raise errors.unknown_key(key, INITIALIZERS, what="initializer", name=str(name))
   return INITIALIZERS[name]()
 
 
@@ -132,21 +134,48 @@ def apply_activation(names: Activation, x: jax.Array, index=0) -> jax.Array:
 
 def check_activation(value: Any, key: str = "model.activation") -> Activation:
   """Validates a name or a list of names; lists become tuples (hashable)."""
+  if not isinstance(value, (str, list, tuple)):
+    raise errors.ConfigError(
+        f"takes an activation name or a list of names, got {type(value).__name__} "
+        f"{value!r}.", key=key, fix=f"use one of: {', '.join(ACTIVATIONS)}")
   names_ = (value,) if isinstance(value, str) else tuple(value)
   if not names_:
     raise errors.ConfigError("the activation list is empty.", key=key,
                              fix="give a name or a non-empty list of names")
   for n in names_:
-    if n not in ACTIVATIONS:
-      raise errors.unknown_key(f"{key}={n}", ACTIVATIONS, what="activation")
+    if not isinstance(n, str) or n not in ACTIVATIONS:
+      raise errors.unknown_key(key, ACTIVATIONS, what="activation", name=str(n))
   return value if isinstance(value, str) else names_
 
 
 def check_widths(value: Any, key: str, *, allow_empty: bool = False) -> tuple[int, ...]:
-  widths = (value,) if isinstance(value, int) else tuple(int(f) for f in value)
-  if any(w < 1 for w in widths) or (not widths and not allow_empty):
-    raise errors.ConfigError(f"widths must be >= 1, got {list(widths)}.", key=key)
-  return widths
+  """Layer widths as a tuple of positive ints (one int is one layer).
+
+  Raises:
+    ConfigError: for anything but a list of whole numbers >= 1 (a string,
+      a float such as 64.5, a bool, a nested list), or an empty list where
+      one layer is needed.
+  """
+  example = "[64, 64]" if allow_empty else "[16, 32]"
+  items = (value,) if isinstance(value, (int, float, np.integer)) and not isinstance(
+      value, bool) else value
+  if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+    raise errors.ConfigError(
+        f"takes a list of layer widths, got {type(value).__name__} {value!r}.", key=key,
+        fix=f"write a list of positive integers, e.g. {key.rsplit('.', 1)[-1]}: {example}")
+  widths = []
+  for w in items:
+    whole = (isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
+             and float(w).is_integer())
+    if not whole or w < 1:
+      raise errors.ConfigError(
+          f"widths must be whole numbers >= 1, got {w!r} in {list(items)}.", key=key,
+          fix=f"write a list of positive integers, e.g. {key.rsplit('.', 1)[-1]}: {example}")
+    widths.append(int(w))
+  if not widths and not allow_empty:
+    raise errors.ConfigError("needs at least one layer, got [].", key=key,
+                             fix=f"e.g. {key.rsplit('.', 1)[-1]}: {example}")
+  return tuple(widths)
 
 
 def dropout(x, rate, rng, *, train: bool):

@@ -216,8 +216,8 @@ def cnn(*, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
   if int(kernel_size) < 1:
     raise errors.ConfigError(f"kernel_size must be >= 1, got {kernel_size}.",
                              key="model.kernel_size")
-  if pooling not in POOLINGS:
-    raise errors.unknown_key(f"model.pooling={pooling}", POOLINGS, what="pooling")
+  if not isinstance(pooling, str) or pooling not in POOLINGS:
+    raise errors.unknown_key("model.pooling", POOLINGS, what="pooling", name=str(pooling))
   activation = layers_lib.check_activation(activation)
   layers_lib.initializer(kernel_init)
   return CNN(channels=channels, kernel_size=int(kernel_size), pooling=pooling,
@@ -233,8 +233,8 @@ def rnn(*, embed_dim: int = 32, cell: str = "lstm", hidden: int = 128,
 
   ``num_outputs`` is the vocabulary size (filled from the data).
   """
-  if cell not in CELLS:
-    raise errors.unknown_key(f"model.cell={cell}", CELLS, what="recurrent cell")
+  if not isinstance(cell, str) or cell not in CELLS:
+    raise errors.unknown_key("model.cell", CELLS, what="recurrent cell", name=str(cell))
   for k, v in (("embed_dim", embed_dim), ("hidden", hidden), ("layers", layers),
                ("num_outputs", num_outputs)):
     if isinstance(v, bool) or int(v) < 1:

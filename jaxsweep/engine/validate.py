@@ -1,0 +1,202 @@
+"""Checks of a group's data and model outputs, before anything compiles.
+
+:func:`jaxsweep.engine.program.check` calls these for each group, so that a
+mistake in the data is one clear error before training rather than a
+population of variants that all "diverge at step 0" (or all report ``nan``):
+
+* :func:`check_data`: no NaN or inf in any array of any split; class labels
+  are integers in ``[0, num_classes)``.
+* :func:`check_targets_fit_loss`: float targets are not given to a loss that
+  needs class labels (cross-entropy).
+* :func:`check_output_width`: the model's output width (from its abstract
+  output shape) is the number of classes.
+
+Every error is a :class:`~jaxsweep.errors.ConfigError` naming the array
+(``data.y_train``) or the model setting, what was found and the fix.
+
+Examples:
+  >>> import numpy as np, jaxsweep as js
+  >>> from jaxsweep.engine import validate
+  >>> x = np.zeros((4, 2), np.float32); x[1, 0] = np.nan
+  >>> ds = js.data.arrays(x, np.arange(4) % 2, np.zeros((2, 2)), np.arange(2))
+  >>> try:
+  ...   validate.check_data(ds)
+  ... except js.ConfigError as e:
+  ...   print(e.key)
+  data.x_train
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from jaxsweep import errors
+from jaxsweep.components import data as data_lib
+from jaxsweep.components import losses as losses_lib
+
+# Datasets whose arrays passed check_data (datasets are immutable).
+_CHECKED: weakref.WeakSet = weakref.WeakSet()
+# Built-in losses that read the targets as integer class labels.
+LABEL_LOSSES = (losses_lib.cross_entropy, losses_lib.nll)
+CLASS_TASKS = ("classification", "language_model")
+
+
+def _splits(ds: data_lib.Dataset):
+  for split_name, split in (("train", ds.train), ("test", ds.test)):
+    for k, a in split.items():
+      yield f"{k}_{split_name}", np.asarray(a)
+
+
+def check_data(ds: data_lib.Dataset) -> None:
+  """Checks every array of a dataset once (the result is remembered).
+
+  Raises:
+    ConfigError: for NaN or inf in any array, float labels for a
+      classification task, or labels outside ``[0, num_classes)``.
+  """
+  if ds in _CHECKED:
+    return
+  for name, a in _splits(ds):
+    check_finite(a, name)
+  if ds.task in CLASS_TASKS:
+    check_labels(ds)
+  _CHECKED.add(ds)
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+  """Refuses NaN or inf in a float array, with the count and first example.
+
+  Raises:
+    ConfigError: with key ``data.<name>``.
+  """
+  if not np.issubdtype(a.dtype, np.inexact):
+    return
+  bad = ~np.isfinite(a)
+  if not bad.any():
+    return
+  nan = int(np.isnan(a).sum())
+  inf = int(bad.sum()) - nan
+  found = " and ".join(p for p in (f"{nan} NaN" if nan else "", f"{inf} inf" if inf else "")
+                       if p)
+  effect = ("every variant would diverge at its first step" if name.endswith("_train")
+            else "every variant would report a nan test metric")
+  raise errors.ConfigError(
+      f"{found} value{'s' if nan + inf > 1 else ''} among {a.size} (first in example "
+      f"{data_lib.first_example(bad)}); {effect}.", key=f"data.{name}",
+      fix="drop or fill the non-finite examples before training (keep the rows where "
+          "np.isfinite(a).all(axis=1), or a = np.nan_to_num(a))")
+
+
+def check_labels(ds: data_lib.Dataset) -> None:
+  """Class labels are integers in ``[0, num_classes)`` in both splits.
+
+  Raises:
+    ConfigError: naming the split's label array, the count of bad labels,
+      the first one's example and the range found.
+  """
+  if ds.num_classes is None or int(ds.num_classes) < 1:
+    raise errors.ConfigError(
+        f"a {ds.task} dataset needs num_classes, got {ds.num_classes!r}.",
+        key="data.num_classes", fix="give num_classes (the number of classes or the "
+                                    "vocabulary size), or build it with js.data.arrays")
+  n = int(ds.num_classes)
+  for name, y in _splits(ds):
+    if not name.startswith("y_"):
+      continue
+    if not np.issubdtype(y.dtype, np.integer):
+      raise float_labels(y, name, f"task '{ds.task}'")
+    bad = (y < 0) | (y >= n)
+    if bad.any():
+      raise errors.ConfigError(
+          f"{int(bad.sum())} of {y.size} labels are outside [0, {n}) (found values from "
+          f"{int(y.min())} to {int(y.max())}; first bad one {int(y[bad][0])} at example "
+          f"{data_lib.first_example(bad)}).", key=f"data.{name}",
+          fix=f"labels must be class indices 0..{n - 1}: remap them (e.g. "
+              f"np.unique(y, return_inverse=True)[1]) or give num_classes={int(y.max()) + 1}"
+              if int(y.min()) >= 0 else
+              f"labels must be class indices 0..{n - 1}: remap them, e.g. "
+              "np.unique(y, return_inverse=True)[1] (negative labels are not classes)")
+
+
+def float_labels(y: np.ndarray, name: str, who: str) -> errors.ConfigError:
+  """The error for float targets where class labels are needed."""
+  values = ", ".join(repr(float(v)) for v in np.unique(y[np.isfinite(y)])[:4])
+  return errors.ConfigError(
+      f"the targets are {y.dtype} (values {values}{' ...' if np.unique(y).size > 4 else ''})"
+      f" but {who} needs integer class labels.", key=f"data.{name}",
+      fix="cast the labels to int (y.astype(np.int32)) for classification; for "
+          "real-valued targets use task='regression' with a regression loss (mse)")
+
+
+def needs_labels(loss: Callable | None) -> str | None:
+  """The name of a built-in loss that reads class labels, else None."""
+  while isinstance(loss, functools.partial):
+    loss = loss.func
+  if loss in LABEL_LOSSES:
+    return loss.__name__
+  names = getattr(loss, "names", ())  # A losses.choice of named losses.
+  for n in names if isinstance(names, tuple) else ():
+    if losses_lib.REGISTRY.get(n) in LABEL_LOSSES:
+      return n
+  return None
+
+
+def check_targets_fit_loss(ds: data_lib.Dataset, loss: Callable | None) -> None:
+  """Float targets given to a built-in loss that needs class labels.
+
+  Raises:
+    ConfigError: naming ``data.y_train``, the dtype and values found.
+  """
+  name = needs_labels(loss)
+  y = np.asarray(ds.train["y"])
+  if name is not None and not np.issubdtype(y.dtype, np.integer):
+    raise float_labels(y, "y_train", f"the loss '{name}'")
+
+
+def check_output_width(out: Any, ds: data_lib.Dataset, *, loss: Callable | None,
+                       default_metrics: bool, num_outputs_given: bool) -> None:
+  """The model's output width is the number of classes.
+
+  Checked from the abstract output of one batch, for classification and
+  language-model data, when a built-in loss or the default metrics read
+  the outputs as one logit per class (a custom loss and metrics may use
+  another convention).
+
+  Args:
+    out: the model's output for one batch (a shape struct).
+    ds: the data.
+    loss: the group's loss.
+    default_metrics: whether the default metrics (accuracy) are reported.
+    num_outputs_given: whether the sweep set ``model.num_outputs``.
+
+  Raises:
+    ModelError: naming ``model.num_outputs`` (or ``model``), the width found
+      and the width needed.
+  """
+  if ds.task not in CLASS_TASKS or ds.num_classes is None:
+    return
+  if needs_labels(loss) is None and not default_metrics:
+    return
+  shape = tuple(getattr(out, "shape", ()))
+  y_ndim = np.ndim(ds.train["y"])
+  n = int(ds.num_classes)
+  if len(shape) != y_ndim + 1 or shape[-1] == n:
+    return  # No class axis: the loss's own trace reports the shapes.
+  what = "classes" if ds.task == "classification" else "tokens in the vocabulary"
+  if num_outputs_given:
+    key, fix = "model.num_outputs", (f"set num_outputs to {n}, or leave it out: it is "
+                                     "filled from the data")
+  else:
+    key, fix = "model", f"make the model's last layer {n} wide (one logit per class)"
+    if needs_labels(loss) is None:
+      fix += "; for another output convention pass your own metrics= as well as the loss"
+  effect = (f"labels {shape[-1]} and up have no logit: every variant would diverge at "
+            "its first step" if shape[-1] < n else "the extra logits are never a label")
+  raise errors.ModelError(
+      f"the model outputs {shape[-1]} values per example (shape {shape}) but the data "
+      f"has {n} {what}; {effect}.", key=key, fix=fix)
