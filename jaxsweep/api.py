@@ -34,6 +34,7 @@ from jaxsweep.components import data as data_lib
 from jaxsweep.components import losses as losses_lib
 from jaxsweep.engine import distributed
 from jaxsweep.engine import execute
+from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.report import rundir
 
@@ -259,7 +260,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     # Process 0 owns the directory; the others only share its checkpoint.
     res = _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)
     return _ranked(res, target, mode)
-  with rundir.prepare(out, sweep_id=plan_lib.fingerprint(plan), resume=resume,
+  with rundir.prepare(out, sweep_id=fingerprint.fingerprint(plan), resume=resume,
                       overwrite=overwrite, estimate_bytes=estimate_bytes(plan)) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})

@@ -82,6 +82,8 @@ SEED = keys.SEED
 # error bars over seeds do); with one healthy seed the spread is unknown, so
 # it is None rather than a misleading 0.
 DEFAULT_DDOF = 1
+# Columns that measure time: the only ones two runs of a sweep may differ in.
+TIMING_COLUMNS = ("seconds",)
 # Columns the per-variant table leaves out (they are in the files).
 HIDDEN_COLUMNS = ("id", "group", "steps")
 

@@ -5,6 +5,7 @@ program cache."""
 import contextlib
 
 import jax
+import numpy as np
 import optax
 
 import jaxsweep as js
@@ -50,3 +51,27 @@ def count_compiles():
     yield seen
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+    return True  # NaN == NaN here.
+  return a == b
+
+
+def assert_same_results(a, b, *, params=True):
+  """Two runs agree bit for bit: rows (but timings), history, trained arrays."""
+  timing = js.results.TIMING_COLUMNS
+  assert len(a.rows) == len(b.rows)
+  for ra, rb in zip(a.rows, b.rows):
+    assert ra.keys() == rb.keys()
+    diff = {k: (ra[k], rb[k]) for k in ra if k not in timing and not _same(ra[k], rb[k])}
+    assert not diff, (ra["variant"], diff)
+  assert a.history.keys() == b.history.keys()
+  for i in a.history:
+    assert len(a.history[i]) == len(b.history[i]), i
+    for ea, eb in zip(a.history[i], b.history[i]):
+      assert ea.keys() == eb.keys() and all(_same(ea[k], eb[k]) for k in ea), (i, ea, eb)
+  if params:
+    for i in range(len(a.rows)):
+      jax.tree.map(np.testing.assert_array_equal, a.variables(i), b.variables(i))

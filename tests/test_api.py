@@ -65,7 +65,8 @@ def test_hand_written_vmap_equals_run():
                data=js.data.load("digits"),
                sweep=[{"learning_rate": lr, "seed": i} for i, lr in enumerate([1e-3, 3e-3, 1e-2])],
                steps=4, batch_size=32, eval_every=2)
-  np.testing.assert_allclose([r["test_loss"] for r in res.rows], stats["test_loss"], rtol=1e-5)
+  np.testing.assert_allclose([r["test_objective"] for r in res.rows], stats["test_objective"],
+                             rtol=1e-5)
   np.testing.assert_allclose([r["test_accuracy"] for r in res.rows], stats["test_accuracy"],
                              atol=1e-6)
 
@@ -73,7 +74,7 @@ def test_hand_written_vmap_equals_run():
 def test_results_api():
   res = helpers.run({"learning_rate": [1e-2, 3e-2]})
   assert res.best == res.table[0]
-  assert res.best["test_accuracy"] > 0.5  # It trained: 4 balanced classes, chance 0.25.
+  assert res.best["val_accuracy"] > 0.5  # It trained: 4 balanced classes, chance 0.25.
   params = res.params(res.best["variant"])
   out = helpers.mlp().apply({"params": params}, jnp.asarray(helpers.DATA.test["x"]))
   assert out.shape == (40, 4)
@@ -81,7 +82,8 @@ def test_results_api():
   assert acc == pytest.approx(res.best["test_accuracy"], abs=1e-6)
   assert res.to_csv().count("\n") == 3
   assert len(res.to_pandas()) == 2
-  assert res.ranked("test_loss").table[0]["test_loss"] == min(r["test_loss"] for r in res.rows)
+  by_nll = res.ranked("val_nll").table
+  assert by_nll[0]["val_nll"] == min(r["val_nll"] for r in res.rows)
 
 
 def test_swept_loss_argument_is_traced():
@@ -95,8 +97,9 @@ def test_swept_loss_argument_is_traced():
   with helpers.count_compiles() as compiles:
     b = run([0.1, 0.3])
   assert compiles == []
-  assert a.rows[0]["test_loss"] != a.rows[1]["test_loss"]
-  assert b.rows[0]["test_loss"] not in (a.rows[0]["test_loss"], a.rows[1]["test_loss"])
+  assert a.rows[0]["test_objective"] != a.rows[1]["test_objective"]
+  assert b.rows[0]["test_objective"] not in (a.rows[0]["test_objective"],
+                                             a.rows[1]["test_objective"])
   assert b.rows[0]["label_smoothing"] == 0.1
 
 
@@ -111,7 +114,7 @@ def test_init_apply_pair_and_nnx():
                sweep={"learning_rate": [0.1, 0.3]}, steps=4, batch_size=16)
   assert res.params(0)["w"].shape == (8, 4)
   assert all(r["status"] == "ok" for r in res.rows)
-  assert res.best["test_accuracy"] > 0.5
+  assert res.best["val_accuracy"] > 0.5
 
   from flax import nnx
   res = js.run(model=js.models.from_nnx(lambda rngs: nnx.Linear(8, 4, rngs=rngs)),

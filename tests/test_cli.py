@@ -39,14 +39,14 @@ def test_cli_run_writes_table_and_files(tiny_config, tmp_path, capsys):
     rows = list(csv.DictReader(f))
   assert len(rows) == 6
   for col in ("variant", "optimizer.learning_rate", "seed", "status", "diverged_step",
-              "test_loss", "test_accuracy", "train_loss"):
+              "val_accuracy", "test_objective", "test_accuracy", "batch_objective"):
     assert col in rows[0]
   assert {r["status"] for r in rows} == {"ok"}
   data = json.loads((out / "results.json").read_text())
-  assert len(data["rows"]) == 6 and data["target"] == "test_accuracy"
-  assert len(data["history"]["0"]) == 2
+  assert len(data["rows"]) == 6 and data["target"] == "val_accuracy"
+  assert len(data["history"]["0"]) == 3  # Step 0 and two periods.
   # Sorted best first.
-  accs = [float(r["test_accuracy"]) for r in rows]
+  accs = [float(r["val_accuracy"]) for r in rows]
   assert accs == sorted(accs, reverse=True)
 
 
@@ -81,7 +81,7 @@ def test_config_and_python_api_agree(tiny_config):
   for a, b in zip(cfg_res.rows, api_res.rows):
     assert a["optimizer.learning_rate"] == b["learning_rate"]
     assert a["id"] == b["id"]  # Ids come from the qualified names, whoever names them.
-    for k in ("test_loss", "test_accuracy", "train_loss"):
+    for k in ("val_objective", "test_objective", "test_accuracy", "batch_objective"):
       assert a[k] == b[k], k
 
 

@@ -32,15 +32,21 @@ def test_rows_and_columns(population):
   assert len(rows) == len(LRS)
   assert [r["variant"] for r in rows] == list(range(len(LRS)))
   assert [r["learning_rate"] for r in rows] == LRS
-  for col in ("id", "status", "diverged_step", "train_loss", "test_loss", "test_accuracy"):
+  for col in ("id", "status", "note", "diverged_step", "params", "seconds", "batch_objective",
+              "val_objective", "val_accuracy", "val_nll", "test_objective", "test_accuracy",
+              "test_nll", "train_objective", "train_accuracy", "best_val_accuracy",
+              "best_step"):
     assert col in rows[0]
-  assert all(r["status"] == "ok" and r["steps"] == helpers.STEPS for r in rows)
-  # History: one entry per eval period, ending at the final metrics.
+  assert all(r["status"] in ("ok", "unstable") and r["steps"] == helpers.STEPS for r in rows)
+  assert rows[0]["params"] == 8 * 16 + 16 + 16 * 4 + 4
+  # History: the evaluation at step 0, then one entry per eval period,
+  # ending at the final metrics.
   h = population.history[2]
-  assert [e["step"] for e in h] == [3, 6]
-  assert h[-1]["test_loss"] == rows[2]["test_loss"]
-  # Ranked best first on test accuracy.
-  accs = [r["test_accuracy"] for r in population.table]
+  assert [e["step"] for e in h] == [0, 3, 6]
+  assert "batch_objective" not in h[0] and h[-1]["test_objective"] == rows[2]["test_objective"]
+  # Ranked best first on the validation accuracy.
+  assert population.target == "val_accuracy"
+  accs = [r["val_accuracy"] for r in population.table]
   assert accs == sorted(accs, reverse=True)
 
 
@@ -119,7 +125,8 @@ def _assert_close_to_reference(res, i, ref):
   for name, collection in state.items():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  variables[name], collection)
-  assert res.rows[i]["test_loss"] == pytest.approx(loss, abs=1e-5)
+  assert res.rows[i]["test_objective"] == pytest.approx(loss, abs=1e-5)
+  assert res.rows[i]["test_nll"] == pytest.approx(loss, abs=1e-5)  # Cross-entropy: the same.
   assert res.rows[i]["test_accuracy"] == pytest.approx(acc, abs=1e-6)
 
 
@@ -149,9 +156,9 @@ def test_batch_norm_and_dropout_equal_a_plain_flax_optax_loop():
 def test_training_beats_the_untrained_model(population):
   """The population learns: better than chance and than its own first period."""
   best = population.best
-  assert best["test_accuracy"] > 0.5  # 4 balanced classes: chance is 0.25.
-  first = population.history[best["variant"]][0]["test_loss"]
-  assert best["test_loss"] < first
+  assert best["val_accuracy"] > 0.5  # 4 balanced classes: chance is 0.25.
+  first = population.history[best["variant"]][0]["val_objective"]  # Step 0.
+  assert best["val_objective"] < first
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +168,7 @@ def test_population_invariance(population):
   """A variant alone is bit-identical to the same variant in a population."""
   alone = helpers.run([{"learning_rate": LRS[3], "seed": 1}])
   assert _tree_equal(alone.params(0), population.params(3))
-  for k in ("train_loss", "test_loss", "test_accuracy"):
+  for k in ("batch_objective", "val_objective", "test_objective", "test_accuracy"):
     assert alone.rows[0][k] == population.rows[3][k]
   assert alone.rows[0]["id"] == population.rows[3]["id"]
 
@@ -177,7 +184,7 @@ def test_nan_isolation(population):
   assert poisoned.rows[1]["diverged_step"] == 0
   for i in (0, 2, 3):
     assert _tree_equal(poisoned.params(i), population.params(i))
-    assert poisoned.rows[i]["test_loss"] == population.rows[i]["test_loss"]
+    assert poisoned.rows[i]["test_objective"] == population.rows[i]["test_objective"]
   # Frozen at step 0: the parameters are the initial ones.
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(poisoned.params(1)))
   # Never ranked above a healthy variant, whatever its accuracy.
@@ -194,18 +201,18 @@ def test_divergence_mid_run_freezes_the_last_finite_parameters():
   healthy = [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}]
   res = helpers.run(healthy[:1] + [{"learning_rate": 1e30}] + healthy[1:],
                     optimizer=helpers.sgd)
-  assert [r["status"] for r in res.rows] == ["ok", "diverged", "ok"]
+  assert [r["status"] for r in res.rows][1] == "diverged"
   at = res.rows[1]["diverged_step"]
   assert 0 < at < helpers.STEPS
   assert res.rows[1]["steps"] == at
   last_finite = helpers.run([{"learning_rate": 1e30}], optimizer=helpers.sgd, steps=at,
                             eval_every=at)
-  assert last_finite.rows[0]["status"] == "ok"
+  assert last_finite.rows[0]["status"] != "diverged"
   assert _tree_equal(res.params(1), last_finite.params(0))
   without = helpers.run(healthy, optimizer=helpers.sgd)
   for i, j in ((0, 0), (2, 1)):
     assert _tree_equal(res.params(i), without.params(j))
-    assert res.rows[i]["test_loss"] == without.rows[j]["test_loss"]
+    assert res.rows[i]["test_objective"] == without.rows[j]["test_objective"]
 
 
 def test_no_recompile_when_values_change(population):
@@ -217,8 +224,8 @@ def test_no_recompile_when_values_change(population):
                       for i, lr in enumerate(LRS)])
   assert compiles == []
   for i in range(len(LRS)):
-    assert res.rows[i]["test_loss"] != population.rows[i]["test_loss"]
-    assert b1.rows[i]["test_loss"] != population.rows[i]["test_loss"]
+    assert res.rows[i]["test_objective"] != population.rows[i]["test_objective"]
+    assert b1.rows[i]["test_objective"] != population.rows[i]["test_objective"]
 
 
 def test_structural_keys_form_groups():
@@ -287,9 +294,9 @@ def test_scheduler_stops_a_variant_at_a_period_boundary(population):
       [{"optimizer.learning_rate": lr, "seed": i % 2} for i, lr in enumerate(LRS)])
   scheduler = _StopSecond()
   res = engine.execute.execute(plan, scheduler=scheduler)
-  assert [s for s, _, _ in scheduler.seen] == [3, 6]
+  assert [s for s, _, _ in scheduler.seen] == [3, 6]  # Period boundaries (not step 0).
   assert scheduler.seen[0][1] == tuple(range(len(LRS)))
-  assert "test_accuracy" in scheduler.seen[0][2]
+  assert "val_accuracy" in scheduler.seen[0][2]
   assert res.rows[1]["status"] == "stopped" and res.rows[1]["stopped_step"] == 3
   assert res.rows[1]["steps"] == 3
   # Frozen after the boundary: its parameters are those after 3 steps.
@@ -298,5 +305,5 @@ def test_scheduler_stops_a_variant_at_a_period_boundary(population):
   # The others went on, bit-identical to the plain grid.
   grid = engine.execute.execute(plan)
   for i in (0, 2, 3, 4):
-    assert res.rows[i]["status"] == "ok"
+    assert res.rows[i]["status"] == grid.rows[i]["status"] != "stopped"
     assert _tree_equal(res.params(i), grid.params(i))

@@ -444,6 +444,6 @@ def test_fingerprint_tells_sweeps_apart(work):
   plan = js.engine.make_plan(cfg.components, cfg.base, cfg.points)
   again = js.engine.make_plan(cfg.components, cfg.base, cfg.points)
   other = js.config.load("tiny.yaml", ["train.steps=9"])
-  fp = js.engine.plan.fingerprint
+  fp = js.engine.fingerprint.fingerprint
   assert fp(plan) == fp(again) != fp(js.engine.make_plan(other.components, other.base,
                                                          other.points))

@@ -23,6 +23,7 @@ from jaxsweep import engine
 from jaxsweep import errors
 from jaxsweep.engine import memory
 from jaxsweep import sharding
+from tests import helpers
 
 DATA = js.data.load("synthetic", num_train=64, num_test=32)
 
@@ -54,11 +55,7 @@ def make_plan(num):
   return engine.make_plan(spec, base, [{"optimizer.learning_rate": lr} for lr in _lrs(num)])
 
 
-def assert_same_results(a, b):
-  assert a.rows == b.rows
-  assert a.history == b.history
-  for i in range(len(a.rows)):
-    jax.tree.map(np.testing.assert_array_equal, a.params(i), b.params(i))
+assert_same_results = helpers.assert_same_results
 
 
 _RUNS = {}

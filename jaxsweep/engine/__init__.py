@@ -14,6 +14,7 @@
 
 from jaxsweep.engine import distributed
 from jaxsweep.engine import execute
+from jaxsweep.engine import fingerprint
 from jaxsweep.engine import memory
 from jaxsweep.engine import plan
 from jaxsweep.engine import program
@@ -33,6 +34,6 @@ from jaxsweep.engine.train import make_train
 
 __all__ = [
     "Boundary", "Components", "Decision", "Grid", "RunState", "Scheduler", "TrainSettings",
-    "device_data", "distributed", "execute", "make_plan", "make_train",
+    "device_data", "distributed", "execute", "fingerprint", "make_plan", "make_train",
     "memory", "plan", "program", "sharding", "stack_hparams", "train",
 ]

@@ -50,7 +50,7 @@ class Snapshot:
   """Everything a sweep needs to go on from a period boundary.
 
   Attributes:
-    fingerprint: the sweep's fingerprint (:func:`jaxsweep.engine.plan.fingerprint`).
+    fingerprint: the sweep's fingerprint (:func:`jaxsweep.engine.fingerprint.fingerprint`).
     lanes: variants vmapped together (a variant's bits depend on it).
     groups: group index -> ``{"chunk_size": int, "chunks_done": [chunk
       index, ...]}``.

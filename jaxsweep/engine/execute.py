@@ -44,6 +44,7 @@ from jaxsweep import keys
 from jaxsweep import results as results_lib
 from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import distributed
+from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
@@ -211,7 +212,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
   primary = jax.process_index() == 0
   # One table, printed once: the other processes stay silent.
   emit = (callback if callback is not None and primary else (lambda event: None))
-  fingerprint = plan_lib.fingerprint(plan)
+  fingerprint = fingerprint_lib.fingerprint(plan)
   reader = (ckpt_lib.Reader(checkpoint_dir, fingerprint=fingerprint)
             if resume and ckpt_lib.exists(checkpoint_dir) else None)
   snap = reader.snapshot() if reader else ckpt_lib.Snapshot(fingerprint, 0)
@@ -434,7 +435,8 @@ class _Record:
              metrics: Mapping[str, np.ndarray]) -> None:
     derived = self.derived.get(group, {})
     for j, i in enumerate(members):
-      entry = {k: float(v[j]) for k, v in metrics.items()}
+      entry = {k: float(v[j]) for k, v in metrics.items()
+               if not (step == 0 and k == "batch_objective")}  # No batch at step 0.
       if all(math.isnan(v) for v in entry.values()):
         continue  # It skipped this period (it stopped or diverged before).
       for key, value in list(entry.items()):

@@ -122,7 +122,7 @@ def data_tree(dataset: data_lib.Dataset) -> dict:
   idx = np.sort(np.random.default_rng(0).permutation(n)[:min(n, TRAIN_EVAL_SIZE)])
   tree = {"train": train, "train_eval": {k: v[idx] for k, v in train.items()},
           "test": dict(dataset.test)}
-  if getattr(dataset, "val", None) is not None:
+  if dataset.val is not None:
     tree["val"] = dict(dataset.val)
   return tree
 
@@ -155,7 +155,7 @@ def chance_levels(dataset: data_lib.Dataset) -> dict[str, float]:
   no better is ``unstable``.
   """
   out = {}
-  for prefix, split in (("val", getattr(dataset, "val", None)), ("test", dataset.test)):
+  for prefix, split in (("val", dataset.val), ("test", dataset.test)):
     if split is None:
       continue
     y = np.asarray(split["y"])

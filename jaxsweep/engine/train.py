@@ -134,8 +134,9 @@ def make_train(model: models_lib.ModelFns,
     >>> hp = {"seed": jnp.arange(3), "optimizer": {"learning_rate": jnp.array([.1, .2, .3])}}
     >>> state = jax.jit(jax.vmap(prog.init, in_axes=(0, None)))(hp, data)
     >>> state, stats = jax.jit(jax.vmap(prog.period, in_axes=(0, 0, None)))(state, hp, data)
-    >>> sorted(stats)
-    ['batch_objective', 'test_accuracy', 'test_objective']
+    >>> sorted(stats)  # doctest: +NORMALIZE_WHITESPACE
+    ['batch_objective', 'test_accuracy', 'test_objective', 'train_accuracy',
+     'train_objective', 'val_accuracy', 'val_objective']
     >>> stats["test_accuracy"].shape
     (3,)
   """

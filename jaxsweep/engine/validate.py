@@ -17,13 +17,15 @@ Every error is a :class:`~jaxsweep.errors.ConfigError` naming the array
 Examples:
   >>> import numpy as np, jaxsweep as js
   >>> from jaxsweep.engine import validate
-  >>> x = np.zeros((4, 2), np.float32); x[1, 0] = np.nan
-  >>> ds = js.data.arrays(x, np.arange(4) % 2, np.zeros((2, 2)), np.arange(2))
+  >>> y = np.arange(4) % 2
+  >>> y[1] = 5  # Not one of the 2 classes.
+  >>> ds = js.data.Dataset(train={"x": np.zeros((4, 2)), "y": y},
+  ...                      test={"x": np.zeros((2, 2)), "y": np.arange(2)}, num_classes=2)
   >>> try:
   ...   validate.check_data(ds)
   ... except js.ConfigError as e:
   ...   print(e.key)
-  data.x_train
+  data.y_train
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ CLASS_TASKS = ("classification", "language_model")
 
 
 def _splits(ds: data_lib.Dataset):
-  for split_name, split in (("train", ds.train), ("test", ds.test)):
+  for split_name, split in ds.splits():
     for k, a in split.items():
       yield f"{k}_{split_name}", np.asarray(a)
 
@@ -68,28 +70,7 @@ def check_data(ds: data_lib.Dataset) -> None:
   _CHECKED.add(ds)
 
 
-def check_finite(a: np.ndarray, name: str) -> None:
-  """Refuses NaN or inf in a float array, with the count and first example.
-
-  Raises:
-    ConfigError: with key ``data.<name>``.
-  """
-  if not np.issubdtype(a.dtype, np.inexact):
-    return
-  bad = ~np.isfinite(a)
-  if not bad.any():
-    return
-  nan = int(np.isnan(a).sum())
-  inf = int(bad.sum()) - nan
-  found = " and ".join(p for p in (f"{nan} NaN" if nan else "", f"{inf} inf" if inf else "")
-                       if p)
-  effect = ("every variant would diverge at its first step" if name.endswith("_train")
-            else "every variant would report a nan test metric")
-  raise errors.ConfigError(
-      f"{found} value{'s' if nan + inf > 1 else ''} among {a.size} (first in example "
-      f"{data_lib.first_example(bad)}); {effect}.", key=f"data.{name}",
-      fix="drop or fill the non-finite examples before training (keep the rows where "
-          "np.isfinite(a).all(axis=1), or a = np.nan_to_num(a))")
+check_finite = data_lib.check_finite
 
 
 def check_labels(ds: data_lib.Dataset) -> None:

@@ -211,7 +211,7 @@ def prepare(path: str, *, sweep_id: str, resume: bool = False, overwrite: bool =
 
   Args:
     path: the directory (created if missing, with its parents).
-    sweep_id: what the run trains (:func:`jaxsweep.engine.plan.fingerprint`).
+    sweep_id: what the run trains (:func:`jaxsweep.engine.fingerprint.fingerprint`).
     resume: continue the same sweep's run in ``path`` (its checkpoint);
       a new or empty directory starts from the beginning.
     overwrite: delete the files of the run in ``path`` (only the files its
