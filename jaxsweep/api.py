@@ -69,7 +69,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         vectorize: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
         chunk_size: int | None = None, lanes: int | None = None,
-        memory_budget: int | str | None = None,
+        unstable_factor: float | None = None, memory_budget: int | str | None = None,
         mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
         checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
         outputs: Mapping[str, Any] | None = None,
@@ -117,6 +117,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     lanes: variants each device computes together (vmapped). A variant's
       results depend on this and on nothing else of the layout (chunk size,
       devices, neighbours). Default: 1 on CPU, 128 on GPU/TPU.
+    unstable_factor: a variant whose training objective ends above this
+      multiple of its value at step 0 is ``unstable`` (default 3; one whose
+      validation metric ends at chance without learning is too).
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
       would not fit are split into chunks that do (default: the device's
       memory, or 75 % of free RAM on CPU).
@@ -181,8 +184,8 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
   display = {q: n for n, q in qualified.items()}
   return run_plan(components, base, q_points, display=display, target=target, mode=mode,
-                  chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
-                  mesh=mesh, out=out,
+                  chunk_size=chunk_size, lanes=lanes, unstable_factor=unstable_factor,
+                  memory_budget=memory_budget, mesh=mesh, out=out,
                   resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
                   outputs=outputs, progress=progress)
 
@@ -197,6 +200,7 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                outputs: Mapping[str, Any] | None = None,
                progress: bool | Callable[[dict], None] = False,
                mesh=None, chunk_size: int | None = None, lanes: int | None = None,
+               unstable_factor: float | None = None,
                memory_budget: int | str | None = None) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
 
@@ -207,7 +211,8 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
       and ``best.yaml``); checked before training, as for :func:`run`.
     resume, overwrite, checkpoint_every, outputs, progress, mesh: as for
       :func:`run`.
-    chunk_size, lanes, memory_budget: override the config's ``run:`` section.
+    chunk_size, lanes, unstable_factor, memory_budget: override the config's
+      ``run:`` section.
   """
   if not isinstance(cfg, config_lib.Config):
     cfg = config_lib.load(cfg, overrides)
@@ -215,6 +220,7 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
     return run_plan(cfg.components, cfg.base, cfg.points, target=cfg.target, mode=cfg.mode,
                     chunk_size=chunk_size or cfg.run.get("chunk_size"),
                     lanes=lanes or cfg.run.get("lanes"),
+                    unstable_factor=unstable_factor or cfg.run.get("unstable_factor"),
                     memory_budget=memory_budget or cfg.run.get("memory_budget"),
                     mesh=mesh, out=out, resume=resume, overwrite=overwrite,
                     checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
@@ -228,7 +234,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
              points: Sequence[Mapping[str, Any]], *,
              display: Mapping[str, str] | None = None, target: str | None = None,
              mode: str | None = None, chunk_size: int | None = None,
-             lanes: int | None = None,
+             lanes: int | None = None, unstable_factor: float | None = None,
              memory_budget: int | str | None = None, mesh=None,
              out: str | None = None, resume: bool = False, overwrite: bool = False,
              checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
@@ -255,7 +261,8 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   else:
     callback = None
   train = dict(mesh=mesh, chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
-               callback=callback, resume=resume, checkpoint_every=checkpoint_every)
+               callback=callback, resume=resume, checkpoint_every=checkpoint_every,
+               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR)
   if out is None or not distributed.is_primary():
     # Process 0 owns the directory; the others only share its checkpoint.
     res = _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)

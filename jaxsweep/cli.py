@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="show only the best K rows (and K learning curves)")
   r.add_argument("--chunk-size", type=int, default=None,
                  help="at most this many variants per compiled call")
+  r.add_argument("--unstable-factor", type=float, default=None, metavar="X",
+                 help="a variant whose training objective ends above X times its value at "
+                      "step 0 is 'unstable' (default 3)")
   r.add_argument("--lanes", type=int, default=None,
                  help="variants each device computes together (vmapped); a variant's "
                       "results depend on this only (default: 1 on CPU, 128 on GPU/TPU)")
@@ -181,7 +184,7 @@ def _run(args) -> int:
     res = api.run_config(
         cfg, out=out, resume=args.resume, overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every, progress=watch, chunk_size=args.chunk_size,
-        lanes=args.lanes,
+        lanes=args.lanes, unstable_factor=args.unstable_factor,
         memory_budget=args.memory_budget,
         outputs={"aggregate": args.aggregate, "plots": args.plots,
                  "tensorboard": args.tensorboard, "curves": args.top or report.DEFAULT_CURVES})

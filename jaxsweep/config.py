@@ -41,7 +41,7 @@ from jaxsweep.space import yaml12
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
              "vectorize")
-RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget")
+RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor")
 
 
 @dataclasses.dataclass
@@ -188,6 +188,11 @@ def _run_options(run: Any) -> dict[str, Any]:
     if k == "memory_budget":
       if v is not None:
         memory_lib.parse_bytes(v, key="run.memory_budget")
+    elif k == "unstable_factor":
+      if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                            or not v > 1):
+        raise errors.ConfigError(f"must be a number above 1, got {v!r}.", key=f"run.{k}",
+                                 fix="write e.g. run: {unstable_factor: 3}")
     elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
       raise errors.ConfigError(f"must be a positive integer, got {v!r}.", key=f"run.{k}",
                                fix=f"write e.g. run: {{{k}: {64 if k == 'chunk_size' else 20000}}}")
