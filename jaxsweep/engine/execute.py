@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxsweep import keys
@@ -47,6 +46,7 @@ from jaxsweep.engine import distributed
 from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import population as population_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
 
@@ -62,14 +62,17 @@ LEARNING = 0.95
 
 
 class Boundary(NamedTuple):
-  """What a scheduler sees at a period boundary of one chunk.
+  """What a scheduler sees at a period boundary of a group.
+
+  Every chunk of the group has trained to the same step.
 
   Attributes:
     group: the group's index in the plan.
-    variants: plan indices of the chunk's variants (padding excluded).
+    variants: plan indices of the group's variants still in its population.
     step: optimisation steps taken so far.
     steps: the group's total steps.
-    metrics: metric name -> value per variant (``[len(variants)]``).
+    metrics: metric name -> value per variant (``[len(variants)]``; NaN for
+      a variant that skipped the period).
     stopped: per variant, whether it no longer trains (diverged or stopped).
   """
 
@@ -82,19 +85,30 @@ class Boundary(NamedTuple):
 
 
 class Decision(NamedTuple):
-  """A scheduler's answer at a boundary.
+  """A scheduler's answer at a boundary (applied in this order).
 
   Attributes:
-    stop: plan indices of variants to stop now: they are frozen (their
-      parameters no longer change) and their rows say ``stopped`` at this
-      step. A stopped variant skips every later period.
+    copy: ``{dst: src}``: ``dst`` goes on from ``src``'s run state and
+      hyperparameters (population-based training's exploit), keeping its own
+      random key.
+    assign: ``{variant: {"optimizer.learning_rate": 3e-3, ...}}``: new values
+      of traced hyperparameters (explore, or a replayed schedule).
+    stop: variants to stop now: they are frozen (their parameters no longer
+      change) and their rows say ``stopped`` at this step.
   """
 
   stop: frozenset[int] = frozenset()
+  copy: Mapping[int, int] = {}
+  assign: Mapping[int, Mapping[str, float]] = {}
 
 
 class Scheduler(Protocol):
-  """Decides at each period boundary which variants go on."""
+  """Decides at each period boundary which variants go on.
+
+  Optional methods: ``start_group(plan, group, settings)`` before a group
+  trains; ``state_dict()`` / ``load_state_dict(d)`` (JSON-friendly) so a
+  resumed sweep continues the scheduler where it was.
+  """
 
   def boundary(self, b: Boundary) -> Decision:
     ...
@@ -151,14 +165,6 @@ class _SignalGuard:
     for s, handler in self._previous.items():
       signal.signal(s, handler)
     self._previous.clear()
-
-
-@jax.jit
-def _stop(state, mask):
-  """Marks the variants where ``mask`` is set as stopped at their current step."""
-  newly = mask & ~state.stopped
-  return state._replace(stopped=state.stopped | mask,
-                        stopped_step=jnp.where(newly, state.step, state.stopped_step))
 
 
 def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
@@ -248,24 +254,29 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
     record.chance[group.index] = program_lib.chance_levels(built.dataset)
     record.params[group.index] = program_lib.num_params(plan, group, built)
   data_of: dict[int, Any] = {}
+  if reader is not None:
+    if writer is not None:
+      writer.keep_done(reader.done)
+    for name, entry in reader.done.items():  # Variants that finished before.
+      g = entry["group"]
+      record.restore(entry["members"], reader.done_arrays(
+          name, ckpt_lib.host_structure(_trained_like(
+              built_of[g], program_lib.abstract_population(
+                  plan, plan.groups[g], len(entry["members"]), mesh)))))
+  if "scheduler" in snap.extra and hasattr(scheduler, "load_state_dict"):
+    scheduler.load_state_dict(snap.extra["scheduler"])
   with _SignalGuard() as guard:
     for g_pos, group in enumerate(plan.groups):
       built, estimate = built_of[group.index], estimate_of[group.index]
       settings = built.program.settings
       n, size = len(group.members), estimate.chunk_size
-      done = set(snap.groups.setdefault(
-          group.index, {"chunk_size": size, "chunks_done": []})["chunks_done"])
+      saved = snap.groups.setdefault(group.index, {"chunk_size": size, "done": False})
       info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes,
               "padding": estimate.padding, "static": group.describe(),
               "dynamic": [plan.column(k) for k in group.traced
                           if k in plan.swept or k in group.choices],
               "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
-      chunks = list(enumerate(range(0, n, size)))
-      abstract_hp = program_lib.abstract_population(plan, group, size, mesh)
-      if all(c in done for c, _ in chunks):  # Finished before a resume.
-        for c, c0 in chunks:
-          record.restore_done(reader, group.index, c, group.members[c0:c0 + size],
-                              built, abstract_hp)
+      if saved["done"]:  # Finished before a resume.
         record.groups.append(info)
         continue
       # Placed once per dataset, shared by every group that trains on it.
@@ -273,97 +284,102 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         data_of.clear()  # Free the previous dataset's device copies first.
         data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
       data = data_of[id(built.dataset)]
-      train, evaluate_only = (program_lib.train_flag(f, mesh) for f in (True, False))
       emit({"event": "group", **info, "steps": settings.steps,
             "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
-      # Every chunk has the same shape (the last one padded): one program.
-      compiled = program_lib.compile(built, mesh, abstract_hp, data, lanes=lanes,
-                                     timings=timings_of[group.index])
-      info["compile_seconds"] = sum(timings_of[group.index])
-      if info["compile_seconds"]:
+      timings = timings_of[group.index]
+      compiled_n = len(timings)
+
+      def compile_for(chunk, built=built, group=group, data=data, timings=timings):
+        return program_lib.compile(
+            built, mesh, program_lib.abstract_population(plan, group, chunk, mesh), data,
+            lanes=lanes, timings=timings)
+
+      compile_for(size)
+      info["compile_seconds"] = sum(timings)
+      if len(timings) > compiled_n:
         emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
-      for c, c0 in chunks:
-        members = tuple(group.members[c0:c0 + size])
-        if c in done:
-          record.restore_done(reader, group.index, c, members, built, abstract_hp)
-          continue
-        t0 = time.perf_counter()
-        state, hp_dev, first = _start_chunk(plan, group, c, members, size, mesh, data,
-                                            compiled, reader, snap)
-        if first == 0:  # The evaluation at step 0: the baseline of every metric.
-          state, stats = compiled.period(state, hp_dev, data, evaluate_only)
-          record.period(group.index, members, 0,
-                        {k: v[:len(members)] for k, v in sharding.to_host(stats).items()})
-        for period in range(first, settings.num_periods):
-          state, stats = compiled.period(state, hp_dev, data, train)
-          # --- The period boundary. ---
-          host = sharding.to_host({"stats": stats, "diverged": state.diverged,
-                                   "stopped": state.stopped})
-          step = min((period + 1) * settings.eval_every, settings.steps)
-          live = len(members)
-          halted = host["diverged"][:live] | host["stopped"][:live]
-          metrics = {k: v[:live] for k, v in host["stats"].items()}
-          record.period(group.index, members, step, metrics)
-          elapsed = time.perf_counter() - t0
-          emit({"event": "period", "group": group.index, "chunk_start": c0,
-                "chunk_variants": live, "group_variants": n, "step": step,
-                "steps": settings.steps, "diverged": int(host["diverged"][:live].sum()),
-                "variant_steps_per_s": live * step / max(elapsed, 1e-9),
-                "elapsed": elapsed})
-          decision = scheduler.boundary(
-              Boundary(group.index, members, step, settings.steps, metrics, halted))
-          if decision.stop:
-            mask = np.zeros(size, bool)
-            mask[[j for j, i in enumerate(members) if i in decision.stop]] = True
-            state = _stop(state, sharding.put_population(mask, mesh))
-            halted = halted | mask[:live]
-          last = period + 1 == settings.num_periods or halted.all()
-          stopping = distributed.agree_any(guard.signum is not None)
-          if not last and (stopping or saver.due()):
-            saved = saver.save_live(group.index, c, period + 1, state, hp_dev, step)
-            if stopping:
-              raise Interrupted(guard.signum or signal.SIGTERM, step, saved)
-          if last:
-            break  # Nothing left to train in this chunk.
-        info["train_seconds"] += time.perf_counter() - t0
-        trained = ckpt_lib.to_host(checkpoint_arrays(state))
-        record.final(members, trained, settings.steps)
-        saver.save_done(group.index, c, members, trained, record)
-        more = (g_pos, c) != (len(plan.groups) - 1, chunks[-1][0])
-        if more and distributed.agree_any(guard.signum is not None):
-          raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
+      pop = population_lib.Population(plan, group, built, mesh, lanes, data, compile_for)
+      t0 = time.perf_counter()
+      live = snap.live if snap.live and snap.live["group"] == group.index else None
+      if live is None:
+        pop.start([m for m in group.members if m not in record.finals], size)
+        stats, _ = pop.run(train=False)  # The evaluation at step 0.
+        record.period(group.index, stats, 0)
+        first = 0
+      else:
+        pop.restore([(members, reader.live_arrays(c, ckpt_lib.host_structure(
+            pop.abstract(len(members))))) for c, (members, _) in enumerate(live["chunks"])])
+        first = live["periods"]
+      snap.live = None
+      if hasattr(scheduler, "start_group"):
+        scheduler.start_group(plan, group, settings)
+      for period in range(first, settings.num_periods):
+        stats, flags = pop.run()
+        halted = {v: d or st for v, (d, st) in flags.items()}
+        # --- The period boundary. ---
+        step = min((period + 1) * settings.eval_every, settings.steps)
+        record.period(group.index, stats, step)
+        elapsed = time.perf_counter() - t0
+        variants = pop.variants
+        emit({"event": "period", "group": group.index, "chunk_start": 0,
+              "chunk_variants": n, "group_variants": n, "step": step,
+              "steps": settings.steps, "diverged": sum(d for d, _ in flags.values()),
+              "variant_steps_per_s": n * (step - first * settings.eval_every)
+                                     / max(elapsed, 1e-9),
+              "elapsed": elapsed})
+        metrics = {k: np.asarray([stats[v].get(k, np.nan) for v in variants])
+                   for k in (stats[variants[0]] if variants else {})}
+        decision = scheduler.boundary(Boundary(
+            group.index, tuple(variants), step, settings.steps, metrics,
+            np.asarray([halted[v] for v in variants])))
+        if decision.copy:
+          pop.copy(decision.copy)
+          record.copied(decision.copy, step)
+        if decision.assign:
+          pop.assign(decision.assign)
+          record.assigned(decision.assign, step)
+        if decision.stop:
+          pop.stop(sorted(decision.stop))
+          halted.update({v: True for v in decision.stop if v in halted})
+        left = pop.compact(halted)
+        if left:
+          _finish(pop, record, saver, group.index, settings.steps, left)
+        last = period + 1 == settings.num_periods or all(halted.values())
+        stopping = distributed.agree_any(guard.signum is not None)
+        if not last and (stopping or saver.due()):
+          saved_to = saver.save_live(group.index, period + 1, pop, scheduler, step)
+          if stopping:
+            raise Interrupted(guard.signum or signal.SIGTERM, step, saved_to)
+        if last:
+          break  # Nothing left to train in this group.
+      info["train_seconds"] = time.perf_counter() - t0
+      _finish(pop, record, saver, group.index, settings.steps, pop.variants)
+      info["variant_steps"] = sum(record.finals[i]["step"] for i in group.members)
+      saved["done"] = True
+      saver.save_group(scheduler, settings.steps)
       record.groups.append(info)
+      more = g_pos != len(plan.groups) - 1
+      if more and distributed.agree_any(guard.signum is not None):
+        raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
   return record.results(seconds=seconds)
 
 
-def checkpoint_arrays(state) -> dict:
-  """What a finished chunk keeps: trained variables and the status flags."""
+def _trained_like(built, abstract_hp):
+  """Shape structs of what :meth:`Population.trained` returns for a chunk."""
+  state = jax.eval_shape(built.init, abstract_hp, program_lib.abstract_data(built.dataset))
   return {"params": state.params, "model_state": state.model_state,
           "flags": {"step": state.step, "diverged": state.diverged,
                     "diverged_step": state.diverged_step, "stopped": state.stopped,
                     "stopped_step": state.stopped_step}}
 
 
-def _start_chunk(plan, group, c, members, size, mesh, data, compiled, reader, snap):
-  """A chunk's initial (or restored) state, its hparams on device, and the
-  first period to run."""
-  hp = sharding.pad(plan_lib.stack_hparams(plan, group, members), size)
-  saved = snap.live.get((group.index, c))
-  if saved is None or reader is None:
-    hp_dev = sharding.put_population(hp, mesh)
-    state = compiled.init(hp_dev, data)
-    if len(members) < size:  # Padding slots skip every period.
-      mask = np.arange(size) >= len(members)
-      state = _stop(state, sharding.put_population(mask, mesh))
-    return state, hp_dev, 0
-  periods, _ = snap.live.pop((group.index, c))
-  abstract = {"state": compiled.state, "hp": hp}
-  arrays = reader.live_arrays(group.index, c, ckpt_lib.host_structure(abstract))
-  restored = ckpt_lib.from_host(arrays, abstract,
-                                lambda t: sharding.put_population(t, mesh))
-  return restored["state"], restored["hp"], periods
+def _finish(pop, record, saver, group: int, steps: int, variants):
+  """Records finished variants' results and saves their arrays once."""
+  for members, arrays in pop.trained(variants):
+    record.final(members, arrays, steps)
+    saver.save_done(group, members, arrays, record)
 
 
 class _Saver:
@@ -394,23 +410,31 @@ class _Saver:
                "seconds": time.perf_counter() - t0})
     return self.last
 
-  def save_live(self, group, chunk, periods, state, hp, step) -> str | None:
+  def _scheduler(self, scheduler) -> None:
+    if hasattr(scheduler, "state_dict"):
+      self.snap.extra["scheduler"] = scheduler.state_dict()
+
+  def save_live(self, group, periods, pop, scheduler, step) -> str | None:
     if not self.enabled:
       return None
-    self.snap.live = {(group, chunk): (periods, ckpt_lib.to_host({"state": state, "hp": hp}))}
+    self._scheduler(scheduler)
+    self.snap.live = {"group": group, "periods": periods, "chunks": pop.host_arrays()}
     try:
       return self._save(step)
     finally:
-      self.snap.live = {}
+      self.snap.live = None
 
-  def save_done(self, group, chunk, members, trained, record) -> None:
-    self.snap.groups[group]["chunks_done"].append(chunk)
+  def save_done(self, group, members, arrays, record) -> None:
     for i in members:
-      self.snap.finals[i] = record.finals[i]
+      if i is not None:
+        self.snap.finals[i] = record.finals[i]
     if self.writer is not None:
-      self.writer.save_done(group, chunk, trained)
+      self.writer.save_done(group, members, arrays)
+
+  def save_group(self, scheduler, step) -> None:
     if self.enabled:
-      self._save(record.finals[members[0]]["step"])
+      self._scheduler(scheduler)
+      self._save(step)
 
 
 class _Record:
@@ -427,15 +451,20 @@ class _Record:
     self.finals = snap.finals
     self.states: dict[int, tuple[Any, int]] = {}
     self.groups: list[dict] = []
+    # Copies and new values a scheduler gave each variant (JSON: str keys).
+    self.lineage = {int(k): v for k, v in snap.extra.get("lineage", {}).items()}
+    for i in range(plan.num_variants):
+      self.lineage.setdefault(i, [])
+    snap.extra["lineage"] = self.lineage
     self.derived: dict[int, Mapping] = {}   # group -> derived metrics
     self.chance: dict[int, dict] = {}       # group -> chance levels
     self.params: dict[int, int] = {}        # group -> parameters per variant
 
-  def period(self, group: int, members: Sequence[int], step: int,
-             metrics: Mapping[str, np.ndarray]) -> None:
+  def period(self, group: int, stats: Mapping[int, Mapping[str, float]], step: int) -> None:
+    """One evaluation of every variant in ``stats`` (variant -> metrics)."""
     derived = self.derived.get(group, {})
-    for j, i in enumerate(members):
-      entry = {k: float(v[j]) for k, v in metrics.items()
+    for i, values in stats.items():
+      entry = {k: v for k, v in values.items()
                if not (step == 0 and k == "batch_objective")}  # No batch at step 0.
       if all(math.isnan(v) for v in entry.values()):
         continue  # It skipped this period (it stopped or diverged before).
@@ -449,10 +478,20 @@ class _Record:
               entry[f"{split}_{new}"] = math.nan
       self.history[i].append({"step": step, **entry})
 
-  def final(self, members: Sequence[int], trained, steps: int) -> None:
-    """A chunk's last state (host arrays): statuses, steps, trained parameters."""
+  def copied(self, pairs: Mapping[int, int], step: int) -> None:
+    for dst, src in pairs.items():
+      self.lineage[dst].append({"step": step, "from": int(src)})
+
+  def assigned(self, values: Mapping[int, Mapping[str, float]], step: int) -> None:
+    for i, vals in values.items():
+      self.lineage[i].append({"step": step, "set": {k: float(v) for k, v in vals.items()}})
+
+  def final(self, members: Sequence[int | None], trained, steps: int) -> None:
+    """Finished variants' host arrays: statuses, steps, trained parameters."""
     flags = trained["flags"]
     for j, i in enumerate(members):
+      if i is None:
+        continue
       if bool(flags["diverged"][j]):
         status, at = results_lib.STATUS_DIVERGED, int(flags["diverged_step"][j])
       elif bool(flags["stopped"][j]):
@@ -464,13 +503,11 @@ class _Record:
       self.finals[i] = {"status": status, "at": at, "step": trained_steps}
       self.states[i] = (trained, j)
 
-  def restore_done(self, reader, group, chunk, members, built, abstract_hp) -> None:
-    """A chunk finished before a resume: its trained arrays from the checkpoint."""
-    like = jax.eval_shape(lambda hp, data: checkpoint_arrays(built.init(hp, data)),
-                          abstract_hp, program_lib.abstract_data(built.dataset))
-    arrays = reader.done_arrays(group, chunk, ckpt_lib.host_structure(like))
+  def restore(self, members: Sequence[int | None], arrays) -> None:
+    """Variants that finished before a resume: their arrays from the checkpoint."""
     for j, i in enumerate(members):
-      self.states[i] = (arrays, j)
+      if i is not None:
+        self.states[i] = (arrays, j)
 
   def _unstable(self, history: list[dict], chance: Mapping[str, float], target: str) -> str:
     """Why a finite run is not healthy, or ''.
@@ -538,7 +575,8 @@ class _Record:
     return results_lib.Results(
         rows, self.history, swept=[plan.column(k) for k in plan.swept], target=target,
         mode=mode, groups=self.groups, settings=settings, states=self.states,
-        seconds=seconds, metrics=[*metric_keys, f"best_{target}"])
+        seconds=seconds, metrics=[*metric_keys, f"best_{target}"],
+        lineage={i: v for i, v in self.lineage.items() if v})
 
 
 def _best(history: list[dict], metric: str, mode: str) -> tuple[float, int] | None:
