@@ -37,6 +37,7 @@ from jaxsweep.engine import execute
 from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import schedulers
+from jaxsweep.engine import sharding
 from jaxsweep.report import rundir
 
 # Seconds between checkpoints of a run with an output directory (0: at every
@@ -261,6 +262,8 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   With ``out``, the directory is prepared (checked, locked) before anything
   trains, and its files written after (see :func:`run`).
   """
+  if mesh is None:  # The CLI's layout: one virtual CPU device per core (if not started).
+    sharding.configure_cpu_devices()
   plan = plan_lib.make_plan(components, base, points, display=display)
   if out is None and (resume or overwrite):
     raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",

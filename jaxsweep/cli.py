@@ -23,8 +23,10 @@ from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep import report
 from jaxsweep.engine import distributed
+from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import strategy
 from jaxsweep.report import rundir
 
 
@@ -82,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
                  help="take the sweep from a W&B sweep file (method grid/random) "
                       "instead of the config's sweep section")
   _add_output_flags(r)
+  b = sub.add_parser("bench", help="measure how a config's population runs fastest on "
+                                   "this machine (lanes x population size, against one "
+                                   "variant at a time) and remember the choice")
+  b.add_argument("config", help="YAML config file (its first compile group is measured)")
+  b.add_argument("overrides", nargs="*", help="as for run")
+  b.add_argument("--steps", type=int, default=20,
+                 help="optimisation steps per timed call (default 20)")
+  b.add_argument("--sizes", default="8,32,128", metavar="N,N,...",
+                 help="population sizes to measure (default 8,32,128)")
+  b.add_argument("--lanes", default=None, metavar="K,K,...",
+                 help="lanes to measure (default: 1 and powers of two)")
+  b.add_argument("--group", type=int, default=0, help="which compile group (default 0)")
+  b.add_argument("--no-cache", dest="cache", action="store_false",
+                 help="do not remember the fastest lanes for later runs")
   pl = sub.add_parser("plan", help="dry run: variants, compile groups, vectorized vs "
                                    "grouped keys and memory, without training")
   pl.add_argument("config", help="YAML config file")
@@ -145,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if extra:
     args.overrides = list(args.overrides) + extra
   try:
-    if args.command in ("run", "plan"):
+    if args.command in ("run", "plan", "bench"):
       # Before anything touches JAX: one virtual device per core on CPU, and
       # joining a multi-process run when launched as one.
       sharding.configure_cpu_devices(args.devices)
@@ -154,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return _run(args)
     if args.command == "plan":
       return _plan(args)
+    if args.command == "bench":
+      return _bench(args)
     if args.command == "report":
       return _report(args)
     if args.command == "compare":
@@ -248,6 +266,59 @@ def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
     return 130
   print(f"jaxsweep: interrupted; {saved}. Resume with: {again}", file=sys.stderr)
   return code
+
+
+def _ints(text: str, flag: str) -> list[int]:
+  try:
+    values = [int(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    values = []
+  if not values or any(v < 1 for v in values):
+    raise errors.ConfigError(f"{flag} {text!r} is not a list of positive integers.", key=flag,
+                             fix=f"write e.g. {flag} 8,32,128")
+  return values
+
+
+def _bench(args) -> int:
+  """``jaxsweep bench``: lanes x sizes against one variant at a time."""
+  if args.steps < 1:
+    raise errors.ConfigError(f"--steps {args.steps} must be positive.", key="steps")
+  cfg = config_lib.load(args.config, args.overrides)
+  plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
+  if not 0 <= args.group < len(plan.groups):
+    raise errors.ConfigError(f"there is no group {args.group} ({len(plan.groups)} groups).",
+                             key="group", fix=f"use 0..{len(plan.groups) - 1}")
+  group = plan.groups[args.group]
+  mesh = sharding.make_mesh()
+  one = sharding.make_mesh(mesh.devices.flat[:1])
+  lanes = _ints(args.lanes, "--lanes") if args.lanes else None
+  print(f"jaxsweep bench: group {group.index} ({group.describe()}) on {mesh.devices.size} "
+        f"{mesh.devices.flat[0].platform} device(s), {args.steps} steps per call",
+        flush=True)
+  [seq] = strategy.measure(plan, group, one, lanes=[1], population=1, steps=args.steps)
+  print(f"one variant at a time (the sequential path): {seq.variant_steps_per_s:,.0f} "
+        f"variant-steps/s", flush=True)
+  best = None
+  for size in _ints(args.sizes, "--sizes"):
+    probes = strategy.measure(plan, group, mesh, lanes=lanes, population=size,
+                              steps=args.steps)
+    print(f"\npopulation {size}:")
+    print("  lanes  slots  variant-steps/s  vs sequential  compile  memory/variant")
+    fastest = max(probes, key=lambda p: p.variant_steps_per_s)
+    for p in probes:
+      mem = "-" if p.bytes_per_variant is None else memory_lib.format_bytes(p.bytes_per_variant)
+      print(f"  {p.lanes:>5}  {p.population:>5}  {p.variant_steps_per_s:>15,.0f}  "
+            f"{p.variant_steps_per_s / seq.variant_steps_per_s:>12.2f}x  "
+            f"{p.compile_seconds:>6.1f}s  {mem:>14}" + ("  <- fastest" if p is fastest else ""),
+            flush=True)
+    best = fastest
+  print(f"\nfastest at the largest size: {best.lanes} lane(s) "
+        f"({best.variant_steps_per_s / seq.variant_steps_per_s:.2f}x one variant at a time)")
+  if args.cache:
+    path = strategy.store(strategy.signature(plan, group, mesh), best.lanes,
+                          {best.lanes: best.variant_steps_per_s})
+    print(f"remembered in {path}: runs of this program on this machine use it by default")
+  return 0
 
 
 def _plan(args) -> int:

@@ -19,3 +19,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def num_devices():
   return NUM_DEVICES
+
+# Measured layouts are cached per machine (jaxsweep.engine.strategy): the
+# tests read and write their own cache, never the user's.
+os.environ["JAXSWEEP_CACHE_DIR"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"jaxsweep-test-cache-{os.getpid()}")

@@ -208,7 +208,7 @@ def test_checkpoint_holds_no_pickle_and_names_its_files(tmp_path):
   ckpt = _crashed_checkpoint(tmp_path)
   manifest = json.loads((ckpt / checkpoint.MANIFEST).read_text())
   assert manifest["fingerprint"] == engine.fingerprint.fingerprint(_plan())
-  assert manifest["lanes"] == 1
+  assert manifest["groups"]["0"]["lanes"] == 1
   for name in manifest["files"]:
     with np.load(ckpt / name, allow_pickle=False) as f:  # Raises on any pickled array.
       assert all(f[k].dtype != object for k in f.files)

@@ -54,8 +54,9 @@ class Snapshot:
 
   Attributes:
     fingerprint: the sweep's fingerprint (:func:`jaxsweep.engine.fingerprint.fingerprint`).
-    lanes: variants vmapped together (a variant's bits depend on it).
-    groups: group index -> ``{"chunk_size": int, "done": bool}``.
+    groups: group index -> ``{"chunk_size": int, "lanes": int, "done": bool}``
+      (a variant's bits depend on its group's lanes: a resumed group keeps
+      them).
     history: variant index -> its history entries so far.
     finals: variant index -> its final record (finished variants only).
     live: the group in training: ``{"group": g, "periods": periods done,
@@ -64,7 +65,6 @@ class Snapshot:
   """
 
   fingerprint: str
-  lanes: int
   groups: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
   history: dict[int, list[dict]] = dataclasses.field(default_factory=dict)
   finals: dict[int, dict] = dataclasses.field(default_factory=dict)
@@ -221,7 +221,7 @@ class Writer:
         chunks.append({"file": fname, "members": list(members)})
       live = {"group": snap.live["group"], "periods": snap.live["periods"], "chunks": chunks}
     manifest = {
-        "format": FORMAT, "fingerprint": snap.fingerprint, "lanes": snap.lanes,
+        "format": FORMAT, "fingerprint": snap.fingerprint,
         "saved_at": time.time(),
         "groups": {str(g): v for g, v in snap.groups.items()},
         "history": {str(i): h for i, h in snap.history.items()},
@@ -319,10 +319,6 @@ class Reader:
       raise _refuse(self.directory, f"{os.path.relpath(path, self.directory)} is "
                                     "corrupt or truncated (checksum mismatch)")
 
-  @property
-  def lanes(self) -> int:
-    return int(self.manifest["lanes"])
-
   def snapshot(self) -> Snapshot:
     """The saved snapshot; live chunks' arrays are read with :meth:`live_arrays`."""
     m = self.manifest
@@ -331,7 +327,7 @@ class Reader:
       live = {"group": live["group"], "periods": live["periods"],
               "chunks": [(c["members"], None) for c in live["chunks"]]}
     return Snapshot(
-        fingerprint=m["fingerprint"], lanes=int(m["lanes"]),
+        fingerprint=m["fingerprint"],
         groups={int(g): v for g, v in m["groups"].items()},
         history={int(i): h for i, h in m["history"].items()},
         finals={int(i): f for i, f in m["finals"].items()}, live=live,

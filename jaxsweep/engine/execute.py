@@ -48,6 +48,7 @@ from jaxsweep.engine import population as population_lib
 from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import strategy
 
 # Seconds between checkpoints by default (at the next period boundary).
 CHECKPOINT_EVERY = 300.0
@@ -163,7 +164,7 @@ class _SignalGuard:
     self._previous.clear()
 
 
-def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
+def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
             chunk_size: int | None = None, memory_budget: int | str | None = None,
             scheduler: Scheduler | None = None,
             callback: Callable[[dict], None] | None = None,
@@ -183,8 +184,10 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
     plan: from :func:`jaxsweep.engine.plan.make_plan`.
     mesh: the device mesh (default: all devices, axis ``"sweep"``).
     lanes: variants each device computes together (vmapped); a variant's
-      results depend on it and on nothing else of the layout. Default:
-      :func:`jaxsweep.engine.sharding.default_lanes` (1 on CPU).
+      results depend on it and on nothing else of the layout. An int, or
+      ``"auto"`` (measured once per machine and program, then cached: see
+      :mod:`jaxsweep.engine.strategy`), or ``None``: a cached measurement,
+      else :func:`jaxsweep.engine.sharding.default_lanes` (1 on CPU).
     chunk_size: at most this many variants per compiled call (default: the
       whole group); padded to whole lanes on every device.
     memory_budget: memory the run may use (``"2GiB"``; see
@@ -220,16 +223,20 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
   fingerprint = fingerprint_lib.fingerprint(plan)
   reader = (ckpt_lib.Reader(checkpoint_dir, fingerprint=fingerprint)
             if resume and ckpt_lib.exists(checkpoint_dir) else None)
-  snap = reader.snapshot() if reader else ckpt_lib.Snapshot(fingerprint, 0)
+  snap = reader.snapshot() if reader else ckpt_lib.Snapshot(fingerprint)
   # A resumed sweep keeps the layout it started with: its bits depend on it.
-  lanes = snap.lanes or (sharding.default_lanes(mesh) if lanes is None else int(lanes))
-  snap.lanes = lanes
+  choice_of = {}
+  for group in plan.groups:
+    saved = snap.groups.get(group.index)
+    choice_of[group.index] = (strategy.Choice(saved["lanes"], "resumed") if saved
+                              else strategy.choose(plan, group, mesh, lanes))
   writer = ckpt_lib.Writer(checkpoint_dir) if checkpoint_dir and primary else None
   saver = _Saver(writer, bool(checkpoint_dir), snap, checkpoint_every, emit)
   t_start = time.perf_counter()
   limit = memory_lib.available(mesh, memory_budget)
   emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
-        "devices": mesh.devices.size, "processes": jax.process_count(), "lanes": lanes,
+        "devices": mesh.devices.size, "processes": jax.process_count(),
+        "lanes": sorted({c.lanes for c in choice_of.values()}),
         "memory_limit_per_device": limit and limit.per_device,
         "memory_source": limit and limit.source,
         "resumed_from": reader.path if reader else None})
@@ -241,7 +248,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
     timings_of[group.index] = []
     saved = snap.groups.get(group.index)
     estimate_of[group.index] = program_lib.plan_memory(
-        plan, group, built, mesh, lanes=lanes,
+        plan, group, built, mesh, lanes=choice_of[group.index].lanes,
         chunk_size=saved["chunk_size"] if saved else chunk_size, limit=limit,
         timings=timings_of[group.index])
   tasks = {built.dataset.task for built in built_of.values()}
@@ -269,8 +276,12 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
       built, estimate = built_of[group.index], estimate_of[group.index]
       settings = built.program.settings
       n, size = len(group.members), estimate.chunk_size
-      saved = snap.groups.setdefault(group.index, {"chunk_size": size, "done": False})
-      info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes,
+      choice = choice_of[group.index]
+      lanes_g = choice.lanes
+      saved = snap.groups.setdefault(group.index, {"chunk_size": size, "done": False,
+                                                   "lanes": lanes_g})
+      info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes_g,
+              "lanes_source": choice.source,
               "padding": estimate.padding, "static": group.describe(),
               "dynamic": [plan.column(k) for k in group.traced
                           if k in plan.swept or k in group.choices],
@@ -288,16 +299,17 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
       timings = timings_of[group.index]
       compiled_n = len(timings)
 
-      def compile_for(chunk, built=built, group=group, data=data, timings=timings):
+      def compile_for(chunk, built=built, group=group, data=data, timings=timings,
+                      lanes_g=lanes_g):
         return program_lib.compile(
             built, mesh, program_lib.abstract_population(plan, group, chunk, mesh), data,
-            lanes=lanes, timings=timings)
+            lanes=lanes_g, timings=timings)
 
       compile_for(size)
       info["compile_seconds"] = sum(timings)
       if len(timings) > compiled_n:
         emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
-      pop = population_lib.Population(plan, group, built, mesh, lanes, data, compile_for)
+      pop = population_lib.Population(plan, group, built, mesh, lanes_g, data, compile_for)
       t0 = time.perf_counter()
       live = snap.live if snap.live and snap.live["group"] == group.index else None
       if live is None:

@@ -356,10 +356,17 @@ def configure_cpu_devices(n: int | str | None = None) -> int | None:
   if count is None:
     return None
   if backend_started():
-    if n is not None and count != jax.local_device_count():
-      logging.getLogger(__name__).warning(
-          "configure_cpu_devices(%s) came after JAX started; keeping %d device(s). "
-          "Call it before any JAX computation.", n, jax.local_device_count())
+    if count != jax.local_device_count() and (n is not None or not _told["late"]):
+      _told["late"] = True
+      logging.getLogger("jaxsweep").warning(
+          "jaxsweep: JAX started before jaxsweep could ask for one CPU device per core; "
+          "the population runs on %d device(s) of %d cores. Call "
+          "jaxsweep.sharding.configure_cpu_devices() first thing (before any JAX "
+          "computation) to use them all.", jax.local_device_count(), count)
     return None
   jax.config.update("jax_num_cpu_devices", count)
   return count
+
+
+# Said once per process: the late-configuration note.
+_told = {"late": False}

@@ -1,0 +1,205 @@
+"""How a group's population runs on a device, chosen by measurement.
+
+Each device computes its variants in groups of ``lanes`` (vmapped), one group
+after another (:func:`jaxsweep.engine.sharding.population_map`). One lane runs
+each variant as a plain per-variant program; many lanes make each layer a
+batched matmul over the variants. Which is faster depends on the device and
+the model: on GPUs and TPUs wide vmaps fill the device; on a CPU, XLA runs
+batched small matmuls far below the speed of plain ones, so one lane was
+fastest on the machine this was developed on (``bench/RESULTS.md``).
+
+:func:`measure` times the candidates on a short probe of a group's real
+program; :func:`choose` returns the lanes to use: an explicit value, else the
+measured choice cached for this machine and program, else the platform's
+default (:func:`jaxsweep.engine.sharding.default_lanes`). The cache is a JSON
+file under ``$XDG_CACHE_HOME/jaxsweep`` (``~/.cache/jaxsweep``), or
+``JAXSWEEP_CACHE_DIR``. A variant's bits depend on the lanes, so a choice is
+recorded with the results (and a resumed sweep keeps its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from jaxsweep import keys
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import program as program_lib
+from jaxsweep.engine import sharding
+
+ENV_CACHE_DIR = "JAXSWEEP_CACHE_DIR"
+CACHE_FILE = "lanes.json"
+
+
+def cache_dir() -> str:
+  """Where jaxsweep keeps what it learned about this machine."""
+  explicit = os.environ.get(ENV_CACHE_DIR)
+  if explicit:
+    return explicit
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jaxsweep")
+
+
+def signature(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> str:
+  """What a lanes choice depends on: the device kind and count, JAX, and the
+  group's program (its structure and data shapes, not its values)."""
+  built = program_lib.build(plan, group)
+  desc = {
+      "device": f"{mesh.devices.flat[0].platform}:{mesh.devices.flat[0].device_kind}",
+      "devices": int(mesh.devices.size), "jax": jax.__version__,
+      "static": sorted((str(k), repr(keys.freeze(v))) for k, v in group.static.items()),
+      "traced": sorted(map(str, group.traced)),
+      "data": [(k, list(np.shape(a)), str(np.asarray(a).dtype))
+               for k, a in sorted(built.dataset.train.items())]}
+  return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _read() -> dict:
+  path = os.path.join(cache_dir(), CACHE_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      data = json.load(f)
+    return data if isinstance(data, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+def cached(sig: str) -> dict | None:
+  """The measured choice for a signature: ``{"lanes", "measured", "when"}``."""
+  entry = _read().get(sig)
+  return entry if isinstance(entry, dict) and isinstance(entry.get("lanes"), int) else None
+
+
+def store(sig: str, lanes: int, measured: dict[int, float]) -> str:
+  """Records a measured choice (atomically); returns the cache file."""
+  directory = cache_dir()
+  os.makedirs(directory, exist_ok=True)
+  data = _read()
+  data[sig] = {"lanes": int(lanes), "when": time.strftime("%Y-%m-%d"),
+               "measured": {str(k): round(v, 1) for k, v in measured.items()}}
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+  with os.fdopen(fd, "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=1, sort_keys=True)
+  path = os.path.join(directory, CACHE_FILE)
+  os.replace(tmp, path)
+  return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """The lanes a group runs with, and why."""
+
+  lanes: int
+  source: str  # "given", "measured", "cached", "default"
+
+  def describe(self) -> str:
+    return f"{self.lanes} lane{'s' if self.lanes > 1 else ''} ({self.source})"
+
+
+def candidates(num_variants: int, num_devices: int, platform: str) -> list[int]:
+  """Lanes worth measuring for a population: 1, then powers of two up to the
+  variants each device holds (capped at 256)."""
+  local = max(1, -(-num_variants // num_devices))
+  out, k = [1], 2
+  while k <= min(local, 256):
+    out.append(k)
+    k *= 2 if platform == "cpu" else 4
+  return out
+
+
+@dataclasses.dataclass
+class Probe:
+  """One measured candidate."""
+
+  lanes: int
+  population: int
+  variant_steps_per_s: float
+  compile_seconds: float
+  bytes_per_variant: float | None
+
+
+def measure(plan: plan_lib.Plan, group: plan_lib.Group, mesh, *,
+            lanes: Sequence[int] | None = None, population: int | None = None,
+            steps: int = 20) -> list[Probe]:
+  """Times a group's program at each candidate lanes on a short probe.
+
+  The probe is the group's own program with ``steps`` optimisation steps per
+  period (a separate compilation for each candidate), timed after a warm-up
+  call with ``block_until_ready``.
+
+  Args:
+    plan, group: what runs.
+    mesh: the devices.
+    lanes: the candidates (default: :func:`candidates`).
+    population: variants in the probe (default: the group's, at most 64 per
+      device); padded to whole lanes.
+    steps: optimisation steps per timed call.
+
+  Returns:
+    One :class:`Probe` per candidate, in the given order.
+  """
+  ndev = mesh.devices.size
+  n = population or min(len(group.members), 64 * ndev)
+  lanes = list(lanes or candidates(n, ndev, mesh.devices.flat[0].platform))
+  # The group's own variants, with short periods: a plan of its own.
+  probe_plan = plan_lib.make_plan(
+      plan.components, {},
+      [{**{str(k): v for k, v in plan.variants[v].items()},
+        "train.steps": steps * 1000, "train.eval_every": steps} for v in group.members])
+  [probe_group] = probe_plan.groups
+  built = program_lib.build(probe_plan, probe_group)
+  data = program_lib.device_data(built.dataset, mesh)
+  flag = program_lib.train_flag(True, mesh)
+  out = []
+  for k in lanes:
+    size = sharding.population_size(n, ndev, k)
+    members = [probe_group.members[i % len(probe_group.members)] for i in range(size)]
+    hp_dev = sharding.put_population(plan_lib.stack_hparams(probe_plan, probe_group, members),
+                                     mesh)
+    timings: list[float] = []
+    compiled = program_lib.compile(
+        built, mesh, program_lib.abstract_population(probe_plan, probe_group, size, mesh),
+        data, lanes=k, timings=timings)
+    state = compiled.init(hp_dev, data)
+    state, stats = compiled.period(state, hp_dev, data, flag)  # Warm-up.
+    jax.block_until_ready(stats)
+    t0 = time.perf_counter()
+    state, stats = compiled.period(state, hp_dev, data, flag)
+    jax.block_until_ready(stats)
+    seconds = time.perf_counter() - t0
+    per_variant = None
+    if compiled.memory_bytes is not None:
+      per_variant = compiled.memory_bytes * ndev / size
+    out.append(Probe(k, size, size * steps / seconds, sum(timings), per_variant))
+  return out
+
+
+def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
+           ) -> Choice:
+  """The lanes a group runs with.
+
+  Args:
+    lanes: an int (used as given), ``"auto"`` (the cached measurement, else
+      measured now and cached), or ``None`` (the cached measurement, else the
+      platform's default).
+  """
+  if isinstance(lanes, int) and not isinstance(lanes, bool):
+    return Choice(lanes, "given")
+  sig = signature(plan, group, mesh)
+  entry = cached(sig)
+  if entry is not None:
+    return Choice(entry["lanes"], f"measured {entry['when']}, cached")
+  if lanes == "auto":
+    probes = measure(plan, group, mesh)
+    best = max(probes, key=lambda p: p.variant_steps_per_s)
+    store(sig, best.lanes, {p.lanes: p.variant_steps_per_s for p in probes})
+    return Choice(best.lanes, "measured")
+  return Choice(sharding.default_lanes(mesh), f"default for {mesh.devices.flat[0].platform}")
