@@ -151,7 +151,7 @@ class RecurrentLM(nn.Module):
     embed_dim: embedding width.
     cell: ``lstm``, ``gru`` or ``simple`` (Elman, tanh).
     hidden: recurrent state width.
-    layers: number of stacked recurrent layers_lib.
+    layers: number of stacked recurrent layers.
     kernel_init: name in :data:`INITIALIZERS` for the input kernels of the
       cells and the output layer; recurrent kernels are orthogonal
       (:func:`jaxsweep.components.models.layers.orthogonal`, as Flax's default but without LAPACK).
