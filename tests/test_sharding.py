@@ -168,7 +168,7 @@ def test_format_bytes():
 
 def test_estimate_predicts_an_unseen_size(num_devices):
   plan = make_plan(40)
-  [est] = engine.program.estimate_memory(plan, chunk_size=2 * num_devices).values()
+  [est] = engine.sizing.estimate_memory(plan, chunk_size=2 * num_devices).values()
   assert set(est.measured) == {2, 4}
   fp = est.footprint
   assert fp.per_variant > 0 and fp.fixed > 0
@@ -191,7 +191,7 @@ def test_estimate_predicts_an_unseen_size(num_devices):
 
 def test_small_budget_chunks_and_matches_unchunked(num_devices):
   plan = make_plan(40)
-  [est] = engine.program.estimate_memory(plan).values()
+  [est] = engine.sizing.estimate_memory(plan).values()
   fp = est.footprint
   # Room for 2.5 variants per device on each of the 8 devices sharing RAM.
   budget = int(num_devices * memory.SAFETY * fp.at(2.5))

@@ -19,6 +19,7 @@ from jaxsweep.engine import memory
 from jaxsweep.engine import plan
 from jaxsweep.engine import program
 from jaxsweep.engine import sharding
+from jaxsweep.engine import sizing
 from jaxsweep.engine import train
 from jaxsweep.engine.execute import Boundary
 from jaxsweep.engine.execute import Decision
@@ -35,5 +36,5 @@ from jaxsweep.engine.train import make_train
 __all__ = [
     "Boundary", "Components", "Decision", "Grid", "RunState", "Scheduler", "TrainSettings",
     "device_data", "distributed", "execute", "fingerprint", "make_plan", "make_train",
-    "memory", "plan", "program", "sharding", "stack_hparams", "train",
+    "memory", "plan", "program", "sharding", "sizing", "stack_hparams", "train",
 ]

@@ -29,6 +29,7 @@ report layer's job (:class:`jaxsweep.report.ProgressPrinter`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import threading
 import time
@@ -48,7 +49,9 @@ from jaxsweep.engine import population as population_lib
 from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import sizing
 from jaxsweep.engine import strategy
+from jaxsweep.engine import xla_cache
 
 # Seconds between checkpoints by default (at the next period boundary).
 CHECKPOINT_EVERY = 300.0
@@ -240,17 +243,17 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
         "memory_limit_per_device": limit and limit.per_device,
         "memory_source": limit and limit.source,
         "resumed_from": reader.path if reader else None})
-  # Build, check and size every group first: errors come before any training.
-  built_of, estimate_of, timings_of = {}, {}, {}
+  # Build and check every group first (abstractly: nothing compiles), so that
+  # errors come before any training.
+  built_of = {}
   for group in plan.groups:
     built = built_of[group.index] = program_lib.build(plan, group)
     program_lib.check(plan, group, built)
-    timings_of[group.index] = []
-    saved = snap.groups.get(group.index)
-    estimate_of[group.index] = program_lib.plan_memory(
-        plan, group, built, mesh, lanes=choice_of[group.index].lanes,
-        chunk_size=saved["chunk_size"] if saved else chunk_size, limit=limit,
-        timings=timings_of[group.index])
+    sizing.check_fits(plan, group, built, mesh, limit, lanes=choice_of[group.index].lanes)
+  pending = [g for g in plan.groups if not snap.groups.get(g.index, {}).get("done")]
+  compiler = _Compiler(plan, mesh, limit, built_of, choice_of, snap, chunk_size)
+  if pending:
+    compiler.submit(pending[0])
   tasks = {built.dataset.task for built in built_of.values()}
   record = record_lib.Record(plan, snap, task=tasks.pop() if len(tasks) == 1 else None,
                    unstable_factor=unstable_factor)
@@ -271,10 +274,19 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
                   plan, plan.groups[g], len(entry["members"]), mesh)))))
   if "scheduler" in snap.extra and hasattr(scheduler, "load_state_dict"):
     scheduler.load_state_dict(snap.extra["scheduler"])
-  with _SignalGuard() as guard:
+  with _SignalGuard() as guard, compiler:
     for g_pos, group in enumerate(plan.groups):
-      built, estimate = built_of[group.index], estimate_of[group.index]
+      built = built_of[group.index]
       settings = built.program.settings
+      if snap.groups.get(group.index, {}).get("done"):  # Finished before a resume.
+        record.groups.append(snap.extra["group_info"][str(group.index)])
+        continue
+      if not compiler.ready(group.index):
+        emit({"event": "compiling", "group": group.index, "num_groups": len(plan.groups)})
+      estimate, timings, hits = compiler.get(group.index)
+      later = [g for g in pending if g.index > group.index]
+      if later:  # Compiled in the background while this group trains.
+        compiler.submit(later[0])
       n, size = len(group.members), estimate.chunk_size
       choice = choice_of[group.index]
       lanes_g = choice.lanes
@@ -285,10 +297,8 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
               "padding": estimate.padding, "static": group.describe(),
               "dynamic": [plan.column(k) for k in group.traced
                           if k in plan.swept or k in group.choices],
-              "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
-      if saved["done"]:  # Finished before a resume.
-        record.groups.append(info)
-        continue
+              "compile_seconds": 0.0, "compile_cache_hits": hits, "train_seconds": 0.0,
+              **estimate.as_dict()}
       # Placed once per dataset, shared by every group that trains on it.
       if id(built.dataset) not in data_of:
         data_of.clear()  # Free the previous dataset's device copies first.
@@ -296,8 +306,6 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
       data = data_of[id(built.dataset)]
       emit({"event": "group", **info, "steps": settings.steps,
             "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
-      timings = timings_of[group.index]
-      compiled_n = len(timings)
 
       def compile_for(chunk, built=built, group=group, data=data, timings=timings,
                       lanes_g=lanes_g):
@@ -307,8 +315,9 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
 
       compile_for(size)
       info["compile_seconds"] = sum(timings)
-      if len(timings) > compiled_n:
-        emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
+      if timings:
+        emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"],
+              "cache_hits": hits, "background": compiler.was_background(group.index)})
       pop = population_lib.Population(plan, group, built, mesh, lanes_g, data, compile_for)
       t0 = time.perf_counter()
       live = snap.live if snap.live and snap.live["group"] == group.index else None
@@ -368,6 +377,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
       _finish(pop, record, saver, group.index, settings.steps, pop.variants)
       info["variant_steps"] = sum(record.finals[i]["step"] for i in group.members)
       saved["done"] = True
+      snap.extra.setdefault("group_info", {})[str(group.index)] = info
       saver.save_group(scheduler, settings.steps)
       record.groups.append(info)
       more = g_pos != len(plan.groups) - 1
@@ -378,6 +388,63 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   res = record.results(seconds=seconds,
                        columns=scheduler.columns() if hasattr(scheduler, "columns") else {})
   return res if target is None and mode is None else res.ranked(target, mode)
+
+
+class _Compiler:
+  """Compiles groups' programs one ahead: the next group compiles in a
+  background thread while the current one trains (XLA compiles on the host;
+  on an accelerator the two overlap fully, on a CPU they share its cores).
+
+  A group's job sizes it into memory (:func:`jaxsweep.engine.sizing.plan_memory`,
+  which compiles the period at the chunk size) and compiles its init.
+  """
+
+  def __init__(self, plan, mesh, limit, built_of, choice_of, snap, chunk_size):
+    self.plan, self.mesh, self.limit = plan, mesh, limit
+    self.built_of, self.choice_of, self.snap = built_of, choice_of, snap
+    self.chunk_size = chunk_size
+    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    self.jobs: dict[int, concurrent.futures.Future] = {}
+    self.background: set[int] = set()
+
+  def _job(self, group) -> tuple[Any, list[float], int]:
+    built, lanes = self.built_of[group.index], self.choice_of[group.index].lanes
+    saved = self.snap.groups.get(group.index)
+    timings: list[float] = []
+    hits = xla_cache.counts()["hits"]
+    estimate = sizing.plan_memory(
+        self.plan, group, built, self.mesh, lanes=lanes,
+        chunk_size=saved["chunk_size"] if saved else self.chunk_size, limit=self.limit,
+        timings=timings)
+    program_lib.compile(
+        built, self.mesh,
+        program_lib.abstract_population(self.plan, group, estimate.chunk_size, self.mesh),
+        program_lib.abstract_data(built.dataset, self.mesh), lanes=lanes, timings=timings)
+    return estimate, timings, xla_cache.counts()["hits"] - hits
+
+  def submit(self, group) -> None:
+    if group.index not in self.jobs:
+      self.jobs[group.index] = self.pool.submit(self._job, group)
+      if self.jobs and len(self.jobs) > 1:
+        self.background.add(group.index)
+
+  def ready(self, index: int) -> bool:
+    job = self.jobs.get(index)
+    return job is not None and job.done()
+
+  def was_background(self, index: int) -> bool:
+    return index in self.background
+
+  def get(self, index: int):
+    if index not in self.jobs:
+      self.submit(self.plan.groups[index])
+    return self.jobs[index].result()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _trained_like(built, abstract_hp):

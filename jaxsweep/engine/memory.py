@@ -24,7 +24,7 @@ Memory available, per device:
 
 The cost is small: the program at the requested chunk size is compiled anyway,
 and its memory analysis is free; only when it does not fit are one or two
-more sizes compiled to fit the line. :func:`jaxsweep.engine.program.estimate_memory`
+more sizes compiled to fit the line. :func:`jaxsweep.engine.sizing.estimate_memory`
 is the dry run used by ``jaxsweep plan``.
 """
 

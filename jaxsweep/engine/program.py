@@ -36,6 +36,7 @@ from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import train as train_lib
+from jaxsweep.engine import xla_cache
 from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
@@ -432,6 +433,8 @@ class Compiled:
     memory_bytes: the period step's arguments + outputs + temporaries per
       device (:func:`jaxsweep.engine.memory.measure`), ``None`` if unknown.
     state: shape structs of the population's run state.
+    cache_hits: programs of this entry that came from the persistent
+      compilation cache (:mod:`jaxsweep.engine.xla_cache`).
   """
 
   init: Callable | None
@@ -439,6 +442,7 @@ class Compiled:
   seconds: float
   memory_bytes: int | None = None
   state: Any = None
+  cache_hits: int = 0
 
 
 # Init runs once per population, so its speed does not matter, but XLA's
@@ -486,6 +490,7 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
   if entry is not None and (entry.init is not None or not init):
     return entry
   t0 = time.perf_counter()
+  hits = xla_cache.counts()["hits"]
   init_fn = sharding.population_map(built.program.init, mesh, lanes=lanes, num_population=1)
   if entry is None:
     prog = built.program
@@ -503,6 +508,7 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
                                        out_shardings=pop).lower(hp, data))
   seconds = time.perf_counter() - t0
   entry.seconds += seconds
+  entry.cache_hits += xla_cache.counts()["hits"] - hits
   if timings is not None:
     timings.append(seconds)
   return entry
@@ -515,90 +521,3 @@ def abstract_population(plan: plan_lib.Plan, group: plan_lib.Group, size: int, m
   return jax.tree.map(
       lambda a: jax.ShapeDtypeStruct((size,) + np.shape(a)[1:], np.asarray(a).dtype,
                                      sharding=pop), hp)
-
-
-def _nbytes(tree) -> int:
-  total = 0
-  for x in jax.tree.leaves(tree):
-    try:
-      itemsize = np.dtype(x.dtype).itemsize
-    except TypeError:
-      itemsize = 8  # A typed PRNG key: two uint32 words.
-    total += int(np.prod(x.shape)) * itemsize
-  return total
-
-
-def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
-                data=None, *, lanes: int = 1, chunk_size: int | None = None, limit=None,
-                safety: float | None = None, fit: bool = False,
-                timings: list[float] | None = None) -> memory_lib.GroupEstimate:
-  """Picks a group's chunk size from the memory its compiled step needs.
-
-  Compiles the period step at the requested chunk size (which the run needs
-  anyway) and, only when that does not fit ``limit``, at one or two more
-  sizes to fit ``bytes(v) = fixed + per_variant * v`` per device
-  (:func:`jaxsweep.engine.memory.plan_chunks`).
-
-  Args:
-    plan, group, built: the group and its program.
-    mesh: the device mesh.
-    data: the data as arrays or shape structs (default: shape structs).
-    lanes: variants vmapped together on a device: chunks hold whole lanes.
-    chunk_size: the requested chunk size (default: the whole group).
-    limit: a :class:`jaxsweep.engine.memory.Limit`, or ``None`` for no limit.
-    safety: headroom factor (default :data:`jaxsweep.engine.memory.SAFETY`).
-    fit: always compile two sizes so the footprint is known (dry runs).
-    timings: compile seconds are appended here.
-
-  Raises:
-    ConfigError: when not even one variant per device fits.
-  """
-  data = abstract_data(built.dataset, mesh) if data is None else data
-  n, ndev = len(group.members), mesh.devices.size
-  requested = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
-  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
-  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
-  state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
-  data_bytes = _nbytes(data)  # Replicated: all of it on every device.
-
-  def lower_bound(local):
-    return data_bytes + 2 * state_bytes * local  # The state comes in and goes out.
-
-  def measure_at(local):
-    hp = abstract_population(plan, group, local * ndev, mesh)
-    return compile(built, mesh, hp, data, lanes=lanes, init=False,
-                   timings=timings).memory_bytes
-
-  return memory_lib.plan_chunks(
-      measure_at, group=group.index, variants=n, devices=ndev, requested=requested,
-      limit=limit, safety=memory_lib.SAFETY if safety is None else safety,
-      lower_bound=lower_bound, fit=fit, granularity=lanes)
-
-
-def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
-                    chunk_size: int | None = None, lanes: int | None = None,
-                    safety: float = memory_lib.SAFETY) -> dict[int, memory_lib.GroupEstimate]:
-  """Dry run of the execution's memory planning (``jaxsweep plan``).
-
-  Builds and compiles each group's step at two sizes (nothing is trained),
-  fits the memory line and picks the chunk size a run with the same
-  arguments would pick. Compiled programs are cached, so a run that follows
-  in the same process reuses them.
-
-  Returns:
-    group index -> :class:`jaxsweep.engine.memory.GroupEstimate`.
-
-  Raises:
-    ConfigError: when a group cannot fit even one variant per device.
-  """
-  mesh = sharding.make_mesh() if mesh is None else mesh
-  lanes = sharding.default_lanes(mesh) if lanes is None else lanes
-  limit = memory_lib.available(mesh, memory_budget)
-  out = {}
-  for group in plan.groups:
-    built = build(plan, group)
-    check(plan, group, built)
-    out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes,
-                                   chunk_size=chunk_size, limit=limit, safety=safety,
-                                   fit=True)
-  return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxsweep.engine import plan as plan_lib
-from jaxsweep.engine import program
+from jaxsweep.engine import sizing
 
 
 def classify(plan: plan_lib.Plan) -> dict[plan_lib.Key, str]:
@@ -47,10 +47,10 @@ def describe(plan: plan_lib.Plan, *, memory: bool = False,
     memory: also estimate each group's memory and chunking (compiles each
       group's step at two small sizes; nothing is trained).
     estimates: precomputed group index -> estimate (anything printable).
-    **memory_kwargs: passed to :func:`jaxsweep.engine.program.estimate_memory`.
+    **memory_kwargs: passed to :func:`jaxsweep.engine.sizing.estimate_memory`.
   """
   if memory and estimates is None:
-    estimates = program.estimate_memory(plan, **memory_kwargs)
+    estimates = sizing.estimate_memory(plan, **memory_kwargs)
   lines = [f"{plan.num_variants} variants in {len(plan.groups)} compile group(s) "
            f"({len(plan.groups)} compilation(s))"]
   kinds = classify(plan)
