@@ -38,6 +38,7 @@ from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import schedulers
 from jaxsweep.engine import sharding
+from jaxsweep.engine import xla_cache
 from jaxsweep.report import rundir
 
 # Seconds between checkpoints of a run with an output directory (0: at every
@@ -264,6 +265,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   """
   if mesh is None:  # The CLI's layout: one virtual CPU device per core (if not started).
     sharding.configure_cpu_devices()
+  xla_cache.enable()  # Compiled programs kept for the next run (JAXSWEEP_COMPILE_CACHE).
   plan = plan_lib.make_plan(components, base, points, display=display)
   if out is None and (resume or overwrite):
     raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",

@@ -27,6 +27,7 @@ from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import strategy
+from jaxsweep.engine import xla_cache
 from jaxsweep.report import rundir
 
 
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--devices", type=int, default=None, metavar="N",
                  help="CPU only: number of virtual CPU devices to shard the population "
                       "over (default: one per core; env JAXSWEEP_CPU_DEVICES)")
+  p.add_argument("--compile-cache", default=None, metavar="DIR",
+                 help="where compiled programs are kept for later runs (default: "
+                      "~/.cache/jaxsweep/xla; env JAXSWEEP_COMPILE_CACHE; 'off' disables it)")
   p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                  help="multi-host: address of process 0 (env JAXSWEEP_COORDINATOR)")
   p.add_argument("--num-processes", type=int, default=None, metavar="N",
@@ -166,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       # joining a multi-process run when launched as one.
       sharding.configure_cpu_devices(args.devices)
       distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+      xla_cache.enable(args.compile_cache)
     if args.command == "run":
       return _run(args)
     if args.command == "plan":

@@ -22,5 +22,9 @@ def num_devices():
 
 # Measured layouts are cached per machine (jaxsweep.engine.strategy): the
 # tests read and write their own cache, never the user's.
-os.environ["JAXSWEEP_CACHE_DIR"] = os.path.join(
-    os.environ.get("TMPDIR", "/tmp"), f"jaxsweep-test-cache-{os.getpid()}")
+# Tests in this process compile without a persistent cache; the ones that
+# start jaxsweep in subprocesses share one for the session (SUBPROCESS_ENV),
+# so a resumed run finds its programs compiled, as a user's would.
+_CACHE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"jaxsweep-test-cache-{os.getppid()}")
+os.environ["JAXSWEEP_CACHE_DIR"] = _CACHE
+os.environ["JAXSWEEP_COMPILE_CACHE"] = "off"

@@ -3,6 +3,7 @@ time dominates the suite): the same factories + shapes hit the engine's
 program cache."""
 
 import contextlib
+import os
 
 import jax
 import numpy as np
@@ -15,6 +16,11 @@ DATA = js.data.load("synthetic", num_train=64, num_test=40, num_features=8,
 STEPS = 6
 BATCH = 16
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+# jaxsweep started in a subprocess (examples, the CLI) keeps its compiled
+# programs in the session's cache (tests/conftest.py), not the user's.
+SUBPROCESS_ENV = {"JAXSWEEP_CACHE_DIR": os.environ["JAXSWEEP_CACHE_DIR"],
+                  "JAXSWEEP_COMPILE_CACHE": os.path.join(os.environ["JAXSWEEP_CACHE_DIR"],
+                                                         "xla")}
 
 
 def mlp(features=(16,)):

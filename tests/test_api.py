@@ -34,7 +34,7 @@ def example_runs():
   The scripts start in parallel (each is its own JAX process) and the tests
   below read their output.
   """
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", **helpers.SUBPROCESS_ENV}
   env.pop("XLA_FLAGS", None)
   procs = {n: subprocess.Popen([sys.executable, os.path.join(EXAMPLES, f"{n}.py"), "--smoke"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

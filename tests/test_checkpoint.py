@@ -42,6 +42,7 @@ def _env():
   env = {k: v for k, v in os.environ.items()
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and not k.startswith("JAXSWEEP_")}
   env["JAX_PLATFORMS"] = "cpu"
+  env.update(helpers.SUBPROCESS_ENV)
   return env
 
 

@@ -15,10 +15,12 @@ import sys
 
 import pytest
 
+
 import jaxsweep as js
 
 from jaxsweep import distributed
 from jaxsweep import errors
+from tests import helpers
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
 # Loaded by path: whatever pytest's import mode, the worker is not a package.
@@ -39,6 +41,7 @@ def _launch(tmp_path, num_processes=2):
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAXSWEEP_CPU_DEVICES")
          and not k.startswith("JAXSWEEP_")}
   env["JAX_PLATFORMS"] = "cpu"
+  env.update(helpers.SUBPROCESS_ENV)
   port = _free_port()
   procs = [subprocess.Popen(
       [sys.executable, WORKER, str(port), str(num_processes), str(i),

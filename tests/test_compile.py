@@ -1,0 +1,58 @@
+"""Compile time: the persistent compilation cache, groups compiled one ahead,
+and `jaxsweep bench`."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import helpers
+
+CONFIG = """
+data: {name: synthetic, num_train: 64, num_test: 32, num_features: 8, num_classes: 4}
+model: {name: mlp, features: [16]}
+optimizer: {name: adam}
+train: {steps: 4, batch_size: 8, eval_every: 2}
+sweep:
+  optimizer.learning_rate: [1.0e-3, 1.0e-2]
+  model.activation: [relu, tanh]
+"""
+
+
+def _cli(tmp_path, *args, cache):
+  config = tmp_path / "c.yaml"
+  config.write_text(CONFIG)
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  env.update(helpers.SUBPROCESS_ENV, JAX_PLATFORMS="cpu", JAXSWEEP_COMPILE_CACHE=str(cache))
+  argv = [a.replace("{config}", str(config)) for a in args]
+  return subprocess.run([sys.executable, "-m", "jaxsweep.cli", "--devices", "2", *argv],
+                        capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_second_run_hits_the_compilation_cache(tmp_path):
+  cache = tmp_path / "xla"
+  runs = []
+  for name in ("first", "second"):
+    p = _cli(tmp_path, "run", "{config}", "--out", str(tmp_path / name), "--no-plots",
+             cache=cache)
+    assert p.returncode == 0, p.stderr
+    runs.append(json.loads((tmp_path / name / "results.json").read_text()))
+  first, second = ([g["compile_cache_hits"] for g in r["groups"]] for r in runs)
+  assert len(first) == 2  # Two activation groups, compiled one ahead.
+  # A fresh cache misses; the second group may reuse the first's init (the
+  # activation does not change it). The second run finds both programs of
+  # each group (init and period).
+  assert first[0] == 0 and second == [2, 2], (first, second)
+  assert os.listdir(cache)
+  # The same executables: the same results, bit for bit.
+  assert [r["val_objective"] for r in runs[0]["rows"]] == [
+      r["val_objective"] for r in runs[1]["rows"]]
+
+
+def test_bench_measures_lanes_against_one_variant_at_a_time(tmp_path):
+  p = _cli(tmp_path, "bench", "{config}", "--sizes", "4", "--lanes", "1,2", "--steps", "4",
+           "--no-cache", cache="off")
+  assert p.returncode == 0, p.stderr
+  out = p.stdout
+  assert "one variant at a time" in out and "population 4:" in out
+  assert "<- fastest" in out and "fastest at the largest size" in out
