@@ -96,7 +96,8 @@ def registry_components(vectorize=()) -> plan_lib.Components:
 
 
 # String choices that the built-in models and losses can select per variant.
-VECTORIZABLE = ("model.activation", "loss.name")
+VECTORIZABLE = ("model.activation", "model.features", "loss.name", "optimizer.name",
+                "optimizer.schedule")
 
 
 def read_yaml(path: str) -> dict[str, Any]:

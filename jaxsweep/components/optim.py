@@ -10,9 +10,11 @@ written there at init (optax#932), so changing values never recompiles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -129,14 +131,15 @@ def init_state(opt: Injected | optax.GradientTransformation, params,
 # Learning-rate schedules written in jnp arithmetic so that every numeric
 # parameter (warmup, decay steps, rates) can be a traced per-variant value.
 
-def schedule(name: str, learning_rate, *, total_steps, warmup_steps=0.0,
+def schedule(name: str | tuple[str, ...], learning_rate, *, total_steps, warmup_steps=0.0,
              decay_rate=0.1, decay_steps=None, end_factor=0.0,
-             step_boundaries=(0.5, 0.75)) -> Callable:
+             step_boundaries=(0.5, 0.75), index=0) -> Callable:
   """Returns ``count -> lr`` for a named schedule (all parameters traced).
 
   Args:
     name: ``constant``, ``cosine``, ``warmup_cosine``, ``exponential`` or
-      ``step``.
+      ``step``; or a tuple of them, picked per variant by the traced
+      ``index`` (``lax.switch``: one compiled program for every schedule).
     learning_rate: the peak learning rate.
     total_steps: training steps (cosine decays over them).
     warmup_steps: linear warmup length (``warmup_cosine``; also honoured by
@@ -146,9 +149,12 @@ def schedule(name: str, learning_rate, *, total_steps, warmup_steps=0.0,
     decay_steps: ``exponential`` time constant (defaults to total_steps).
     end_factor: final lr as a fraction of the peak (cosine variants).
     step_boundaries: fractions of total_steps where ``step`` decays.
+    index: with a tuple of names, which one (traced; rounded and clamped).
   """
-  if name not in SCHEDULES:
-    raise errors.unknown_key("optimizer.schedule", SCHEDULES, what="schedule", name=str(name))
+  names = name if isinstance(name, tuple) else (name,)
+  for n in names:
+    if n not in SCHEDULES:
+      raise errors.unknown_key("optimizer.schedule", SCHEDULES, what="schedule", name=str(n))
   total = jnp.asarray(total_steps, jnp.float32)
   warm = jnp.asarray(warmup_steps, jnp.float32)
   decay_steps = total if decay_steps is None else jnp.asarray(decay_steps, jnp.float32)
@@ -158,22 +164,37 @@ def schedule(name: str, learning_rate, *, total_steps, warmup_steps=0.0,
     warm_factor = jnp.where(warm > 0, jnp.minimum(1.0, (t + 1.0) / jnp.maximum(warm, 1.0)), 1.0)
     after = jnp.maximum(t - warm, 0.0)
     span = jnp.maximum(total - warm, 1.0)
-    if name == "constant":
-      factor = 1.0
-    elif name in ("cosine", "warmup_cosine"):
-      frac = jnp.clip(after / span, 0.0, 1.0)
-      factor = end_factor + (1.0 - end_factor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-    elif name == "exponential":
-      factor = jnp.power(decay_rate, after / jnp.maximum(decay_steps, 1.0))
-    else:  # step
-      n = sum((after >= b * span).astype(jnp.float32) for b in step_boundaries)
-      factor = jnp.power(decay_rate, n)
+
+    def factor_of(n):
+      if n == "constant":
+        return jnp.ones([], jnp.float32)
+      if n in ("cosine", "warmup_cosine"):
+        frac = jnp.clip(after / span, 0.0, 1.0)
+        return end_factor + (1.0 - end_factor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+      if n == "exponential":
+        return jnp.power(decay_rate, after / jnp.maximum(decay_steps, 1.0))
+      steps_passed = sum((after >= b * span).astype(jnp.float32) for b in step_boundaries)
+      return jnp.power(decay_rate, steps_passed)
+
+    if len(names) == 1:
+      factor = factor_of(names[0])
+    else:
+      branches = [lambda n=n: jnp.asarray(factor_of(n), jnp.float32) for n in names]
+      factor = jax.lax.switch(_index(index), branches)
     return learning_rate * warm_factor * factor
 
   return fn
 
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step")
+
+
+def _index(index) -> jax.Array:
+  """A (traced, maybe float32) choice index as int32 (rounded)."""
+  i = jnp.asarray(index)
+  if not jnp.issubdtype(i.dtype, jnp.integer):
+    i = jnp.round(i)
+  return i.astype(jnp.int32)
 
 
 def _with_extras(tx: optax.GradientTransformation, *, grad_clip=0.0,
@@ -201,19 +222,20 @@ get = REGISTRY.get
 
 
 def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
-        decay_steps):
+        decay_steps, schedule_index=0):
   # The constant schedule is exact (lr * 1 * 1) when warmup_steps is 0.
   return schedule(schedule_name, learning_rate, total_steps=total_steps,
                   warmup_steps=warmup_steps, decay_rate=decay_rate,
-                  decay_steps=decay_steps)
+                  decay_steps=decay_steps, index=schedule_index)
 
 
 @REGISTRY.register("sgd")
 def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-        decay_steps=None, total_steps=1000.0):
+        decay_steps=None, total_steps=1000.0, schedule_index=0):
   """SGD (momentum when ``momentum > 0``; Nesterov with ``nesterov: true``)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.sgd(lr, momentum=momentum, nesterov=nesterov)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
@@ -222,32 +244,33 @@ def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
 def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
                  weight_decay=0.0, grad_clip=0.0, schedule="constant",
                  warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-                 total_steps=1000.0):
+                 total_steps=1000.0, schedule_index=0):
   """SGD with heavy-ball momentum (0.9 by default)."""
   return sgd(learning_rate, momentum=momentum, nesterov=nesterov,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
              warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps)
+             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index)
 
 
 @REGISTRY.register("nesterov")
 def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
                  grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-                 decay_rate=0.1, decay_steps=None, total_steps=1000.0):
+                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0):
   """SGD with Nesterov momentum."""
   return sgd(learning_rate, momentum=momentum, nesterov=True,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
              warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps)
+             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index)
 
 
 @REGISTRY.register("adam")
 def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0):
+         decay_steps=None, total_steps=1000.0, schedule_index=0):
   """Adam; ``weight_decay`` here is L2 added to the gradient (use adamw for
   decoupled decay)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
@@ -255,9 +278,10 @@ def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
 @REGISTRY.register("adamw")
 def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
           grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-          decay_steps=None, total_steps=1000.0):
+          decay_steps=None, total_steps=1000.0, schedule_index=0):
   """AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
   return _with_extras(tx, grad_clip=grad_clip)
 
@@ -268,14 +292,15 @@ def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
 def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
             centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
             grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-            decay_steps=None, total_steps=1000.0):
+            decay_steps=None, total_steps=1000.0, schedule_index=0):
   """RMSProp (Hinton 2012); ``centered`` divides by the gradient's std.
 
   ``momentum`` is always passed on (a trace with decay 0 is the identity), so
   a traced momentum of 0 and one of 0.9 share the same optimizer structure.
   ``eps_in_sqrt: false`` matches PyTorch's ``sqrt(v) + eps``.
   """
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.rmsprop(lr, decay=decay, eps=eps, momentum=momentum, centered=centered,
                      nesterov=nesterov, eps_in_sqrt=eps_in_sqrt)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
@@ -284,10 +309,11 @@ def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
 @REGISTRY.register("adagrad")
 def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
             weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-            decay_rate=0.1, decay_steps=None, total_steps=1000.0):
+            decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0):
   """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
   L2 on the gradient."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   # init_state builds each variant's accumulator from its own initial value.
   tx = optax.adagrad(lr, initial_accumulator_value=initial_accumulator_value, eps=eps)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
@@ -296,10 +322,11 @@ def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
 @REGISTRY.register("lamb")
 def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0):
+         decay_steps=None, total_steps=1000.0, schedule_index=0):
   """LAMB (You et al. 2020): Adam with decoupled decay and a per-layer trust
   ratio."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
   return _with_extras(tx, grad_clip=grad_clip)
 
@@ -307,9 +334,78 @@ def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
 @REGISTRY.register("lion")
 def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
          schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-         total_steps=1000.0):
+         total_steps=1000.0, schedule_index=0):
   """Lion (Chen et al. 2023): sign updates, so its learning rate is typically
   3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps)
+  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
+           schedule_index)
   tx = optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay)
   return _with_extras(tx, grad_clip=grad_clip)
+
+
+def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
+  """An optimizer factory that is one of several named ones, picked per variant.
+
+  The returned factory takes the union of the candidates' arguments (each
+  candidate receives those it accepts; a name's default is the first
+  candidate's) plus a traced ``optimizer_index``. Its state holds every
+  candidate's state; ``update`` runs the chosen candidate's update
+  (``lax.switch``: with one variant per lane only that branch runs, under
+  ``vmap`` all run and the chosen result is kept). So variants with different
+  optimizers share one compiled program and each follows exactly its own
+  optimizer's arithmetic.
+
+  Args:
+    names: registered optimizer names; ``optimizer_index = i`` picks
+      ``names[i]``.
+
+  Raises:
+    ConfigError: for an empty list or an unknown name.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxsweep as js
+    >>> tx = js.optim.choice(("sgd", "adam"))(learning_rate=0.1, optimizer_index=1)
+    >>> params = {"w": jnp.ones(2)}
+    >>> updates, _ = tx.update({"w": jnp.full(2, 0.5)}, tx.init(params), params)
+    >>> [round(float(u), 3) for u in updates["w"]]  # Adam's first step: -lr * sign.
+    [-0.1, -0.1]
+  """
+  names = (names,) if isinstance(names, str) else tuple(names)
+  if not names:
+    raise errors.ConfigError("the optimizer choice is empty.", key="optimizer.name",
+                             fix="give at least one optimizer name")
+  fns = [REGISTRY.get(n) for n in names]
+  accepts = [registry.signature_args(fn) for fn in fns]
+  params = [inspect.Parameter("optimizer_index", inspect.Parameter.KEYWORD_ONLY, default=0)]
+  seen = {"optimizer_index"}
+  for fn in fns:
+    for p in inspect.signature(fn).parameters.values():
+      if p.name not in seen and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        seen.add(p.name)
+        params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+  def factory(*, optimizer_index=0, **kwargs) -> optax.GradientTransformation:
+    txs = [fn(**{k: v for k, v in kwargs.items() if k in acc})
+           for fn, acc in zip(fns, accepts)]
+    if len(txs) == 1:
+      return txs[0]
+
+    def init_fn(params):
+      return tuple(tx.init(params) for tx in txs)
+
+    def update_fn(updates, state, params=None):
+      def branch(i):
+        def run(updates, state, params):
+          new, inner = txs[i].update(updates, state[i], params)
+          return new, tuple(inner if j == i else s for j, s in enumerate(state))
+        return run
+      return jax.lax.switch(_index(optimizer_index), [branch(i) for i in range(len(txs))],
+                            updates, state, params)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+  factory.__signature__ = inspect.Signature(params)
+  factory.__name__ = factory.__qualname__ = "choice_" + "_".join(names)
+  factory.__doc__ = f"One of {list(names)}, picked by the traced ``optimizer_index``."
+  factory.names = names
+  return factory

@@ -34,6 +34,7 @@ from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep import space
 from jaxsweep.components import data as data_lib
+from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.components import registry
@@ -48,6 +49,8 @@ INIT_SCALE = Key("model", "init_scale")
 
 # Roles of a setting in a group.
 STATIC, TRACED, CHOICE = "static", "traced", "choice"
+# Components that pick one of several named ones per variant (traced index).
+CHOOSERS = {"loss": losses_lib.choice, "optimizer": optim.choice}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,9 +87,15 @@ class Components:
     """Whether the slot's component is chosen by name from a registry."""
     return isinstance(getattr(self, slot), registry.Registry)
 
-  def factory(self, slot: str, name: str | None = None) -> Any:
-    """The slot's concrete component for a variant whose ``slot.name`` is name."""
+  def factory(self, slot: str, name: str | tuple[str, ...] | None = None) -> Any:
+    """The slot's concrete component for a variant whose ``slot.name`` is name.
+
+    A tuple of names (a vectorized choice) gives a component picking one of
+    them per variant by a traced index (losses and optimizers).
+    """
     obj = getattr(self, slot)
+    if isinstance(name, tuple) and slot in CHOOSERS:
+      return CHOOSERS[slot](name)
     return obj.get(name) if isinstance(obj, registry.Registry) else obj
 
   def accepted(self, slot: str, name: str | None = None) -> dict[str, Any]:
@@ -163,7 +172,7 @@ class Signature:
     """The role of one setting: :data:`STATIC`, :data:`TRACED` or :data:`CHOICE`."""
     if key.is_seed:
       return TRACED
-    if key in components.vectorize and isinstance(value, str):
+    if key in components.vectorize and not key.is_seed and not optim.is_numeric(value):
       return CHOICE
     if key in components.static or not optim.is_numeric(value):
       return STATIC
@@ -460,6 +469,11 @@ def make_plan(components: Components, base: Mapping[str, Any],
     g.traced += tuple(k for k in traced if k not in g.traced)
   for g in groups.values():
     g.static.update(g.choices)  # The factories receive the tuple of options.
+    for key, options in g.choices.items():
+      if key.arg == "name" and key.slot in CHOOSERS:  # The union of the candidates' args.
+        accepted = dict(g.signature.accepted)
+        accepted[key.slot] = components.accepted(key.slot, options)
+        g.signature = dataclasses.replace(g.signature, accepted=accepted)
     g.traced += _unswept_optimizer_args(components, g)
     g.defaults = _traced_defaults(g)
   ids = [space.variant_id({str(k): v[k] for k in swept if k in v}) for v in variants]
@@ -521,7 +535,7 @@ def stack_hparams(plan: Plan, group: Group,
       if k in chooser:
         vals.append(group.choices[chooser[k]].index(settings[chooser[k]]))
         continue
-      v = settings.get(k, group.defaults.get(k))
+      v = settings.get(k, _default(plan, group, i, k))
       if v is None:
         raise errors.ConfigError(
             f"'{k}' has no value for variant {i} and no default.", key=str(k),
@@ -538,6 +552,17 @@ def stack_hparams(plan: Plan, group: Group,
     else:
       hp[path[0]][path[1]] = np.asarray(vals, dtype=np.int32 if k in chooser else np.float32)
   return hp
+
+
+def _default(plan: Plan, group: Group, variant: int, key: Key) -> Any:
+  """A traced key's default for one variant: with a vectorized choice of
+  named components, the default of the variant's own component."""
+  name = Key(key.slot, "name")
+  if name in group.choices and key != Key("optimizer", "total_steps"):
+    own = plan.components.accepted(key.slot, plan.variants[variant][name]).get(key.arg)
+    if optim.is_numeric(own):
+      return own
+  return group.defaults.get(key)
 
 
 def qualify(names: Sequence[str], components: Components,
