@@ -2,7 +2,8 @@
 
 :func:`compare_tables` builds the tables; :func:`jaxsweep.report.tables.render_tables`
 prints them. Spreads are the sample std over seeds and unshared columns
-(:func:`jaxsweep.results.mean_std`), diverged rows excluded.
+(:func:`jaxsweep.results.mean_std`), diverged rows excluded and unstable rows
+counted, as in the seed-aggregated table.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ def _marginal(res: results_lib.Results, cols: Sequence[str], metric: str):
     key = tuple(keys.freeze(r.get(c)) for c in cols)
     entry = out.setdefault(key, [[r.get(c) for c in cols], [], 0, 0])
     entry[2] += 1
-    if results_lib.is_healthy(r, metric):
+    if results_lib.has_value(r, metric):  # Unstable rows count, as in aggregation.
       entry[1].append(float(r[metric]))
-    elif r.get("status") != results_lib.STATUS_OK:
+    elif r.get("status") == results_lib.STATUS_DIVERGED:
       entry[3] += 1
   return out
 
@@ -43,7 +44,7 @@ def _best_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence
   cells, status = [], []
   for res, label in ((a, labels[0]), (b, labels[1])):
     best = res.best if res.rows else {}
-    num_div = sum(r["status"] != results_lib.STATUS_OK for r in res.rows)
+    num_div = sum(r["status"] == results_lib.STATUS_DIVERGED for r in res.rows)
     settings = format_lib.describe_settings(best, [c for c in res.swept if c in best])
     cells.append([label, str(len(res.rows)), str(num_div),
                   format_lib.fmt(res.seconds) if res.seconds else "-", settings or "-"]
