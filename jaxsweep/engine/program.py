@@ -528,6 +528,27 @@ def _nbytes(tree) -> int:
   return total
 
 
+def footprint(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
+              data=None) -> tuple[int, int, int]:
+  """What a group holds, from abstract shapes only (``jax.eval_shape``: no compilation).
+
+  Args:
+    plan, group, built: the group and its program.
+    data: the data as arrays or shape structs (default: shape structs).
+
+  Returns:
+    ``(state_bytes, data_bytes, params)``: one variant's training state
+    (parameters, optimizer and model state, key), the data (replicated: all
+    of it on every device), and one variant's trainable parameters.
+  """
+  data = abstract_data(built.dataset) if data is None else data
+  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+  state = jax.eval_shape(built.program.init, hp1, plain)
+  params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+  return _nbytes(state), _nbytes(data), params
+
+
 def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
                 data=None, *, lanes: int = 1, chunk_size: int | None = None, limit=None,
                 safety: float | None = None, fit: bool = False,
@@ -556,10 +577,7 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
   data = abstract_data(built.dataset, mesh) if data is None else data
   n, ndev = len(group.members), mesh.devices.size
   requested = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
-  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
-  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
-  state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
-  data_bytes = _nbytes(data)  # Replicated: all of it on every device.
+  state_bytes, data_bytes, _ = footprint(plan, group, built, data)
 
   def lower_bound(local):
     return data_bytes + 2 * state_bytes * local  # The state comes in and goes out.
@@ -577,13 +595,17 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
 
 def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
                     chunk_size: int | None = None, lanes: int | None = None,
-                    safety: float = memory_lib.SAFETY) -> dict[int, memory_lib.GroupEstimate]:
+                    safety: float = memory_lib.SAFETY,
+                    progress: Callable[[plan_lib.Group], None] | None = None
+                    ) -> dict[int, memory_lib.GroupEstimate]:
   """Dry run of the execution's memory planning (``jaxsweep plan``).
 
   Builds and compiles each group's step at two sizes (nothing is trained),
   fits the memory line and picks the chunk size a run with the same
   arguments would pick. Compiled programs are cached, so a run that follows
   in the same process reuses them.
+
+  ``progress`` is called with each group before it is compiled.
 
   Returns:
     group index -> :class:`jaxsweep.engine.memory.GroupEstimate`.
@@ -596,6 +618,8 @@ def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
   limit = memory_lib.available(mesh, memory_budget)
   out = {}
   for group in plan.groups:
+    if progress is not None:
+      progress(group)
     built = build(plan, group)
     check(plan, group, built)
     out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes,
