@@ -162,29 +162,35 @@ class Results:
     second = self.metric_sets()[1]
     breaks = [cols.index(c) for c in (second[:1] + ["params"]) if second and c in cols]
     return format_lib.text_table(rows, cols, names=format_lib.short_names(self.swept),
-                                 footer=self.caption(), breaks=breaks)
+                                 footer=self.caption(rows), breaks=breaks)
 
   @property
   def better(self) -> str:
     """``"higher"`` or ``"lower"``: which way the target is better."""
     return "higher" if self.mode == "max" else "lower"
 
-  def caption(self, *, configurations: bool = False) -> str:
-    """What the table is ranked on, what went wrong, and which number to report.
+  def caption(self, rows: Sequence[Mapping[str, Any]] = (), *, shown: str = "") -> str:
+    """The lines under the per-variant table.
 
-    The first line: ``6 variants, ranked by val_accuracy on the validation
-    split (higher is better); 1 unstable, 2 diverged``; the second
-    (:meth:`advice`) says which number to report, or warns that the ranking
-    is on the test split.
+    What it is ranked on and what went wrong (``6 variants, ranked by
+    val_accuracy on the validation split (higher is better); 1 unstable, 2
+    diverged``), then why each of ``rows`` that is not ``ok`` is so
+    (:func:`jaxsweep.selection.notes`), then which number to report or a
+    warning that the ranking is on the test split (:meth:`advice`).
+
+    Args:
+      rows: the rows shown, whose notes are listed.
+      shown: appended to the first line (e.g. ``; best 5 shown``).
     """
     counts = [f"{n} {s}" for s in (STATUS_STOPPED, STATUS_UNSTABLE, STATUS_DIVERGED)
               if (n := sum(r.get("status") == s for r in self.rows))]
     where = {"val": " on the validation split", "test": " on the test split"}.get(
         split_of(self.target), "")
     first = (f"{len(self.rows)} variants, ranked by {self.target}{where} "
-             f"({self.better} is better)" + (f"; {', '.join(counts)}" if counts else ""))
-    advice = self.advice(configurations=configurations)
-    return first + (f"\n{advice}" if advice else "")
+             f"({self.better} is better)" + (f"; {', '.join(counts)}" if counts else "")
+             + shown)
+    advice = self.advice()
+    return "\n".join([first, *selection.notes(rows), *([advice] if advice else [])])
 
   def advice(self, *, configurations: bool = False) -> str:
     """Which number to report, or a warning when the ranking is on the test split.

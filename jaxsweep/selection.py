@@ -133,6 +133,33 @@ def _finite(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# At most this many notes (why a variant is unstable, diverged or stopped)
+# under a table; the files have all of them.
+MAX_NOTES = 8
+
+
+def notes(rows: Sequence[Mapping[str, Any]], limit: int = MAX_NOTES) -> list[str]:
+  """``  variant 6 unstable: the training objective ended at ...``, per row not ``ok``.
+
+  Examples:
+    >>> notes([{"variant": 0, "status": "ok"},
+    ...        {"variant": 1, "status": "diverged", "note": "a non-finite loss at step 3"}])
+    ['  variant 1 diverged: a non-finite loss at step 3']
+  """
+  out = []
+  for r in rows:
+    status = r.get("status")
+    if status in (None, STATUS_OK):
+      continue
+    note = r.get("note") or (f"stopped by the scheduler at step {r['stopped_step']}"
+                             if r.get("stopped_step") is not None else "")
+    out.append(f"  variant {r.get('variant')} {status}" + (f": {note}" if note else ""))
+  if len(out) > limit:
+    out = out[:limit - 1] + [f"  ... and {len(out) - limit + 1} more (the note column of "
+                             "results.csv)"]
+  return out
+
+
 def split_of(metric: str) -> str | None:
   """``val``, ``test``, ``train`` or ``batch`` for a metric of that split, else None."""
   split = metric.partition("_")[0]

@@ -481,7 +481,7 @@ def plot_curves(fig, res: results_lib.Results, bases: Sequence[str], curves: int
                        if style == "-" else None))
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{split}_{base}" if split else base)
+    ax.set_ylabel(f"{base} ({split} solid, train dashed)" if split else base)
     ax.grid(True, alpha=0.3)
     if not top:
       ax.text(0.5, 0.5, "no variant trained without trouble", ha="center", va="center",
@@ -498,7 +498,8 @@ def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
 
   Up to 12 values: one cell each, labelled with the value. More: up to 8
   bins (log-spaced on a log axis), labelled with the range of the swept
-  values each holds; empty bins are dropped, non-finite values get a cell.
+  values each holds (the smallest and the largest, to 3 significant digits);
+  empty bins are dropped, non-finite values get a cell.
   """
   values = _distinct(res, col)
   finite = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
@@ -512,8 +513,7 @@ def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
   for b in used:
     inside = [v for v, w in zip(finite, which) if w == b]
     lo, hi = min(inside), max(inside)
-    labels.append(format_lib.fmt(lo) if lo == hi else
-                  f"{format_lib.fmt(lo)}–{format_lib.fmt(hi)}")
+    labels.append(_short(lo) if lo == hi else f"{_short(lo)}–{_short(hi)}")
   cell_of = {b: i for i, b in enumerate(used)}
   if len(finite) < len(values):
     labels.append("nan/inf")
@@ -525,6 +525,11 @@ def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
     return cell_of[b]
 
   return labels, cell
+
+
+def _short(v: float) -> str:
+  """3 significant digits: a bin's range label stays short (``0.00323–0.00965``)."""
+  return f"{v:.3g}"
 
 
 def plot_heatmap(fig, res: results_lib.Results, a: str, b: str, *, sweep: Any = None) -> None:

@@ -58,11 +58,6 @@ class Table(NamedTuple):
   breaks: tuple[int, ...] = ()
 
 
-# At most this many notes (why a variant is unstable, diverged or stopped)
-# under a table; the files have all of them.
-MAX_NOTES = 8
-
-
 def per_variant_table(res: results_lib.Results, *, top: int | None = None,
                       columns: Sequence[str] | None = None) -> Table:
   """One row per variant, best first (unstable, diverged and NaN rows last).
@@ -81,14 +76,12 @@ def per_variant_table(res: results_lib.Results, *, top: int | None = None,
   rows = res.table[:top] if top else res.table
   cols = list(columns) if columns else res.table_columns(rows)
   names = format_lib.short_names(res.swept)
-  first, *advice = res.caption().split("\n")
-  if top and top < len(res.rows):
-    first += f"; best {top} shown"
+  shown = f"; best {top} shown" if top and top < len(res.rows) else ""
   return Table(headers=[names.get(c, c) for c in cols],
                cells=[[format_lib.fmt(r.get(c)) for c in cols] for r in rows],
                right=[format_lib.is_numeric(rows, c) for c in cols],
                status=[r.get("status", "") for r in rows],
-               footer="\n".join([first, *notes(rows), *advice]),
+               footer=res.caption(rows, shown=shown),
                breaks=_breaks(cols, res.metric_sets()[1]))
 
 
@@ -97,22 +90,6 @@ def _breaks(cols: Sequence[str], second: Sequence[str]) -> tuple[int, ...]:
   if not second or second[0] not in cols:
     return ()
   return tuple(cols.index(c) for c in (second[0], "params") if c in cols)
-
-
-def notes(rows: Sequence[dict]) -> list[str]:
-  """``variant 6 unstable: the training objective ended at ...``, one per unhealthy row."""
-  out = []
-  for r in rows:
-    status = r.get("status")
-    if status in (None, results_lib.STATUS_OK):
-      continue
-    note = r.get("note") or (f"stopped by the scheduler at step {r['stopped_step']}"
-                             if r.get("stopped_step") is not None else "")
-    out.append(f"  variant {r.get('variant')} {status}" + (f": {note}" if note else ""))
-  if len(out) > MAX_NOTES:
-    out = out[:MAX_NOTES - 1] + [f"  ... and {len(out) - MAX_NOTES + 1} more (the note "
-                                 "column of results.csv)"]
-  return out
 
 
 def seed_status(row: dict) -> str:
