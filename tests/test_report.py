@@ -400,7 +400,10 @@ def test_compare(tmp_path):
   assert code == 0, err
   best_table, matched = out.split("\n\n")
   assert "adam" in best_table and "sgd" in best_table
-  assert f"{a.best['test_accuracy']:.4g}" in best_table
+  chosen = a.selected  # a swept seeds: its selection is a mean ± std.
+  assert js.report.fmt_mean_std(chosen["test_accuracy_mean"],
+                                chosen["test_accuracy_std"]) in best_table
+  assert f"{b.best['test_accuracy']:.4g}" in best_table  # b did not: its best variant.
   lines = matched.splitlines()
   assert lines[0].split()[0] == "learning_rate" and "sgd - adam" in lines[0]
   by_lr = {line.split()[0]: line for line in lines[2:-1]}

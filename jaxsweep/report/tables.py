@@ -171,9 +171,9 @@ def to_plain(table: Table) -> str:
 
 
 def to_markdown(table: Table) -> str:
-  """A GitHub-flavoured markdown table with the footer as a caption."""
+  """A GitHub-flavoured markdown table with the footer lines as captions."""
   def esc(s):
-    return s.replace("|", "\\|")
+    return s.replace("|", "\\|").replace("*", "\\*")
   out = ["| " + " | ".join(esc(h) for h in table.headers) + " |",
          "|" + "|".join("---:" if r else ":---" for r in table.right) + "|"]
   out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in table.cells]
