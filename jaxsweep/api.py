@@ -36,6 +36,7 @@ from jaxsweep.engine import distributed
 from jaxsweep.engine import execute
 from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import schedulers
 from jaxsweep.report import rundir
 
 # Seconds between checkpoints of a run with an output directory (0: at every
@@ -70,6 +71,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         target: str | None = None, mode: str | None = None,
         chunk_size: int | None = None, lanes: int | None = None,
         unstable_factor: float | None = None, memory_budget: int | str | None = None,
+        method: Any = None, early_stopping: Mapping[str, Any] | None = None,
         mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
         checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
         outputs: Mapping[str, Any] | None = None,
@@ -122,6 +124,12 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     unstable_factor: a variant whose training objective ends above this
       multiple of its value at step 0 is ``unstable`` (default 3; one whose
       validation metric ends at chance without learning is too).
+    method: how the population is searched: ``None``/``"grid"`` (every
+      variant trains to the end), ``"halving"``, ``"hyperband"``, ``"pbt"``,
+      ``"replay"``, a mapping with options (``{"name": "halving", "eta": 3,
+      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`).
+    early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
+      validation target has not improved for ``patience`` evaluations stops.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
       would not fit are split into chunks that do (default: the device's
       memory, or 75 % of free RAM on CPU).
@@ -186,6 +194,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
   display = {q: n for n, q in qualified.items()}
   return run_plan(components, base, q_points, display=display, target=target, mode=mode,
+                  method=method, early_stopping=early_stopping,
                   chunk_size=chunk_size, lanes=lanes, unstable_factor=unstable_factor,
                   memory_budget=memory_budget, mesh=mesh, out=out,
                   resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
@@ -202,7 +211,8 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                outputs: Mapping[str, Any] | None = None,
                progress: bool | Callable[[dict], None] = False,
                mesh=None, chunk_size: int | None = None, lanes: int | None = None,
-               unstable_factor: float | None = None,
+               unstable_factor: float | None = None, method: Any = None,
+               early_stopping: Mapping[str, Any] | None = None,
                memory_budget: int | str | None = None) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
 
@@ -215,6 +225,8 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
       :func:`run`.
     chunk_size, lanes, unstable_factor, memory_budget: override the config's
       ``run:`` section.
+    method, early_stopping: override the config's ``sweep.method`` and
+      ``early_stopping``.
   """
   if not isinstance(cfg, config_lib.Config):
     cfg = config_lib.load(cfg, overrides)
@@ -223,6 +235,8 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                     chunk_size=chunk_size or cfg.run.get("chunk_size"),
                     lanes=lanes or cfg.run.get("lanes"),
                     unstable_factor=unstable_factor or cfg.run.get("unstable_factor"),
+                    method=method or cfg.method,
+                    early_stopping=early_stopping or cfg.early_stopping,
                     memory_budget=memory_budget or cfg.run.get("memory_budget"),
                     mesh=mesh, out=out, resume=resume, overwrite=overwrite,
                     checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
@@ -237,6 +251,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
              display: Mapping[str, str] | None = None, target: str | None = None,
              mode: str | None = None, chunk_size: int | None = None,
              lanes: int | None = None, unstable_factor: float | None = None,
+             method: Any = None, early_stopping: Mapping[str, Any] | None = None,
              memory_budget: int | str | None = None, mesh=None,
              out: str | None = None, resume: bool = False, overwrite: bool = False,
              checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
@@ -264,19 +279,20 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     callback = report.ProgressPrinter()
   else:
     callback = None
+  scheduler = schedulers.make(method, early_stopping=early_stopping)
   train = dict(mesh=mesh, chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
                callback=callback, resume=resume, checkpoint_every=checkpoint_every,
-               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR)
+               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR,
+               scheduler=scheduler, target=target, mode=mode)
   if out is None or not distributed.is_primary():
     # Process 0 owns the directory; the others only share its checkpoint.
-    res = _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)
-    return _ranked(res, target, mode)
+    return _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)
   with rundir.prepare(out, sweep_id=fingerprint.fingerprint(plan), resume=resume,
                       overwrite=overwrite, estimate_bytes=estimate_bytes(plan)) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
     train["resume"] = rd.resumed  # Nothing to resume in a new directory.
-    res = _ranked(_execute(plan, checkpoint_dir=rd.checkpoint_dir, **train), target, mode)
+    res = _execute(plan, checkpoint_dir=rd.checkpoint_dir, **train)
     paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
@@ -288,10 +304,6 @@ def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,
   """The engine's execute, checkpointing into ``checkpoint_dir`` when given."""
   return execute.execute(plan, checkpoint_dir=checkpoint_dir, resume=resume,
                          checkpoint_every=checkpoint_every, **kwargs)
-
-
-def _ranked(res: results_lib.Results, target: str | None, mode: str | None):
-  return res if target is None and mode is None else res.ranked(target, mode)
 
 
 def estimate_bytes(plan: plan_lib.Plan) -> int:

@@ -40,6 +40,7 @@ from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
+             "early_stopping",
              "vectorize")
 RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor")
 
@@ -57,6 +58,9 @@ class Config:
     points: qualified settings of each variant.
     target, mode: ranking metric and direction, if given.
     run: execution options (chunk_size, max_variants, ...).
+    method: the search method (``sweep.method``: a name or a mapping with
+      options), ``None`` for a plain sweep.
+    early_stopping: the ``early_stopping`` section, if any.
   """
 
   raw: dict[str, Any]
@@ -66,6 +70,8 @@ class Config:
   target: str | None
   mode: str | None
   run: dict[str, Any]
+  method: Any = None
+  early_stopping: dict[str, Any] | None = None
 
   @property
   def components(self) -> plan_lib.Components:
@@ -208,6 +214,14 @@ def _load(raw, path, overrides, max_variants) -> Config:
   for key, value in fixed.items():
     keys.set_path(raw, keys.parse(key), value)
   sweep_obj = raw.get("sweep")
+  method = None
+  if isinstance(sweep_obj, dict) and "method" in sweep_obj:  # How to search, not a key.
+    method = sweep_obj["method"]
+    if not isinstance(method, (str, dict)):
+      raise errors.ConfigError(f"sweep.method must be a name or a mapping, got {method!r}.",
+                               key="sweep.method",
+                               fix="write method: halving, or method: {name: pbt, ...}")
+    sweep_obj = {k: v for k, v in sweep_obj.items() if k != "method"} or None
   if override_sweep is not None:
     swept = set(space.keys(override_sweep))
     if isinstance(sweep_obj, dict) and not any(k in space.SPECIAL_KEYS for k in sweep_obj):
@@ -249,12 +263,20 @@ def _load(raw, path, overrides, max_variants) -> Config:
     raise errors.ConfigError(f"mode must be max or min, got {mode!r}.", key="mode")
   raw_out = dict(raw)
   effective = effective_sweep(sweep_obj, parsed_override)
+  if method is not None:  # The search method stays with the sweep it searches.
+    effective = {**(effective or {}), "method": method}
   if effective is None:
     raw_out.pop("sweep", None)
   else:
     raw_out["sweep"] = effective
+  stopping = raw.get("early_stopping")
+  if stopping is not None and not isinstance(stopping, dict):
+    raise errors.ConfigError(f"early_stopping must be a mapping, got {stopping!r}.",
+                             key="early_stopping",
+                             fix="write early_stopping: {patience: 3, min_delta: 0.001}")
   return Config(raw=raw_out, path=path, base=base, points=points,
-                target=raw.get("target"), mode=mode, run=run_opts)
+                target=raw.get("target"), mode=mode, run=run_opts, method=method,
+                early_stopping=stopping)
 
 
 def effective_sweep(sweep: Any, override: space.Sweep | None) -> dict[str, Any] | None:

@@ -71,8 +71,11 @@ class Results:
   """
 
   def __init__(self, rows, history, *, swept, target, mode, groups=(),
-               settings=None, states=None, seconds=None, metrics=()):
+               settings=None, states=None, seconds=None, metrics=(), lineage=None):
     self.rows = list(rows)
+    # Variant -> what a scheduler did to it: [{"step", "from": variant}] for
+    # a copied state, [{"step", "set": {key: value}}] for new values (PBT).
+    self.lineage = dict(lineage or {})
     self.history = dict(history)
     self.swept = list(swept)
     self.target = target
@@ -102,7 +105,7 @@ class Results:
     mode = mode or ("max" if "accuracy" in target else "min")
     out = Results(self.rows, self.history, swept=self.swept, target=target, mode=mode,
                   groups=self.groups, settings=self.settings, states=self._states,
-                  seconds=self.seconds, metrics=self.metrics)
+                  seconds=self.seconds, metrics=self.metrics, lineage=self.lineage)
     return out
 
   @property
@@ -300,6 +303,7 @@ class Results:
             "metrics": self.metrics, "seconds": self.seconds, "groups": self.groups,
             "rows": rows,
             "history": {str(k): v for k, v in self.history.items()},
+            "lineage": {str(k): v for k, v in self.lineage.items()},
             "settings": {str(k): v for k, v in self.settings.items()},
             # Strict JSON has no NaN/inf: such cells are written as null and
             # listed here, so from_json restores them (a NaN learning rate
@@ -338,7 +342,8 @@ class Results:
       return cls(rows, history,
                  swept=d["swept"], target=d["target"], mode=d["mode"],
                  groups=d.get("groups", ()), settings=settings,
-                 seconds=d.get("seconds"), metrics=d.get("metrics", ()))
+                 seconds=d.get("seconds"), metrics=d.get("metrics", ()),
+                 lineage={int(k): v for k, v in d.get("lineage", {}).items()})
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
       raise errors.CheckpointError(f"{path} is not a jaxsweep results file ({e}).",
                                    key="results",

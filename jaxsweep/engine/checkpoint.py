@@ -5,12 +5,15 @@ A checkpoint directory holds::
   LATEST                 the name of the newest complete checkpoint
   ckpt-000012/           one checkpoint (written under a temporary name, then
     manifest.json        renamed): what was saved, with a sha256 per file
-    live-g0-c1.npz       the run state of a chunk still training
-  done/g0-c0.npz         trained parameters of a finished chunk (written once)
+    live-0.npz           the run state of a chunk of the group in training
+  done/g0-3.npz          trained parameters of variants that finished
+                         (a group's end, or stopped variants leaving a
+                         compacted population), written once
 
 The manifest records the sweep's fingerprint (its variants' settings), the
-layout (lanes, chunk size per group), each finished chunk's per-variant
-results, the history so far and the period each live chunk reached. Arrays
+layout (lanes, chunk size per group), each finished variant's results and
+the arrays holding them, the history so far, the period the live group
+reached and each live chunk's variants, and the scheduler's state. Arrays
 are numpy ``.npz`` files read with ``allow_pickle=False``; PRNG keys are
 stored as their raw ``key_data``. Nothing is pickled.
 
@@ -52,14 +55,11 @@ class Snapshot:
   Attributes:
     fingerprint: the sweep's fingerprint (:func:`jaxsweep.engine.fingerprint.fingerprint`).
     lanes: variants vmapped together (a variant's bits depend on it).
-    groups: group index -> ``{"chunk_size": int, "chunks_done": [chunk
-      index, ...]}``.
+    groups: group index -> ``{"chunk_size": int, "done": bool}``.
     history: variant index -> its history entries so far.
-    finals: variant index -> its final record (finished chunks only).
-    live: ``(group, chunk) -> (periods done, host arrays of the run state and
-      hparams)`` for chunks still training.
-    done: ``(group, chunk)`` -> host arrays of a finished chunk's trained
-      parameters and model state.
+    finals: variant index -> its final record (finished variants only).
+    live: the group in training: ``{"group": g, "periods": periods done,
+      "chunks": [(members, host arrays or None), ...]}``, or ``None``.
     extra: JSON-friendly state of the scheduler and anything else.
   """
 
@@ -68,8 +68,7 @@ class Snapshot:
   groups: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
   history: dict[int, list[dict]] = dataclasses.field(default_factory=dict)
   finals: dict[int, dict] = dataclasses.field(default_factory=dict)
-  live: dict[tuple[int, int], tuple[int, Any]] = dataclasses.field(default_factory=dict)
-  done: dict[tuple[int, int], Any] = dataclasses.field(default_factory=dict)
+  live: dict[str, Any] | None = None
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -155,10 +154,6 @@ def _replace_atomically(path: str, text: str) -> None:
     raise
 
 
-def _key(g: int, c: int) -> str:
-  return f"g{g}-c{c}"
-
-
 def _json(obj) -> str:
   # Python's JSON keeps NaN and infinities (non-strict), and floats round-trip.
   return json.dumps(obj, allow_nan=True)
@@ -180,18 +175,31 @@ class Writer:
     self.directory = directory
     self.keep = max(1, keep)
     os.makedirs(os.path.join(directory, "done"), exist_ok=True)
-    self._done_sums: dict[str, str] = {}
+    self._done: dict[str, dict] = {}
+    self._done_count = 0
     self._count = _latest_number(directory)
 
-  def save_done(self, group: int, chunk: int, arrays) -> None:
-    """Writes a finished chunk's trained arrays once (atomically)."""
-    name = _key(group, chunk)
+  def keep_done(self, done: dict[str, dict]) -> None:
+    """Carries the finished variants of a resumed checkpoint into the next ones."""
+    self._done = dict(done)
+    self._done_count = max((int(n.rpartition("-")[2]) for n in done), default=0)
+
+  def save_done(self, group: int, members, arrays) -> None:
+    """Writes finished variants' trained arrays once (atomically).
+
+    Args:
+      group: their group.
+      members: the variant of each slot of ``arrays`` (``None``: not saved).
+      arrays: host arrays with a leading slot axis.
+    """
+    self._done_count += 1
+    name = f"g{group}-{self._done_count}"
     data = _npz_bytes(arrays)
     path = os.path.join(self.directory, "done", f"{name}.npz")
     tmp = path + ".tmp"
     _write(tmp, data)
     os.replace(tmp, path)
-    self._done_sums[name] = _sha256(data)
+    self._done[name] = {"sha256": _sha256(data), "group": group, "members": list(members)}
 
   def save(self, snap: Snapshot) -> str:
     """Writes a complete checkpoint and points ``LATEST`` at it.
@@ -202,23 +210,23 @@ class Writer:
     self._count += 1
     name = f"ckpt-{self._count:06d}"
     tmp = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-ckpt-")
-    files = {}
-    live = {}
-    for (g, c), (periods, arrays) in snap.live.items():
-      fname = f"live-{_key(g, c)}.npz"
-      data = _npz_bytes(arrays)
-      _write(os.path.join(tmp, fname), data)
-      files[fname] = _sha256(data)
-      live[_key(g, c)] = {"group": g, "chunk": c, "periods": periods, "file": fname}
+    files, live = {}, None
+    if snap.live is not None:
+      chunks = []
+      for c, (members, arrays) in enumerate(snap.live["chunks"]):
+        fname = f"live-{c}.npz"
+        data = _npz_bytes(arrays)
+        _write(os.path.join(tmp, fname), data)
+        files[fname] = _sha256(data)
+        chunks.append({"file": fname, "members": list(members)})
+      live = {"group": snap.live["group"], "periods": snap.live["periods"], "chunks": chunks}
     manifest = {
         "format": FORMAT, "fingerprint": snap.fingerprint, "lanes": snap.lanes,
         "saved_at": time.time(),
         "groups": {str(g): v for g, v in snap.groups.items()},
         "history": {str(i): h for i, h in snap.history.items()},
         "finals": {str(i): f for i, f in snap.finals.items()},
-        "live": live, "files": files,
-        "done": {k: v for k, v in self._done_sums.items()},
-        "extra": snap.extra}
+        "live": live, "files": files, "done": self._done, "extra": snap.extra}
     _write(os.path.join(tmp, MANIFEST), _json(manifest).encode())
     final = os.path.join(self.directory, name)
     os.replace(tmp, final)
@@ -297,8 +305,8 @@ class Reader:
     self.manifest = manifest
     for fname, digest in manifest["files"].items():
       self._verify(os.path.join(self.path, fname), digest)
-    for name, digest in manifest["done"].items():
-      self._verify(os.path.join(directory, "done", f"{name}.npz"), digest)
+    for name, entry in manifest["done"].items():
+      self._verify(os.path.join(directory, "done", f"{name}.npz"), entry["sha256"])
 
   def _verify(self, path: str, digest: str) -> None:
     try:
@@ -316,25 +324,30 @@ class Reader:
     return int(self.manifest["lanes"])
 
   def snapshot(self) -> Snapshot:
-    """The saved snapshot, without the arrays (see :meth:`live_arrays`)."""
+    """The saved snapshot; live chunks' arrays are read with :meth:`live_arrays`."""
     m = self.manifest
+    live = m["live"]
+    if live is not None:
+      live = {"group": live["group"], "periods": live["periods"],
+              "chunks": [(c["members"], None) for c in live["chunks"]]}
     return Snapshot(
         fingerprint=m["fingerprint"], lanes=int(m["lanes"]),
         groups={int(g): v for g, v in m["groups"].items()},
         history={int(i): h for i, h in m["history"].items()},
-        finals={int(i): f for i, f in m["finals"].items()},
-        live={(v["group"], v["chunk"]): (v["periods"], None) for v in m["live"].values()},
+        finals={int(i): f for i, f in m["finals"].items()}, live=live,
         extra=m.get("extra", {}))
 
-  def live_arrays(self, group: int, chunk: int, like) -> Any:
-    entry = self.manifest["live"][_key(group, chunk)]
+  @property
+  def done(self) -> dict[str, dict]:
+    """Finished variants' array files: name -> ``{"group", "members", "sha256"}``."""
+    return self.manifest["done"]
+
+  def live_arrays(self, chunk: int, like) -> Any:
+    entry = self.manifest["live"]["chunks"][chunk]
     return self._arrays(os.path.join(self.path, entry["file"]), like)
 
-  def done_arrays(self, group: int, chunk: int, like) -> Any:
-    return self._arrays(os.path.join(self.directory, "done", f"{_key(group, chunk)}.npz"), like)
-
-  def has_done(self, group: int, chunk: int) -> bool:
-    return _key(group, chunk) in self.manifest["done"]
+  def done_arrays(self, name: str, like) -> Any:
+    return self._arrays(os.path.join(self.directory, "done", f"{name}.npz"), like)
 
   def _arrays(self, path: str, like) -> Any:
     try:

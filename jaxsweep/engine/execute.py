@@ -29,24 +29,23 @@ report layer's job (:class:`jaxsweep.report.ProgressPrinter`).
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxsweep import keys
 from jaxsweep import results as results_lib
 from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import distributed
 from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import population as population_lib
+from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
 
@@ -54,22 +53,21 @@ from jaxsweep.engine import sharding
 CHECKPOINT_EVERY = 300.0
 # A finite run is "unstable" when its training objective ends above this
 # multiple of its value at step 0 (or its validation metric at chance).
-UNSTABLE_FACTOR = 3.0
-# Validation accuracy within this of the majority class's share is chance.
-CHANCE_MARGIN = 0.01
-# A training objective below this fraction of its step-0 value is learning.
-LEARNING = 0.95
+UNSTABLE_FACTOR = record_lib.UNSTABLE_FACTOR
 
 
 class Boundary(NamedTuple):
-  """What a scheduler sees at a period boundary of one chunk.
+  """What a scheduler sees at a period boundary of a group.
+
+  Every chunk of the group has trained to the same step.
 
   Attributes:
     group: the group's index in the plan.
-    variants: plan indices of the chunk's variants (padding excluded).
+    variants: plan indices of the group's variants still in its population.
     step: optimisation steps taken so far.
     steps: the group's total steps.
-    metrics: metric name -> value per variant (``[len(variants)]``).
+    metrics: metric name -> value per variant (``[len(variants)]``; NaN for
+      a variant that skipped the period).
     stopped: per variant, whether it no longer trains (diverged or stopped).
   """
 
@@ -79,22 +77,34 @@ class Boundary(NamedTuple):
   steps: int
   metrics: Mapping[str, np.ndarray]
   stopped: np.ndarray
+  target: str | None = None  # The metric the run ranks on (a scheduler's default).
 
 
 class Decision(NamedTuple):
-  """A scheduler's answer at a boundary.
+  """A scheduler's answer at a boundary (applied in this order).
 
   Attributes:
-    stop: plan indices of variants to stop now: they are frozen (their
-      parameters no longer change) and their rows say ``stopped`` at this
-      step. A stopped variant skips every later period.
+    copy: ``{dst: src}``: ``dst`` goes on from ``src``'s run state and
+      hyperparameters (population-based training's exploit), keeping its own
+      random key.
+    assign: ``{variant: {"optimizer.learning_rate": 3e-3, ...}}``: new values
+      of traced hyperparameters (explore, or a replayed schedule).
+    stop: variants to stop now: they are frozen (their parameters no longer
+      change) and their rows say ``stopped`` at this step.
   """
 
   stop: frozenset[int] = frozenset()
+  copy: Mapping[int, int] = {}
+  assign: Mapping[int, Mapping[str, float]] = {}
 
 
 class Scheduler(Protocol):
-  """Decides at each period boundary which variants go on."""
+  """Decides at each period boundary which variants go on.
+
+  Optional methods: ``start_group(plan, group, settings)`` before a group
+  trains; ``state_dict()`` / ``load_state_dict(d)`` (JSON-friendly) so a
+  resumed sweep continues the scheduler where it was.
+  """
 
   def boundary(self, b: Boundary) -> Decision:
     ...
@@ -153,22 +163,14 @@ class _SignalGuard:
     self._previous.clear()
 
 
-@jax.jit
-def _stop(state, mask):
-  """Marks the variants where ``mask`` is set as stopped at their current step."""
-  newly = mask & ~state.stopped
-  return state._replace(stopped=state.stopped | mask,
-                        stopped_step=jnp.where(newly, state.step, state.stopped_step))
-
-
 def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
             chunk_size: int | None = None, memory_budget: int | str | None = None,
             scheduler: Scheduler | None = None,
             callback: Callable[[dict], None] | None = None,
             checkpoint_dir: str | None = None,
             checkpoint_every: float = CHECKPOINT_EVERY,
-            resume: bool = False,
-            unstable_factor: float = UNSTABLE_FACTOR) -> results_lib.Results:
+            resume: bool = False, unstable_factor: float = UNSTABLE_FACTOR,
+            target: str | None = None, mode: str | None = None) -> results_lib.Results:
   """Trains every variant of a plan and returns its :class:`Results`.
 
   Every group is built, checked and fitted into memory before any trains, so
@@ -201,6 +203,9 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
     unstable_factor: a run whose training objective ends above this multiple
       of its step-0 value is ``unstable`` (so is one whose validation metric
       ends no better than chance).
+    target, mode: the metric the results are ranked on, and whether higher
+      is better (default: the task's validation metric); schedulers decide on
+      it unless told otherwise.
 
   Raises:
     ConfigError: for a group that does not fit even one lane per device.
@@ -240,7 +245,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         chunk_size=saved["chunk_size"] if saved else chunk_size, limit=limit,
         timings=timings_of[group.index])
   tasks = {built.dataset.task for built in built_of.values()}
-  record = _Record(plan, snap, task=tasks.pop() if len(tasks) == 1 else None,
+  record = record_lib.Record(plan, snap, task=tasks.pop() if len(tasks) == 1 else None,
                    unstable_factor=unstable_factor)
   for group in plan.groups:
     built = built_of[group.index]
@@ -248,24 +253,29 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
     record.chance[group.index] = program_lib.chance_levels(built.dataset)
     record.params[group.index] = program_lib.num_params(plan, group, built)
   data_of: dict[int, Any] = {}
+  if reader is not None:
+    if writer is not None:
+      writer.keep_done(reader.done)
+    for name, entry in reader.done.items():  # Variants that finished before.
+      g = entry["group"]
+      record.restore(entry["members"], reader.done_arrays(
+          name, ckpt_lib.host_structure(_trained_like(
+              built_of[g], program_lib.abstract_population(
+                  plan, plan.groups[g], len(entry["members"]), mesh)))))
+  if "scheduler" in snap.extra and hasattr(scheduler, "load_state_dict"):
+    scheduler.load_state_dict(snap.extra["scheduler"])
   with _SignalGuard() as guard:
     for g_pos, group in enumerate(plan.groups):
       built, estimate = built_of[group.index], estimate_of[group.index]
       settings = built.program.settings
       n, size = len(group.members), estimate.chunk_size
-      done = set(snap.groups.setdefault(
-          group.index, {"chunk_size": size, "chunks_done": []})["chunks_done"])
+      saved = snap.groups.setdefault(group.index, {"chunk_size": size, "done": False})
       info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes,
               "padding": estimate.padding, "static": group.describe(),
               "dynamic": [plan.column(k) for k in group.traced
                           if k in plan.swept or k in group.choices],
               "compile_seconds": 0.0, "train_seconds": 0.0, **estimate.as_dict()}
-      chunks = list(enumerate(range(0, n, size)))
-      abstract_hp = program_lib.abstract_population(plan, group, size, mesh)
-      if all(c in done for c, _ in chunks):  # Finished before a resume.
-        for c, c0 in chunks:
-          record.restore_done(reader, group.index, c, group.members[c0:c0 + size],
-                              built, abstract_hp)
+      if saved["done"]:  # Finished before a resume.
         record.groups.append(info)
         continue
       # Placed once per dataset, shared by every group that trains on it.
@@ -273,97 +283,105 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | None = None,
         data_of.clear()  # Free the previous dataset's device copies first.
         data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
       data = data_of[id(built.dataset)]
-      train, evaluate_only = (program_lib.train_flag(f, mesh) for f in (True, False))
       emit({"event": "group", **info, "steps": settings.steps,
             "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
-      # Every chunk has the same shape (the last one padded): one program.
-      compiled = program_lib.compile(built, mesh, abstract_hp, data, lanes=lanes,
-                                     timings=timings_of[group.index])
-      info["compile_seconds"] = sum(timings_of[group.index])
-      if info["compile_seconds"]:
+      timings = timings_of[group.index]
+      compiled_n = len(timings)
+
+      def compile_for(chunk, built=built, group=group, data=data, timings=timings):
+        return program_lib.compile(
+            built, mesh, program_lib.abstract_population(plan, group, chunk, mesh), data,
+            lanes=lanes, timings=timings)
+
+      compile_for(size)
+      info["compile_seconds"] = sum(timings)
+      if len(timings) > compiled_n:
         emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"]})
-      for c, c0 in chunks:
-        members = tuple(group.members[c0:c0 + size])
-        if c in done:
-          record.restore_done(reader, group.index, c, members, built, abstract_hp)
-          continue
-        t0 = time.perf_counter()
-        state, hp_dev, first = _start_chunk(plan, group, c, members, size, mesh, data,
-                                            compiled, reader, snap)
-        if first == 0:  # The evaluation at step 0: the baseline of every metric.
-          state, stats = compiled.period(state, hp_dev, data, evaluate_only)
-          record.period(group.index, members, 0,
-                        {k: v[:len(members)] for k, v in sharding.to_host(stats).items()})
-        for period in range(first, settings.num_periods):
-          state, stats = compiled.period(state, hp_dev, data, train)
-          # --- The period boundary. ---
-          host = sharding.to_host({"stats": stats, "diverged": state.diverged,
-                                   "stopped": state.stopped})
-          step = min((period + 1) * settings.eval_every, settings.steps)
-          live = len(members)
-          halted = host["diverged"][:live] | host["stopped"][:live]
-          metrics = {k: v[:live] for k, v in host["stats"].items()}
-          record.period(group.index, members, step, metrics)
-          elapsed = time.perf_counter() - t0
-          emit({"event": "period", "group": group.index, "chunk_start": c0,
-                "chunk_variants": live, "group_variants": n, "step": step,
-                "steps": settings.steps, "diverged": int(host["diverged"][:live].sum()),
-                "variant_steps_per_s": live * step / max(elapsed, 1e-9),
-                "elapsed": elapsed})
-          decision = scheduler.boundary(
-              Boundary(group.index, members, step, settings.steps, metrics, halted))
-          if decision.stop:
-            mask = np.zeros(size, bool)
-            mask[[j for j, i in enumerate(members) if i in decision.stop]] = True
-            state = _stop(state, sharding.put_population(mask, mesh))
-            halted = halted | mask[:live]
-          last = period + 1 == settings.num_periods or halted.all()
-          stopping = distributed.agree_any(guard.signum is not None)
-          if not last and (stopping or saver.due()):
-            saved = saver.save_live(group.index, c, period + 1, state, hp_dev, step)
-            if stopping:
-              raise Interrupted(guard.signum or signal.SIGTERM, step, saved)
-          if last:
-            break  # Nothing left to train in this chunk.
-        info["train_seconds"] += time.perf_counter() - t0
-        trained = ckpt_lib.to_host(checkpoint_arrays(state))
-        record.final(members, trained, settings.steps)
-        saver.save_done(group.index, c, members, trained, record)
-        more = (g_pos, c) != (len(plan.groups) - 1, chunks[-1][0])
-        if more and distributed.agree_any(guard.signum is not None):
-          raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
+      pop = population_lib.Population(plan, group, built, mesh, lanes, data, compile_for)
+      t0 = time.perf_counter()
+      live = snap.live if snap.live and snap.live["group"] == group.index else None
+      if live is None:
+        pop.start([m for m in group.members if m not in record.finals], size)
+        stats, _ = pop.run(train=False)  # The evaluation at step 0.
+        record.period(group.index, stats, 0)
+        first = 0
+      else:
+        pop.restore([(members, reader.live_arrays(c, ckpt_lib.host_structure(
+            pop.abstract(len(members))))) for c, (members, _) in enumerate(live["chunks"])])
+        first = live["periods"]
+      snap.live = None
+      if hasattr(scheduler, "start_group"):
+        scheduler.start_group(plan, group, settings)
+      for period in range(first, settings.num_periods):
+        stats, flags = pop.run()
+        halted = {v: d or st for v, (d, st) in flags.items()}
+        # --- The period boundary. ---
+        step = min((period + 1) * settings.eval_every, settings.steps)
+        record.period(group.index, stats, step)
+        elapsed = time.perf_counter() - t0
+        variants = pop.variants
+        emit({"event": "period", "group": group.index, "chunk_start": 0,
+              "chunk_variants": n, "group_variants": n, "step": step,
+              "steps": settings.steps, "diverged": sum(d for d, _ in flags.values()),
+              "variant_steps_per_s": n * (step - first * settings.eval_every)
+                                     / max(elapsed, 1e-9),
+              "elapsed": elapsed})
+        metrics = {k: np.asarray([stats[v].get(k, np.nan) for v in variants])
+                   for k in (stats[variants[0]] if variants else {})}
+        decision = scheduler.boundary(Boundary(
+            group.index, tuple(variants), step, settings.steps, metrics,
+            np.asarray([halted[v] for v in variants]),
+            target or results_lib.default_target(list(metrics), record.task)[0]))
+        if decision.copy:
+          pop.copy(decision.copy)
+          record.copied(decision.copy, step)
+        if decision.assign:
+          pop.assign(decision.assign)
+          record.assigned(decision.assign, step)
+        if decision.stop:
+          pop.stop(sorted(decision.stop))
+          halted.update({v: True for v in decision.stop if v in halted})
+        left = pop.compact(halted)
+        if left:
+          _finish(pop, record, saver, group.index, settings.steps, left)
+        last = period + 1 == settings.num_periods or all(halted.values())
+        stopping = distributed.agree_any(guard.signum is not None)
+        if not last and (stopping or saver.due()):
+          saved_to = saver.save_live(group.index, period + 1, pop, scheduler, step)
+          if stopping:
+            raise Interrupted(guard.signum or signal.SIGTERM, step, saved_to)
+        if last:
+          break  # Nothing left to train in this group.
+      info["train_seconds"] = time.perf_counter() - t0
+      _finish(pop, record, saver, group.index, settings.steps, pop.variants)
+      info["variant_steps"] = sum(record.finals[i]["step"] for i in group.members)
+      saved["done"] = True
+      saver.save_group(scheduler, settings.steps)
       record.groups.append(info)
+      more = g_pos != len(plan.groups) - 1
+      if more and distributed.agree_any(guard.signum is not None):
+        raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
-  return record.results(seconds=seconds)
+  res = record.results(seconds=seconds,
+                       columns=scheduler.columns() if hasattr(scheduler, "columns") else {})
+  return res if target is None and mode is None else res.ranked(target, mode)
 
 
-def checkpoint_arrays(state) -> dict:
-  """What a finished chunk keeps: trained variables and the status flags."""
+def _trained_like(built, abstract_hp):
+  """Shape structs of what :meth:`Population.trained` returns for a chunk."""
+  state = jax.eval_shape(built.init, abstract_hp, program_lib.abstract_data(built.dataset))
   return {"params": state.params, "model_state": state.model_state,
           "flags": {"step": state.step, "diverged": state.diverged,
                     "diverged_step": state.diverged_step, "stopped": state.stopped,
                     "stopped_step": state.stopped_step}}
 
 
-def _start_chunk(plan, group, c, members, size, mesh, data, compiled, reader, snap):
-  """A chunk's initial (or restored) state, its hparams on device, and the
-  first period to run."""
-  hp = sharding.pad(plan_lib.stack_hparams(plan, group, members), size)
-  saved = snap.live.get((group.index, c))
-  if saved is None or reader is None:
-    hp_dev = sharding.put_population(hp, mesh)
-    state = compiled.init(hp_dev, data)
-    if len(members) < size:  # Padding slots skip every period.
-      mask = np.arange(size) >= len(members)
-      state = _stop(state, sharding.put_population(mask, mesh))
-    return state, hp_dev, 0
-  periods, _ = snap.live.pop((group.index, c))
-  abstract = {"state": compiled.state, "hp": hp}
-  arrays = reader.live_arrays(group.index, c, ckpt_lib.host_structure(abstract))
-  restored = ckpt_lib.from_host(arrays, abstract,
-                                lambda t: sharding.put_population(t, mesh))
-  return restored["state"], restored["hp"], periods
+def _finish(pop, record, saver, group: int, steps: int, variants):
+  """Records finished variants' results and saves their arrays once."""
+  for members, arrays in pop.trained(variants):
+    record.final(members, arrays, steps)
+    saver.save_done(group, members, arrays, record)
 
 
 class _Saver:
@@ -394,158 +412,28 @@ class _Saver:
                "seconds": time.perf_counter() - t0})
     return self.last
 
-  def save_live(self, group, chunk, periods, state, hp, step) -> str | None:
+  def _scheduler(self, scheduler) -> None:
+    if hasattr(scheduler, "state_dict"):
+      self.snap.extra["scheduler"] = scheduler.state_dict()
+
+  def save_live(self, group, periods, pop, scheduler, step) -> str | None:
     if not self.enabled:
       return None
-    self.snap.live = {(group, chunk): (periods, ckpt_lib.to_host({"state": state, "hp": hp}))}
+    self._scheduler(scheduler)
+    self.snap.live = {"group": group, "periods": periods, "chunks": pop.host_arrays()}
     try:
       return self._save(step)
     finally:
-      self.snap.live = {}
+      self.snap.live = None
 
-  def save_done(self, group, chunk, members, trained, record) -> None:
-    self.snap.groups[group]["chunks_done"].append(chunk)
+  def save_done(self, group, members, arrays, record) -> None:
     for i in members:
-      self.snap.finals[i] = record.finals[i]
+      if i is not None:
+        self.snap.finals[i] = record.finals[i]
     if self.writer is not None:
-      self.writer.save_done(group, chunk, trained)
+      self.writer.save_done(group, members, arrays)
+
+  def save_group(self, scheduler, step) -> None:
     if self.enabled:
-      self._save(record.finals[members[0]]["step"])
-
-
-class _Record:
-  """What the run produced, gathered at period boundaries and chunk ends."""
-
-  def __init__(self, plan: plan_lib.Plan, snap: ckpt_lib.Snapshot, *, task: str | None,
-               unstable_factor: float):
-    self.plan = plan
-    self.task = task
-    self.unstable_factor = unstable_factor
-    self.history = snap.history
-    for i in range(plan.num_variants):
-      self.history.setdefault(i, [])
-    self.finals = snap.finals
-    self.states: dict[int, tuple[Any, int]] = {}
-    self.groups: list[dict] = []
-    self.derived: dict[int, Mapping] = {}   # group -> derived metrics
-    self.chance: dict[int, dict] = {}       # group -> chance levels
-    self.params: dict[int, int] = {}        # group -> parameters per variant
-
-  def period(self, group: int, members: Sequence[int], step: int,
-             metrics: Mapping[str, np.ndarray]) -> None:
-    derived = self.derived.get(group, {})
-    for j, i in enumerate(members):
-      entry = {k: float(v[j]) for k, v in metrics.items()
-               if not (step == 0 and k == "batch_objective")}  # No batch at step 0.
-      if all(math.isnan(v) for v in entry.values()):
-        continue  # It skipped this period (it stopped or diverged before).
-      for key, value in list(entry.items()):
-        split, _, name = key.partition("_")
-        for new, (source, fn) in derived.items():
-          if name == source:
-            try:
-              entry[f"{split}_{new}"] = float(fn(value))
-            except (ValueError, OverflowError):
-              entry[f"{split}_{new}"] = math.nan
-      self.history[i].append({"step": step, **entry})
-
-  def final(self, members: Sequence[int], trained, steps: int) -> None:
-    """A chunk's last state (host arrays): statuses, steps, trained parameters."""
-    flags = trained["flags"]
-    for j, i in enumerate(members):
-      if bool(flags["diverged"][j]):
-        status, at = results_lib.STATUS_DIVERGED, int(flags["diverged_step"][j])
-      elif bool(flags["stopped"][j]):
-        status, at = results_lib.STATUS_STOPPED, int(flags["stopped_step"][j])
-      else:
-        status, at = results_lib.STATUS_OK, None
-      # Steps whose updates were applied: a diverging step is discarded.
-      trained_steps = at if at is not None else int(min(flags["step"][j], steps))
-      self.finals[i] = {"status": status, "at": at, "step": trained_steps}
-      self.states[i] = (trained, j)
-
-  def restore_done(self, reader, group, chunk, members, built, abstract_hp) -> None:
-    """A chunk finished before a resume: its trained arrays from the checkpoint."""
-    like = jax.eval_shape(lambda hp, data: checkpoint_arrays(built.init(hp, data)),
-                          abstract_hp, program_lib.abstract_data(built.dataset))
-    arrays = reader.done_arrays(group, chunk, ckpt_lib.host_structure(like))
-    for j, i in enumerate(members):
-      self.states[i] = (arrays, j)
-
-  def _unstable(self, history: list[dict], chance: Mapping[str, float], target: str) -> str:
-    """Why a finite run is not healthy, or ''.
-
-    Unstable when its training objective (eval mode, on the training
-    subset) ends above ``unstable_factor`` times its value at step 0, or when
-    it did not learn: its validation metric ends no better than the best
-    constant prediction while its training objective did not fall (a slow
-    learning rate still on its way down is not unstable).
-    """
-    if len(history) < 2:
-      return ""
-    first, last = history[0], history[-1]
-    start, end = first.get("train_objective"), last.get("train_objective")
-    if start is not None and end is not None and start > 0 and (
-        end > self.unstable_factor * start or not math.isfinite(end)):
-      return (f"the training objective ended at {end:.4g}, {end / start:.3g}x its value "
-              "at step 0")
-    if start is not None and end is not None and end < LEARNING * start:
-      return ""
-    split = target.partition("_")[0]
-    for name, worse in (("accuracy", lambda v, c: v <= c + CHANCE_MARGIN),
-                        ("nll", lambda v, c: v >= c), ("mse", lambda v, c: v >= c)):
-      key = f"{split}_{name}"
-      v = last.get(key)
-      if key in chance and v is not None and math.isfinite(v) and worse(v, chance[key]):
-        return f"{key} ended at {v:.4g}, no better than chance ({chance[key]:.4g})"
-    return ""
-
-  def results(self, *, seconds: float) -> results_lib.Results:
-    plan = self.plan
-    metric_keys = list(dict.fromkeys(k for entries in self.history.values()
-                                     for e in entries for k in e if k != "step"))
-    order = {"val": 0, "test": 1, "train": 2, "batch": 3}
-    metric_keys.sort(key=lambda k: order.get(k.partition("_")[0], 4))
-    target, mode = results_lib.default_target(metric_keys, self.task)
-    group_of = {i: g.index for g in plan.groups for i in g.members}
-    share = {g["group"]: g["train_seconds"] / max(g["variants"], 1) for g in self.groups}
-    rows = []
-    for i, settings in enumerate(plan.variants):
-      f, history = self.finals[i], self.history[i]
-      last = history[-1] if history else {}
-      g = group_of[i]
-      row: dict[str, Any] = {"variant": i, "id": plan.ids[i]}
-      for k in plan.swept:
-        row[plan.column(k)] = keys.plain(settings.get(k))
-      status, note = f["status"], ""
-      if status == results_lib.STATUS_DIVERGED:
-        note = f"a non-finite loss or parameter at step {f['at']}"
-      elif status == results_lib.STATUS_OK:
-        note = self._unstable(history, self.chance.get(g, {}), target)
-        status = results_lib.STATUS_UNSTABLE if note else status
-      row.update({
-          "group": g, "status": status, "note": note,
-          "diverged_step": f["at"] if f["status"] == results_lib.STATUS_DIVERGED else None,
-          "stopped_step": f["at"] if f["status"] == results_lib.STATUS_STOPPED else None,
-          "steps": f["step"], "params": self.params.get(g), "seconds": share.get(g)})
-      for k in metric_keys:
-        row[k] = last.get(k)
-      best = _best(history, target, mode)
-      row[f"best_{target}"], row["best_step"] = best if best else (None, None)
-      rows.append(row)
-    settings = {i: {str(k): keys.plain(v) for k, v in s.items()}
-                for i, s in enumerate(plan.variants)}
-    return results_lib.Results(
-        rows, self.history, swept=[plan.column(k) for k in plan.swept], target=target,
-        mode=mode, groups=self.groups, settings=settings, states=self.states,
-        seconds=seconds, metrics=[*metric_keys, f"best_{target}"])
-
-
-def _best(history: list[dict], metric: str, mode: str) -> tuple[float, int] | None:
-  """The best value of ``metric`` over a variant's evaluations, and its step."""
-  values = [(e[metric], e["step"]) for e in history
-            if e.get(metric) is not None and math.isfinite(e[metric])]
-  if not values:
-    return None
-  pick = max if mode == "max" else min
-  return pick(values, key=lambda vs: (vs[0], -vs[1]) if mode == "max" else (vs[0], vs[1]))
+      self._scheduler(scheduler)
+      self._save(step)

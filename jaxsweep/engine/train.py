@@ -162,13 +162,20 @@ def make_train(model: models_lib.ModelFns,
                     stopped=jnp.zeros([], bool),
                     stopped_step=jnp.full([], -1, jnp.int32))
 
-  def train_step(hparams, train, carry):
+  def step_randomness(key, step, num_train):
+    """Step ``step``'s batch indices and dropout key, from the run key.
+
+    ``split(fold_in(key, step))`` gives the batch key and the dropout key;
+    the batch is sampled with replacement (O(batch) per step). A period draws
+    all its steps' indices at once (the same values: the draws are per step).
+    """
+    k_batch, k_dropout = jax.random.split(jax.random.fold_in(key, step))
+    return jax.random.randint(k_batch, (batch_size,), 0, num_train), k_dropout
+
+  def train_step(hparams, train, carry, drawn):
     """One optimisation step; a non-finite result is discarded and freezes."""
     state, loss_sum, loss_count = carry
-    num_train = train["x"].shape[0]
-    k_batch, k_dropout = jax.random.split(jax.random.fold_in(state.key, state.step))
-    # Sampling with replacement: O(batch) per step and per variant.
-    idx = jax.random.randint(k_batch, (batch_size,), 0, num_train)
+    idx, k_dropout = drawn
     batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), train)
 
     def loss_of(params):
@@ -247,8 +254,12 @@ def make_train(model: models_lib.ModelFns,
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
 
     def run(carry):
-      return jax.lax.scan(lambda c, _: (train_step(hparams, data["train"], c), None), carry,
-                          None, length=settings.eval_every)[0]
+      train = data["train"]
+      steps_ = state.step + jnp.arange(settings.eval_every, dtype=state.step.dtype)
+      drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
+          state.key, steps_, train["x"].shape[0])
+      return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
+                          drawn)[0]
 
     # train=False evaluates without a step (the evaluation at step 0).
     state, loss_sum, loss_count = jax.lax.cond(train, run, lambda c: c, carry)
