@@ -230,8 +230,9 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
   Ranking, best first: configurations with a healthy (ok or stopped) seed and
   no diverged one; then those with a healthy seed and some diverged (their
   mean is over the survivors); then those whose every seed is unstable or
-  diverged. Within each, by the mean ``target``, ties by the lower std. The
-  first configuration is ``best`` when it has a healthy seed.
+  diverged. Within each, those with an ok seed before those only stopped
+  early, then by the mean ``target``, ties by the lower std. The first
+  configuration is ``best`` when it has a healthy seed.
 
   Args:
     rows: per-variant rows.

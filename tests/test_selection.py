@@ -135,6 +135,13 @@ def test_unstable_seeds_count_diverged_seeds_do_not():
   assert "3 diverged" not in text and "1 diverged seed(s) are left out" in text
 
 
+def test_configurations_stopped_early_rank_after_those_trained_in_full():
+  res = make(seeds_of(0.1, [0.7, 0.6]) + seeds_of(0.01, [0.9, 0.95], ["stopped"] * 2))
+  assert [r["learning_rate"] for r in res.aggregate()] == [0.1, 0.01]
+  text = report.format_aggregated(res)
+  assert "stopped 2/2" in text and "2 stopped seed(s) count with their metrics" in text
+
+
 def test_without_seeds_best_is_the_best_row(tmp_path):
   res = make([({"learning_rate": lr}, a, "ok") for lr, a in ((0.1, 0.7), (0.01, 0.8))],
              swept=("learning_rate",))

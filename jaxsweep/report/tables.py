@@ -132,6 +132,10 @@ def aggregated_table(res: results_lib.Results, *, top: int | None = None,
            f"mean ± std (ddof={ddof}) over seeds"]
   num_div = sum(r[results_lib.STATUS_DIVERGED] for r in agg)
   num_uns = sum(r[results_lib.STATUS_UNSTABLE] for r in agg)
+  num_stop = sum(r[results_lib.STATUS_STOPPED] for r in agg)
+  if num_stop:
+    lines.append(f"{num_stop} stopped seed(s) count with their metrics at the step a "
+                 "scheduler stopped them (a shorter budget)")
   if num_uns:
     lines.append(f"{num_uns} unstable seed(s) count in the means (their metrics are what the "
                  "configuration does)")
