@@ -115,8 +115,10 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       compiled program (an int index + ``lax.switch``) instead of one program
       per value; the model factory must accept a tuple of options for them
       (the built-in models do for ``activation``).
-    target, mode: the metric to rank on and ``"max"``/``"min"`` (default:
-      test accuracy, max; else test loss, min).
+    target, mode: the metric to rank on and ``"max"``/``"min"`` (default: the
+      validation accuracy, nll or mse, by task; ``test_*`` only for data
+      without a validation split). An ``*_objective`` is refused when the
+      sweep varies the loss (each variant's objective is its own loss).
     chunk_size: at most this many variants per compiled call.
     lanes: variants each device computes together (vmapped). A variant's
       results depend on this and on nothing else of the layout (chunk size,
@@ -267,6 +269,8 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     sharding.configure_cpu_devices()
   xla_cache.enable()  # Compiled programs kept for the next run (JAXSWEEP_COMPILE_CACHE).
   plan = plan_lib.make_plan(components, base, points, display=display)
+  if target is not None:  # Before training: an objective of varied losses is refused.
+    results_lib.check_comparable(target, plan.variants)
   if out is None and (resume or overwrite):
     raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",
                              key="out", fix="give out=DIR: the run directory to act on")

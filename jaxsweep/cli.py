@@ -103,15 +103,22 @@ def _parser() -> argparse.ArgumentParser:
   b.add_argument("--no-cache", dest="cache", action="store_false",
                  help="do not remember the fastest lanes for later runs")
   pl = sub.add_parser("plan", help="dry run: variants, compile groups, vectorized vs "
-                                   "grouped keys and memory, without training")
+                                   "grouped keys and memory, without training or (by "
+                                   "default) compiling")
   pl.add_argument("config", help="YAML config file")
   pl.add_argument("overrides", nargs="*", help="as for run")
   pl.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
                   help="take the sweep from a W&B sweep file")
   pl.add_argument("--max-variants", type=int, default=None,
                   help="allow sweeps larger than 10,000 variants")
-  pl.add_argument("--no-memory", dest="memory", action="store_false",
-                  help="skip the memory estimate (it compiles each group's step)")
+  how = pl.add_mutually_exclusive_group()
+  how.add_argument("--measure-memory", dest="memory", action="store_const", const="measure",
+                   default="shapes",
+                   help="measure each group's memory from its compiled step (slow: compiles "
+                        "each group at two sizes) and show the chunking a run would pick; "
+                        "default: an estimate from abstract shapes, nothing compiled")
+  how.add_argument("--no-memory", dest="memory", action="store_const", const=None,
+                   help="no memory estimate at all (does not load the data)")
   pl.add_argument("--memory-budget", default=None, metavar="SIZE",
                   help="plan the chunking for this memory budget, e.g. 2GiB")
   pl.add_argument("--chunk-size", type=int, default=None,
@@ -144,7 +151,7 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--no-aggregate", dest="aggregate", action="store_false",
                  help="show one row per variant instead of merging seeds (mean ± std)")
   p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
-                 help="write PNG plots into the output directory (needs matplotlib)")
+                 help="write PNG plots into the output directory")
   p.add_argument("--tensorboard", action="store_true",
                  help="also write TensorBoard event files (needs tensorboardX)")
   p.add_argument("--format", default="auto",
@@ -332,8 +339,10 @@ def _plan(args) -> int:
   try:
     plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
     kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
-              "chunk_size": args.chunk_size or cfg.run.get("chunk_size")} if args.memory else {}
-    print(report.plan.describe(plan, memory=args.memory, **kwargs))
+              "chunk_size": args.chunk_size or cfg.run.get("chunk_size"),
+              "lanes": cfg.run.get("lanes")} if args.memory else {}
+    print(report.plan.describe(plan, memory=args.memory or False,
+                               progress=report.plan.stderr_progress, **kwargs))
   except errors.ConfigError as e:
     raise e.with_file(args.config) from None
   return 0

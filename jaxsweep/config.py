@@ -50,7 +50,9 @@ class Config:
   """A loaded, validated config.
 
   Attributes:
-    raw: the config as a dict (overrides applied, sweep included).
+    raw: the effective config as a dict: the overrides applied, fixed and
+      swept (a swept override and a W&B sweep are in its ``sweep:``), so
+      saved as YAML and loaded again it expands to the same variants.
     path: the file it came from (or None).
     base: qualified settings shared by all variants.
     points: qualified settings of each variant.
@@ -174,10 +176,9 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
         raw["sweep"] = space.from_wandb(read_yaml(wandb), file=wandb)
       except errors.ConfigError as e:
         raise e.with_file(wandb) from None
-    cfg = _load(raw, path, list(overrides), max_variants)
-    if wandb is not None:  # Keep config.yaml plain YAML: name the source.
-      cfg.raw["sweep"] = {"imported_from_wandb": os.path.abspath(wandb)}
-    return cfg
+    # cfg.raw holds the effective sweep (overrides and W&B file included) in
+    # the grammar: the run's config.yaml expands to the same variants.
+    return _load(raw, path, list(overrides), max_variants)
   except errors.ConfigError as e:
     raise (e.with_file(path) if path else e) from None
 
@@ -252,12 +253,23 @@ def _load(raw, path, overrides, max_variants) -> Config:
   for p in points:
     for k in p:
       keys.parse(k)
+      if k in fixed:  # Inside random:, zip:, when: ... a fixed override cannot reach it.
+        raise errors.ConfigError(
+            f"the override {k}={fixed[k]!r} fixes a key the sweep sets inside a "
+            "combinator; it would be ignored.", key=k,
+            fix=f"take {k} out of the config's sweep section (it is set inside random:, "
+                "zip:, chain: or when: there), then fix it in the config or by the override")
   mode = raw.get("mode")
   if mode not in (None, "max", "min"):
     raise errors.ConfigError(f"mode must be max or min, got {mode!r}.", key="mode")
   raw_out = dict(raw)
-  if sweep_obj is not None or parsed_override is not None:
-    raw_out["sweep"] = raw.get("sweep")
+  effective = effective_sweep(sweep_obj, parsed_override)
+  if method is not None:  # The search method stays with the sweep it searches.
+    effective = {**(effective or {}), "method": method}
+  if effective is None:
+    raw_out.pop("sweep", None)
+  else:
+    raw_out["sweep"] = effective
   stopping = raw.get("early_stopping")
   if stopping is not None and not isinstance(stopping, dict):
     raise errors.ConfigError(f"early_stopping must be a mapping, got {stopping!r}.",
@@ -266,3 +278,35 @@ def _load(raw, path, overrides, max_variants) -> Config:
   return Config(raw=raw_out, path=path, base=base, points=points,
                 target=raw.get("target"), mode=mode, run=run_opts, method=method,
                 early_stopping=stopping)
+
+
+def effective_sweep(sweep: Any, override: space.Sweep | None) -> dict[str, Any] | None:
+  """The ``sweep:`` section that expands to a run's variants, as plain YAML.
+
+  Args:
+    sweep: the config's sweep after the overrides (a mapping in the grammar,
+      a parsed sweep such as a W&B file's, or None).
+    override: the sweep given on the command line (``key=v1,v2``), or None.
+
+  Returns:
+    The config's own text where it can be kept: a plain mapping gets the
+    swept overrides as more keys; otherwise ``product: [sweep, overrides]``.
+    None when nothing is swept.
+
+  Examples:
+    >>> from jaxsweep import space
+    >>> _, over = space.parse_overrides(["model.activation=relu,tanh"])
+    >>> effective_sweep({"optimizer.learning_rate": [0.1, 0.3]}, over)
+    {'optimizer.learning_rate': [0.1, 0.3], 'model.activation': ['relu', 'tanh']}
+  """
+  if isinstance(sweep, space.Sweep):
+    sweep = space.unparse(sweep)
+  sweep = sweep or None
+  if override is None:
+    return sweep
+  over = space.unparse(override)
+  if sweep is None:
+    return over
+  if isinstance(sweep, Mapping) and not any(k in space.SPECIAL_KEYS for k in sweep):
+    return {**sweep, **over}
+  return {"product": [sweep, over]}

@@ -95,20 +95,28 @@ def is_numeric(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
 
 
 def align(headers: Sequence[str], cells: Sequence[Sequence[str]], right: Sequence[bool],
-          footer: str | None = None) -> str:
+          footer: str | None = None, *, breaks: Sequence[int] = ()) -> str:
   """Formatted cells as aligned plain text, no control codes (logs, pipes, CI).
 
   Args:
     headers: column titles.
     cells: rows of already formatted cells.
     right: per column, whether it is right-aligned (numbers).
-    footer: a line under the table, if any.
+    footer: lines under the table, if any.
+    breaks: indices of columns that start a new set: a ``|`` before them.
+
+  Examples:
+    >>> print(align(["a", "b"], [["1", "2"]], [True, True], breaks=[1]))
+    a  |  b
+    -  |  -
+    1  |  2
   """
   widths = [max([len(h)] + [len(row[j]) for row in cells]) for j, h in enumerate(headers)]
 
   def line(values):
-    return "  ".join(v.rjust(w) if right[j] else v.ljust(w)
-                     for j, (v, w) in enumerate(zip(values, widths))).rstrip()
+    return "".join(("" if j == 0 else "  |  " if j in breaks else "  ")
+                   + (v.rjust(w) if right[j] else v.ljust(w))
+                   for j, (v, w) in enumerate(zip(values, widths))).rstrip()
 
   out = [line(headers), line(["-" * w for w in widths])]
   out += [line(r) for r in cells]
@@ -118,16 +126,18 @@ def align(headers: Sequence[str], cells: Sequence[Sequence[str]], right: Sequenc
 
 
 def text_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
-               names: Mapping[str, str] | None = None, footer: str | None = None) -> str:
+               names: Mapping[str, str] | None = None, footer: str | None = None,
+               breaks: Sequence[int] = ()) -> str:
   """Rows (dicts) as an aligned plain-text table of the given columns.
 
   Args:
     rows: the rows, in the order shown; a missing cell shows as ``-``.
     columns: the keys to show, in order.
     names: header per column (default: :func:`short_names` of ``columns``).
-    footer: a line under the table, if any.
+    footer: lines under the table, if any.
+    breaks: indices of columns that start a new set (a ``|`` before them).
   """
   names = short_names(columns) if names is None else names
   return align([names.get(c, c) for c in columns],
                [[fmt(r.get(c)) for c in columns] for r in rows],
-               [is_numeric(rows, c) for c in columns], footer)
+               [is_numeric(rows, c) for c in columns], footer, breaks=breaks)

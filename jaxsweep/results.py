@@ -2,8 +2,16 @@
 
 Rows are plain dicts (JSON-friendly): ``variant`` (index), ``id`` (stable,
 from the swept values), one column per swept hyperparameter, ``group``,
-``status`` (``ok`` or ``diverged``), ``diverged_step`` and the final metrics.
-A diverged variant is never ranked above a healthy one, whatever its metrics.
+``status`` (``ok``, ``stopped``, ``unstable`` or ``diverged``), ``note`` (why,
+for the last two), ``diverged_step``, ``stopped_step``, ``steps``,
+``params``, ``seconds`` and the final metrics: ``val_*`` (selection),
+``test_*`` (the numbers to report), ``train_*``, ``batch_objective`` and
+``best_<target>``/``best_step``. An unhealthy variant is never ranked above a
+healthy one, whatever its metrics.
+
+Selection is on the validation split; with seeds swept it is on the mean
+over seeds (:func:`aggregate_rows`, :attr:`Results.selected`), so one lucky
+seed does not pick the configuration.
 """
 
 from __future__ import annotations
@@ -22,171 +30,31 @@ import numpy as np
 
 from jaxsweep import errors
 from jaxsweep import format as format_lib
-from jaxsweep import keys
+from jaxsweep import selection
 
-STATUS_OK = "ok"
-STATUS_STOPPED = "stopped"    # A scheduler stopped it early (see jaxsweep.engine.execute).
-STATUS_UNSTABLE = "unstable"  # Finite, but blew up or ended at chance.
-STATUS_DIVERGED = "diverged"  # A non-finite loss or parameter: frozen.
-# Ranking: healthy rows first, then these, whatever their metric.
-_STATUS_RANK = {STATUS_OK: 0, STATUS_STOPPED: 1, STATUS_UNSTABLE: 2, STATUS_DIVERGED: 3}
-
-# The default target per task: (metric, "max"/"min"), on the validation split
-# (the test split only when there is none).
-_TASK_TARGETS = {"classification": ("accuracy", "max"), "language_model": ("nll", "min"),
-                 "regression": ("mse", "min")}
-_FALLBACKS = (("accuracy", "max"), ("nll", "min"), ("mse", "min"), ("objective", "min"))
-
-
-def mode_of(metric: str) -> str:
-  """Whether a metric is better high (accuracy) or low (everything else)."""
-  return "max" if "accuracy" in metric else "min"
-
-
-def default_target(metric_names: Sequence[str], task: str | None = None) -> tuple[str, str]:
-  """The metric ranked on by default, and whether higher is better.
-
-  Selection is on validation metrics (``val_*``); the test split is used
-  only when the data has no validation split.
-
-  Examples:
-    >>> default_target(["test_accuracy", "val_accuracy", "val_nll"], "classification")
-    ('val_accuracy', 'max')
-    >>> default_target(["test_mse", "test_rmse"], "regression")
-    ('test_mse', 'min')
-  """
-  preferred = (_TASK_TARGETS[task],) if task in _TASK_TARGETS else ()
-  for split in ("val", "test"):
-    for name, mode in (*preferred, *_FALLBACKS):
-      if f"{split}_{name}" in metric_names:
-        return f"{split}_{name}", mode
-  name = metric_names[0]
-  return name, mode_of(name)
-
-
-def sort_key(row: Mapping[str, Any], target: str, mode: str):
-  """Healthy rows first (best ``target`` first), then stopped, unstable and
-  diverged ones; NaN or missing values last within their status."""
-  value = row.get(target)
-  rank = _STATUS_RANK.get(row.get("status"), len(_STATUS_RANK))
-  missing = (value is None or isinstance(value, bool)
-             or (isinstance(value, float) and math.isnan(value)))
-  if missing:
-    return (rank, 1, 0.0, row.get("variant", 0))
-  return (rank, 0, -value if mode == "max" else value, row.get("variant", 0))
-
-
-SEED = keys.SEED
-# Every mean ± std over seeds (aggregated tables, compare, plots) uses the
-# sample standard deviation (ddof=1, as pandas' ``std`` and most papers'
-# error bars over seeds do); with one healthy seed the spread is unknown, so
-# it is None rather than a misleading 0.
-DEFAULT_DDOF = 1
+# The selection vocabulary (see :mod:`jaxsweep.selection`), under its old names.
+STATUS_OK = selection.STATUS_OK
+STATUS_STOPPED = selection.STATUS_STOPPED
+STATUS_UNSTABLE = selection.STATUS_UNSTABLE
+STATUS_DIVERGED = selection.STATUS_DIVERGED
+STATUSES = selection.STATUSES
+SEED = selection.SEED
+DEFAULT_DDOF = selection.DEFAULT_DDOF
+mode_of = selection.mode_of
+default_target = selection.default_target
+sort_key = selection.sort_key
+mean_std = selection.mean_std
+is_healthy = selection.is_healthy
+has_value = selection.has_value
+split_of = selection.split_of
+report_metric = selection.report_metric
+aggregate_rows = selection.aggregate_rows
+seeds_swept = selection.seeds_swept
+check_comparable = selection.check_comparable
 # Columns that measure time: the only ones two runs of a sweep may differ in.
 TIMING_COLUMNS = ("seconds",)
 # Columns the per-variant table leaves out (they are in the files).
 HIDDEN_COLUMNS = ("id", "group", "steps")
-
-
-def mean_std(values: Sequence[float], *,
-             ddof: int = DEFAULT_DDOF) -> tuple[float | None, float | None]:
-  """The mean and standard deviation of some values, in float64.
-
-  The one place a spread over seeds is computed: aggregation, ``compare``
-  and plots all call it.
-
-  Args:
-    values: the (healthy) values.
-    ddof: delta degrees of freedom (1: sample std; 0: population).
-
-  Returns:
-    ``(mean, std)``: the mean is None for no values, the std for fewer than
-    ``ddof + 1``.
-
-  Examples:
-    >>> mean, std = mean_std([0.5, 0.7])
-    >>> mean, round(std, 4)
-    (0.6, 0.1414)
-    >>> mean_std([0.5]), mean_std([])
-    ((0.5, None), (None, None))
-  """
-  a = np.asarray(values, dtype=np.float64)
-  mean = float(a.mean()) if a.size else None
-  std = float(a.std(ddof=ddof)) if a.size > ddof else None
-  return mean, std
-
-
-def is_healthy(row: Mapping[str, Any], metric: str | None = None) -> bool:
-  """Whether a row counts as a valid value (not diverged, finite metric)."""
-  if row.get("status") != STATUS_OK:
-    return False
-  if metric is None:
-    return True
-  v = row.get(metric)
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
-                   metrics: Sequence[str], target: str, mode: str,
-                   ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
-  """Groups rows that differ only in ``seed``; mean and std of each metric.
-
-  Diverged seeds (and NaN/inf metric values) are counted but excluded from
-  the mean and std, so one exploding seed does not turn a configuration's
-  mean into NaN; the ``diverged`` column says how many were left out.
-
-  Args:
-    rows: per-variant rows.
-    swept: the swept columns (``seed`` among them is what is averaged over).
-    metrics: the metric columns to aggregate.
-    target, mode: ranking metric and ``"max"``/``"min"``.
-    ddof: delta degrees of freedom of the std (1: sample std; 0: population).
-
-  Returns:
-    One dict per configuration, best mean first: the swept columns but seed,
-    ``seeds`` (list), ``n``, ``diverged`` (count), ``status`` (``ok`` if any
-    seed is healthy), ``variants`` (indices), and ``<metric>_mean``,
-    ``<metric>_std``, ``<metric>_n`` (values used) for each metric; a mean
-    with no healthy value and a std with fewer than ``ddof + 1`` values are
-    None.
-
-  Examples:
-    >>> rows = [{"variant": i, "lr": 0.1, "seed": i, "status": "ok", "acc": a}
-    ...         for i, a in enumerate([0.5, 0.7])]
-    >>> agg = aggregate_rows(rows, swept=["lr", "seed"], metrics=["acc"],
-    ...                      target="acc", mode="max")
-    >>> agg[0]["acc_mean"], round(agg[0]["acc_std"], 4), agg[0]["n"]
-    (0.6, 0.1414, 2)
-  """
-  config_cols = [c for c in swept if c != SEED]
-  groups: dict[tuple, list[Mapping[str, Any]]] = {}
-  for r in sorted(rows, key=lambda r: r.get("variant", 0)):
-    groups.setdefault(tuple(keys.freeze(r.get(c)) for c in config_cols), []).append(r)
-  out = []
-  for members in groups.values():
-    first = members[0]
-    row: dict[str, Any] = {c: first.get(c) for c in config_cols}
-    row["seeds"] = [r.get(SEED) for r in members]
-    row["n"] = len(members)
-    row["diverged"] = sum(r.get("status") != STATUS_OK for r in members)
-    row["status"] = STATUS_OK if row["diverged"] < len(members) else STATUS_DIVERGED
-    row["variants"] = [r.get("variant") for r in members]
-    for m in metrics:
-      vals = [float(r[m]) for r in members if is_healthy(r, m)]
-      row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals, ddof=ddof)
-      row[f"{m}_n"] = len(vals)
-    out.append(row)
-  key = f"{target}_mean"
-  return sorted(out, key=lambda r: sort_key({**r, "variant": r["variants"][0]}, key, mode))
-
-
-def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool:
-  """Whether some configuration was trained with more than one seed."""
-  if SEED not in swept:
-    return False
-  config_cols = [c for c in swept if c != SEED]
-  configs = [tuple(keys.freeze(r.get(c)) for c in config_cols) for r in rows]
-  return len(set(configs)) < len(configs)
 
 
 class Results:
@@ -219,13 +87,20 @@ class Results:
 
   # ------------------------------------------------------------------ views
   def ranked(self, target: str | None = None, mode: str | None = None) -> Results:
-    """A copy ranked on another metric."""
+    """A copy ranked on another metric.
+
+    Raises:
+      ConfigError: for an unknown metric, a bad mode, or an objective
+        (``*_objective``) when the sweep varies the loss: each variant's
+        objective is its own loss, not comparable between variants.
+    """
     target = target or self.target
     if self.rows and target not in self.rows[0]:
       raise errors.ConfigError(f"unknown target metric '{target}'.", key="target",
                                fix=f"use one of: {', '.join(self.metrics)}")
     if mode not in (None, "max", "min"):
       raise errors.ConfigError(f"mode must be 'max' or 'min', got {mode!r}.", key="mode")
+    selection.check_comparable(target, self.settings.values())
     mode = mode or ("max" if "accuracy" in target else "min")
     out = Results(self.rows, self.history, swept=self.swept, target=target, mode=mode,
                   groups=self.groups, settings=self.settings, states=self._states,
@@ -234,22 +109,43 @@ class Results:
 
   @property
   def table(self) -> list[dict[str, Any]]:
-    """Rows sorted best first (diverged and NaN rows last)."""
+    """Rows sorted best first (unstable, diverged and NaN rows last)."""
     return sorted(self.rows, key=lambda r: sort_key(r, self.target, self.mode))
 
   @property
+  def selected(self) -> dict[str, Any] | None:
+    """The selected configuration: the first of :meth:`aggregate`, or None.
+
+    With seeds swept, the best mean of the target over seeds (ties: the
+    lower std); without, the best row as one configuration (``n`` 1). None
+    when no configuration has a healthy seed.
+    """
+    agg = self.aggregate()
+    return agg[0] if agg and agg[0]["best"] else None
+
+  @property
   def best(self) -> dict[str, Any]:
-    """The best healthy variant's row (the first of :attr:`table`)."""
+    """The best row of the selected configuration (without seeds: the best row).
+
+    With seeds swept this is the selected configuration's best seed, not
+    necessarily the best single run (``table[0]``): a lucky seed of a worse
+    configuration does not win.
+    """
     if not self.rows:
       raise errors.ConfigError("no variants were trained.", key="sweep")
-    return self.table[0]
+    table = self.table
+    chosen = self.selected if self.has_seeds else None
+    if chosen is not None:
+      return next(r for r in table if r.get("variant") in chosen["variants"])
+    return table[0]
 
   def aggregate(self, *, ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
     """Rows that differ only in ``seed`` merged: mean/std per metric, best first.
 
-    Diverged seeds are counted in ``diverged`` and excluded from the mean; see
-    :func:`aggregate_rows` for the columns. ``ddof=1`` (default) is the
-    sample standard deviation, ``numpy.std(values, ddof=1)``.
+    Unstable seeds count in the mean, diverged seeds are counted and left
+    out; the first row is the selected configuration (``best``). See
+    :func:`aggregate_rows` for the columns and the ranking. ``ddof=1``
+    (default) is the sample standard deviation, ``numpy.std(values, ddof=1)``.
     """
     return aggregate_rows(self.rows, swept=self.swept, metrics=self.metrics,
                           target=self.target, mode=self.mode, ddof=ddof)
@@ -264,39 +160,106 @@ class Results:
 
   def __repr__(self) -> str:
     """The ranked per-variant table as aligned plain text (best first)."""
-    rows = self.table
-    return format_lib.text_table(rows, self.table_columns(rows),
-                                 names=format_lib.short_names(self.swept),
-                                 footer=self.caption())
+    rows, cols = self.table, self.table_columns()
+    second = self.metric_sets()[1]
+    breaks = [cols.index(c) for c in (second[:1] + ["params"]) if second and c in cols]
+    return format_lib.text_table(rows, cols, names=format_lib.short_names(self.swept),
+                                 footer=self.caption(rows), breaks=breaks)
 
   @property
   def better(self) -> str:
     """``"higher"`` or ``"lower"``: which way the target is better."""
     return "higher" if self.mode == "max" else "lower"
 
-  def caption(self) -> str:
-    """``6 variants, ranked by test_accuracy (higher is better); 2 diverged``."""
-    num_div = sum(r.get("status") != STATUS_OK for r in self.rows)
-    return (f"{len(self.rows)} variants, ranked by {self.target} ({self.better} is better)"
-            + (f"; {num_div} diverged" if num_div else ""))
+  def caption(self, rows: Sequence[Mapping[str, Any]] = (), *, shown: str = "") -> str:
+    """The lines under the per-variant table.
+
+    What it is ranked on and what went wrong (``6 variants, ranked by
+    val_accuracy on the validation split (higher is better); 1 unstable, 2
+    diverged``), then why each of ``rows`` that is not ``ok`` is so
+    (:func:`jaxsweep.selection.notes`), then which number to report or a
+    warning that the ranking is on the test split (:meth:`advice`).
+
+    Args:
+      rows: the rows shown, whose notes are listed.
+      shown: appended to the first line (e.g. ``; best 5 shown``).
+    """
+    counts = [f"{n} {s}" for s in (STATUS_STOPPED, STATUS_UNSTABLE, STATUS_DIVERGED)
+              if (n := sum(r.get("status") == s for r in self.rows))]
+    where = {"val": " on the validation split", "test": " on the test split"}.get(
+        split_of(self.target), "")
+    first = (f"{len(self.rows)} variants, ranked by {self.target}{where} "
+             f"({self.better} is better)" + (f"; {', '.join(counts)}" if counts else "")
+             + shown)
+    advice = self.advice()
+    return "\n".join([first, *selection.notes(rows), *([advice] if advice else [])])
+
+  def advice(self, *, configurations: bool = False) -> str:
+    """Which number to report, or a warning when the ranking is on the test split.
+
+    Args:
+      configurations: phrase it for the seed-aggregated table.
+    """
+    split, present = split_of(self.target), self.columns()
+    report = report_metric(self.target)
+    what = ("configuration (*)" if configurations else
+            "configuration (the mean over its seeds)" if self.has_seeds else
+            "variant (the first row)")
+    if split == "val":
+      if report not in present:
+        return ""
+      return (f"Report the {report} of the selected {what}: the test split played no part "
+              "in the selection.")
+    if split != "test":
+      return ""
+    val = f"val_{self.target.partition('_')[2]}"
+    if val in present:
+      return (f"WARNING: ranked on the test split: the selected {what}'s {self.target} is "
+              f"optimistic (chosen on the data it is measured on). Rank on {val} and "
+              f"report {self.target}.")
+    return (f"WARNING: no validation split: ranked on the test split, so the selected "
+            f"{what}'s {self.target} is optimistic (chosen on the data it is measured on). "
+            "Give the data a validation split (x_val/y_val or val_fraction) to get a number "
+            "to report.")
 
   def table_columns(self, rows: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
     """Columns of the per-variant table, in order.
 
-    ``variant``, the swept columns, ``status``, ``diverged_step`` (when one
-    of ``rows``, default all, diverged), then the target and the other
-    metrics; never :data:`HIDDEN_COLUMNS`.
+    ``variant``, the swept columns, ``status``, the target and the other
+    metrics of its split (validation), then their test counterparts, then
+    ``params``. An ``*_objective`` equal to the same split's ``nll`` or
+    ``mse`` in every row (an unsmoothed cross-entropy or MSE loss) is left
+    out, as are train metrics, :data:`HIDDEN_COLUMNS` and the timings: the
+    files have every column.
     """
-    rows = self.rows if rows is None else rows
+    del rows  # The same columns whichever rows are shown.
     cols = ["variant", *self.swept, "status"]
-    if any(r.get("diverged_step") is not None for r in rows):
-      cols.append("diverged_step")
+    return [c for c in cols + self.metric_sets()[0] + self.metric_sets()[1] + ["params"]
+            if c not in HIDDEN_COLUMNS and (c != "params" or c in self.columns())]
+
+  def metric_sets(self) -> tuple[list[str], list[str]]:
+    """The table's metric columns: (target and its split's, their test counterparts)."""
     present = self.columns()
-    metrics = [m for m in self.metrics if m in present]
-    if self.target in metrics:
-      metrics.remove(self.target)
-      metrics.insert(0, self.target)
-    return [c for c in cols + metrics if c not in HIDDEN_COLUMNS]
+    split = split_of(self.target) or ""
+    names = [m for m in self.metrics if m in present and not self._redundant(m)]
+    first = [self.target] + [m for m in names if m != self.target and split
+                             and split_of(m) == split]
+    if split != "val":
+      return first if self.target in present else first[1:], []
+    second = [report_metric(m) for m in first if report_metric(m) in present]
+    second += [m for m in names if split_of(m) == "test" and m not in second]
+    return first, second
+
+  def _redundant(self, metric: str) -> bool:
+    split, _, name = metric.partition("_")
+    if name != "objective":
+      return False
+    for same in (f"{split}_nll", f"{split}_mse"):
+      values = [(r.get(metric), r.get(same)) for r in self.rows]
+      if all(b is not None for _, b in values) and all(
+          a == b or (a != a and b != b) for a, b in values):  # NaN == NaN here.
+        return True
+    return False
 
   def columns(self) -> list[str]:
     cols: list[str] = []

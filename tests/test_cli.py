@@ -34,7 +34,9 @@ def test_cli_run_writes_table_and_files(tiny_config, tmp_path, capsys):
   out = tmp_path / "out"
   assert cli.main(["run", tiny_config, "--out", str(out), "--quiet"]) == 0
   printed = capsys.readouterr().out
-  assert "test_accuracy" in printed and "best: variant" in printed
+  assert "val_accuracy (mean ± std)" in printed and "test_accuracy" in printed
+  assert "selected: learning_rate=" in printed and "report test_accuracy = " in printed
+  assert "best single run: variant" in printed
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 6

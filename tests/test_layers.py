@@ -11,7 +11,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "jaxsweep")
 FLOORS = [
     ("jaxsweep.errors",),
     ("jaxsweep.keys", "jaxsweep.format"),
-    ("jaxsweep.results", "jaxsweep.space", "jaxsweep.components"),
+    ("jaxsweep.results", "jaxsweep.selection", "jaxsweep.space", "jaxsweep.components"),
     ("jaxsweep.engine",),
     ("jaxsweep.report",),
     ("jaxsweep.config",),

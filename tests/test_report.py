@@ -28,16 +28,16 @@ from jaxsweep.report import plots
 from jaxsweep.report import progress
 from jaxsweep.report import tensorboard as tensorboard_lib
 
-METRICS = ["test_accuracy", "test_loss", "train_loss"]
+METRICS = ["val_accuracy", "val_nll", "test_accuracy", "test_nll", "train_nll"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def make_results(points, *, diverged=(), target="test_accuracy", mode="max"):
+def make_results(points, *, diverged=(), target="val_accuracy", mode="max"):
   """Results of a made-up sweep: accuracy is a smooth function of the settings.
 
   Args:
     points: one dict of swept values per variant.
-    diverged: indices of variants that diverged (NaN train loss, junk metrics).
+    diverged: indices of variants that diverged (NaN losses, junk accuracy).
   """
   rows, history, settings = [], {}, {}
   for i, p in enumerate(points):
@@ -46,12 +46,18 @@ def make_results(points, *, diverged=(), target="test_accuracy", mode="max"):
     acc = 0.9 - 0.1 * abs(math.log10(lr) + 2) + 0.01 * p.get("seed", 0) + 0.003 * i
     acc -= 0.05 * (p.get("activation") == "tanh") + 0.02 * p.get("width", 0) / 64
     bad = i in diverged
-    final = {"test_accuracy": 0.1 if bad else acc, "test_loss": 2.3 if bad else 1 - acc,
-             "train_loss": float("nan") if bad else 1.1 - acc}
+    nan = float("nan")
+    final = {"val_accuracy": 0.1 if bad else acc, "val_nll": nan if bad else 1 - acc,
+             "test_accuracy": 0.1 if bad else acc - 0.01, "test_nll": nan if bad else 1.02 - acc,
+             "train_nll": nan if bad else 1.1 - acc}
     rows.append({"variant": i, "id": f"id{i:04d}", **p, "group": 0,
-                 "status": "diverged" if bad else "ok", "diverged_step": 0 if bad else None,
-                 "steps": 4, **final})
-    history[i] = [{"step": 2, **{k: v * 1.5 for k, v in final.items()}},
+                 "status": "diverged" if bad else "ok",
+                 "note": "a non-finite loss or parameter at step 1" if bad else "",
+                 "diverged_step": 1 if bad else None, "stopped_step": None, "steps": 4,
+                 "params": 100, "seconds": 0.1, **final})
+    history[i] = [{"step": 0, **{k: 0.25 if "accuracy" in k else 1.4 for k in final}},
+                  {"step": 2, **{k: v * (0.8 if "accuracy" in k else 1.5)
+                                 for k, v in final.items()}},
                   {"step": 4, **final}]
     settings[i] = {("seed" if k == "seed" else f"optimizer.{k}"): v for k, v in p.items()}
   return js.Results(rows, history, swept=list(points[0]), target=target, mode=mode,
@@ -87,7 +93,9 @@ def assert_png(path):
 def test_aggregate_matches_numpy():
   res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]), diverged={4})
   agg = res.aggregate()
-  assert [r["learning_rate"] for r in agg] == [0.01, 0.1]  # Best mean first.
+  # lr 0.01 has the better mean but a diverged seed: it ranks after lr 0.1.
+  assert [r["learning_rate"] for r in agg] == [0.1, 0.01]
+  assert [r["best"] for r in agg] == [True, False]
   by_lr = {r["learning_rate"]: r for r in agg}
   for lr, r in by_lr.items():
     members = [row for row in res.rows if row["learning_rate"] == lr]
@@ -101,8 +109,8 @@ def test_aggregate_matches_numpy():
       assert r[f"{m}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12, abs=0)
       assert r[f"{m}_n"] == len(healthy)
   assert by_lr[0.01]["diverged"] == 1  # Variant 4 (lr 0.01, seed 1) is excluded...
-  assert by_lr[0.01]["train_loss_mean"] == pytest.approx(  # ...so no NaN leaks in.
-      np.mean([1.1 - r["test_accuracy"] for r in res.rows if r["variant"] in (3, 5)]))
+  assert by_lr[0.01]["train_nll_mean"] == pytest.approx(  # ...so no NaN leaks in.
+      np.mean([1.1 - r["val_accuracy"] for r in res.rows if r["variant"] in (3, 5)]))
   pop = res.aggregate(ddof=0)
   vals = [r["test_accuracy"] for r in res.rows if r["learning_rate"] == 0.1]
   assert {r["learning_rate"]: r for r in pop}[0.1]["test_accuracy_std"] == pytest.approx(
@@ -115,6 +123,7 @@ def test_aggregate_edge_cases():
   agg = {str(r["learning_rate"]): r for r in res.aggregate()}
   assert agg["0.1"]["test_accuracy_std"] is None  # One healthy seed: spread unknown.
   assert agg["nan"]["test_accuracy_mean"] is None and agg["nan"]["status"] == "diverged"
+  assert agg["nan"]["diverged"] == 2 and not agg["nan"]["best"]
   assert res.aggregate()[-1]["learning_rate"] != res.aggregate()[-1]["learning_rate"]
   assert res.has_seeds and not make_results(grid(learning_rate=[0.1, 0.01])).has_seeds
 
@@ -122,10 +131,11 @@ def test_aggregate_edge_cases():
 def test_aggregated_table_says_what_was_excluded():
   res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]), diverged={4})
   text = report.format_aggregated(res)
-  assert "1/3" in text and "0/3" in text and "±" in text
-  assert "ddof=1" in text and "excluded from the mean" in text
-  assert text.splitlines()[0].split()[0] == "learning_rate"
-  assert len(report.format_aggregated(res, top=1).splitlines()) == 4
+  assert "diverged 1/3" in text and "ok 3/3" in text and "±" in text
+  assert "ddof=1" in text and "1 diverged seed(s) are left out of the means" in text
+  assert text.splitlines()[0].split()[:2] == ["best", "learning_rate"]
+  top = report.format_aggregated(res, top=1).splitlines()
+  assert len(top) == 3 + 3 and top[2].startswith("*")  # Header, rule, row, 3 footer lines.
 
 
 # --------------------------------------------------------------------------
@@ -147,28 +157,34 @@ def test_table_compact_and_ranked():
 
 def test_repr_is_the_ranked_table_without_report():
   rows = [{"variant": 0, "id": "a", "optimizer.learning_rate": 0.1, "seed": 0, "group": 0,
-           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.3,
-           "test_accuracy": 0.8},
+           "status": "ok", "note": "", "diverged_step": None, "steps": 4, "val_nll": 0.3,
+           "val_accuracy": 0.8, "test_accuracy": 0.78},
           {"variant": 1, "id": "b", "optimizer.learning_rate": 1.0, "seed": 0, "group": 0,
-           "status": "diverged", "diverged_step": 2, "steps": 4, "test_loss": float("nan"),
-           "test_accuracy": 0.95},
+           "status": "diverged", "note": "a non-finite loss or parameter at step 2",
+           "diverged_step": 2, "steps": 4, "val_nll": float("nan"), "val_accuracy": 0.95,
+           "test_accuracy": 0.9},
           {"variant": 2, "id": "c", "optimizer.learning_rate": 0.01, "seed": 0, "group": 0,
-           "status": "ok", "diverged_step": None, "steps": 4, "test_loss": 0.2,
-           "test_accuracy": 0.9}]
+           "status": "ok", "note": "", "diverged_step": None, "steps": 4, "val_nll": 0.2,
+           "val_accuracy": 0.9, "test_accuracy": 0.88}]
   res = js.Results(rows, {}, swept=["optimizer.learning_rate", "seed"],
-                   target="test_accuracy", mode="max", metrics=["test_loss", "test_accuracy"])
+                   target="val_accuracy", mode="max",
+                   metrics=["val_nll", "val_accuracy", "test_accuracy"])
   assert repr(res) == str(res) == "\n".join([
-      "variant  learning_rate  seed  status    diverged_step  test_accuracy  test_loss",
-      "-------  -------------  ----  --------  -------------  -------------  ---------",
-      "      2           0.01     0  ok                    -            0.9        0.2",
-      "      0            0.1     0  ok                    -            0.8        0.3",
-      "      1              1     0  diverged              2           0.95        nan",
-      "3 variants, ranked by test_accuracy (higher is better); 1 diverged"])
+      "variant  learning_rate  seed  status    val_accuracy  val_nll  |  test_accuracy",
+      "-------  -------------  ----  --------  ------------  -------  |  -------------",
+      "      2           0.01     0  ok                 0.9      0.2  |           0.88",
+      "      0            0.1     0  ok                 0.8      0.3  |           0.78",
+      "      1              1     0  diverged          0.95      nan  |            0.9",
+      "3 variants, ranked by val_accuracy on the validation split (higher is better); "
+      "1 diverged",
+      "  variant 1 diverged: a non-finite loss or parameter at step 2",
+      "Report the test_accuracy of the selected variant (the first row): the test split "
+      "played no part in the selection."])
   assert repr(res) == report.format_table(res)
   healthy = js.Results(rows[::2], {}, swept=["optimizer.learning_rate"],
-                       target="test_loss", mode="min", metrics=["test_loss"])
+                       target="val_nll", mode="min", metrics=["val_nll"])
   assert repr(healthy).splitlines()[0].split() == [
-      "variant", "learning_rate", "status", "test_loss"]  # No diverged_step column.
+      "variant", "learning_rate", "status", "val_nll"]  # No test set, no divider.
 
 
 def test_report_imports_no_optional_dependency():
@@ -185,8 +201,8 @@ def test_one_mean_std_convention():
   assert results_lib.mean_std(values) == (pytest.approx(np.mean(values)),
                                           pytest.approx(np.std(values, ddof=1)))
   assert results_lib.mean_std([0.5]) == (0.5, None)
-  assert plots._mean_std([0.5]) == (0.5, 0.0)  # pylint: disable=protected-access
-  assert plots._mean_std(values) == results_lib.mean_std(values)  # pylint: disable=protected-access
+  assert plots.band([0.5]) == (0.5, None, None, None)  # No band for one value.
+  assert plots.band(values)[0] == results_lib.mean_std(values)[0]
 
 
 def test_write_outputs_writes_every_file(tmp_path):
@@ -201,7 +217,7 @@ def test_write_outputs_writes_every_file(tmp_path):
   assert agg["ddof"] == 1 and len(agg["rows"]) == 4
   assert agg["rows"] == json.loads(results_lib.rows_to_json(res.aggregate()))
   csv_lines = (tmp_path / "results_aggregated.csv").read_text().splitlines()
-  assert len(csv_lines) == 5 and csv_lines[0].startswith("learning_rate,activation,n,")
+  assert len(csv_lines) == 5 and csv_lines[0].startswith("learning_rate,activation,best,n,")
   md = (tmp_path / "results.md").read_text()
   assert md.index("Aggregated over seeds") < md.index("Per variant")
   assert "best.yaml" in md and "![heatmap_learning_rate__activation]" in md
@@ -223,16 +239,16 @@ def test_json_round_trip_keeps_nan(tmp_path):
   res = make_results(grid(learning_rate=[0.1, float("nan")], seed=[0]), diverged={1})
   res.to_json(str(tmp_path / "results.json"))
   back = js.Results.from_json(str(tmp_path / "results.json"))
-  assert math.isnan(back.rows[1]["learning_rate"]) and math.isnan(back.rows[1]["train_loss"])
-  assert math.isnan(back.history[1][0]["train_loss"])
+  assert math.isnan(back.rows[1]["learning_rate"]) and math.isnan(back.rows[1]["train_nll"])
+  assert math.isnan(back.history[1][1]["train_nll"])
   assert report.format_table(back) == report.format_table(res)
-  assert json.loads((tmp_path / "results.json").read_text())["rows"][1]["train_loss"] is None
+  assert json.loads((tmp_path / "results.json").read_text())["rows"][1]["train_nll"] is None
 
 
 def test_formats():
   res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
-  for name, check in (("markdown", lambda t: t.startswith("| learning_rate |")),
-                      ("csv", lambda t: t.startswith("learning_rate,n,diverged")),
+  for name, check in (("markdown", lambda t: t.startswith("| best | learning_rate |")),
+                      ("csv", lambda t: t.startswith("learning_rate,best,n,ok,stopped")),
                       ("json", lambda t: len(json.loads(t)) == 2),
                       ("plain", lambda t: "±" in t and "\x1b" not in t),
                       ("auto", lambda t: "\x1b" not in t)):
@@ -300,12 +316,12 @@ def test_many_values_are_binned_in_heatmaps(tmp_path):
 def test_diverged_never_plotted_as_values():
   res = make_results(grid(learning_rate=[1e-3, 1e-2, 1e-1], seed=[0, 1]), diverged={5})
   fig = plots._figure(9, 4)  # pylint: disable=protected-access
-  plots.plot_vs(fig, res, "learning_rate", ["test_accuracy"], log=True)
+  plots.plot_vs(fig, res, "learning_rate", ["val_accuracy"], log=True)
   ax = fig.axes[0]
   assert ax.get_xscale() == "log"
   lines = {line.get_label(): line for line in ax.get_lines()}
-  mean = lines["mean ± std"]
-  healthy_01 = [r["test_accuracy"] for r in res.rows
+  mean = lines["mean"]
+  healthy_01 = [r["val_accuracy"] for r in res.rows
                 if r["learning_rate"] == 1e-1 and r["status"] == "ok"]
   assert list(mean.get_xdata()) == [1e-3, 1e-2, 1e-1]
   assert mean.get_ydata()[2] == pytest.approx(np.mean(healthy_01))  # Not the junk 0.1.
@@ -329,7 +345,7 @@ def test_plots_skipped_without_matplotlib(tmp_path, monkeypatch, capsys):
   assert plots.make_plots(res, str(tmp_path)) == []
   assert plots.make_plots(res, str(tmp_path)) == []
   err = capsys.readouterr().err
-  assert err.count("pip install jaxsweep[plots]") == 1 and not pngs(tmp_path)
+  assert err.count("pip install matplotlib") == 1 and not pngs(tmp_path)
 
 
 # --------------------------------------------------------------------------
@@ -344,12 +360,13 @@ def test_report_rerenders_from_disk(tmp_path):
   assert code == 0 and out.startswith(expected.getvalue()) and not err
   code, out, _ = run_cli(["report", str(tmp_path), "--no-aggregate", "--top", "2",
                           "--no-plots"])
-  assert out.splitlines()[0].split()[0] == "variant" and len(out.splitlines()) == 7
-  code, out, _ = run_cli(["report", str(tmp_path), "--target", "test_loss", "--format",
+  # Header, rule, 2 rows, ranking, advice, selected, best single run, files.
+  assert out.splitlines()[0].split()[0] == "variant" and len(out.splitlines()) == 9
+  code, out, _ = run_cli(["report", str(tmp_path), "--target", "val_nll", "--format",
                           "json", "--no-aggregate", "--no-plots"])
   rows = json.loads(out)
-  assert [r["test_loss"] for r in rows] == sorted(r["test_loss"] for r in rows[:-1]) + [
-      rows[-1]["test_loss"]]  # Ranked on loss, lowest first; the diverged one last.
+  assert [r["val_nll"] for r in rows] == sorted(r["val_nll"] for r in rows[:-1]) + [
+      rows[-1]["val_nll"]]  # Ranked on nll, lowest first; the diverged one last.
 
 
 @pytest.mark.parametrize("content, needle", [
@@ -383,7 +400,10 @@ def test_compare(tmp_path):
   assert code == 0, err
   best_table, matched = out.split("\n\n")
   assert "adam" in best_table and "sgd" in best_table
-  assert f"{a.best['test_accuracy']:.4g}" in best_table
+  chosen = a.selected  # a swept seeds: its selection is a mean ± std.
+  assert js.report.fmt_mean_std(chosen["test_accuracy_mean"],
+                                chosen["test_accuracy_std"]) in best_table
+  assert f"{b.best['test_accuracy']:.4g}" in best_table  # b did not: its best variant.
   lines = matched.splitlines()
   assert lines[0].split()[0] == "learning_rate" and "sgd - adam" in lines[0]
   by_lr = {line.split()[0]: line for line in lines[2:-1]}
@@ -425,8 +445,8 @@ def test_tensorboard_one_run_per_variant(tmp_path):
   events = read_events(os.path.join(paths["tensorboard"], runs[0]))
   scalars = [(v.tag, e.step, v.simple_value) for e in events for v in e.summary.value
              if v.HasField("simple_value")]
-  assert ("test_accuracy", 2, pytest.approx(res.history[0][0]["test_accuracy"])) in scalars
-  assert sum(tag == "train_loss" for tag, _, _ in scalars) == 2
+  assert ("test_accuracy", 2, pytest.approx(res.history[0][1]["test_accuracy"])) in scalars
+  assert sum(tag == "train_nll" for tag, _, _ in scalars) == 3  # Steps 0, 2 and 4.
   assert ("hparam/test_accuracy", 4, pytest.approx(res.rows[0]["test_accuracy"])) in scalars
   tags = {v.tag for e in events for v in e.summary.value}
   assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= tags
@@ -536,7 +556,9 @@ def test_real_run_outputs(real_run):
   for name in pngs(out):
     assert_png(os.path.join(out, name))
   assert len(os.listdir(os.path.join(out, "tensorboard"))) == 6
-  assert "2/2" in real_run["stdout"] and "best mean: learning_rate=" in real_run["stdout"]
+  assert "diverged 2/2" in real_run["stdout"]
+  assert "selected: learning_rate=" in real_run["stdout"]
+  assert "best single run: variant" in real_run["stdout"]
 
 
 def test_real_run_progress_is_plain_on_non_terminals(real_run):
@@ -545,18 +567,26 @@ def test_real_run_progress_is_plain_on_non_terminals(real_run):
   assert len(err.splitlines()) <= 6 and "compiled in" in err and "diverged" in err
 
 
-def test_best_yaml_reproduces_best_row(real_run):
+def test_best_yaml_reproduces_selected_configuration(real_run):
+  """best.yaml is the selected configuration without its seed; each seed reproduces."""
   out = real_run["out"]
   res = js.Results.from_json(os.path.join(out, "results.json"))
-  best = res.best
+  chosen = res.selected
+  with open(os.path.join(out, "best.yaml")) as f:
+    text = f.read()
+  assert "over seeds 0, 1" in text and "jaxsweep run best.yaml seed=0,1" in text
+  assert js.report.fmt_mean_std(chosen["test_accuracy_mean"],
+                                chosen["test_accuracy_std"]) in text
   cfg = config_lib.load(os.path.join(out, "best.yaml"))
-  assert "sweep" not in cfg.raw and len(cfg.points) == 1
-  again = js.run_config(cfg)
-  row = again.rows[0]
-  assert row["status"] == "ok"
+  assert "sweep" not in cfg.raw and "seed" not in cfg.raw and len(cfg.points) == 1
+  assert cfg.raw["optimizer"]["learning_rate"] == chosen["optimizer.learning_rate"]
+  row = next(r for r in res.rows if r["variant"] == chosen["variants"][1])
+  again = js.run_config(config_lib.load(os.path.join(out, "best.yaml"),
+                                        [f"seed={row['seed']}"]))
+  assert again.rows[0]["status"] == "ok"
   for m in res.metrics:
-    assert row[m] == best[m], m  # Same seed, same machine: bit-identical.
-  assert again.history[0] == res.history[best["variant"]]
+    assert again.rows[0][m] == row[m], m  # Same seed, same machine: bit-identical.
+  assert again.history[0] == res.history[row["variant"]]
 
 
 def test_report_matches_run_output(real_run):
@@ -574,5 +604,5 @@ def test_quiet_run_prints_only_the_table(real_run):
                                   "--quiet", "--no-plots", "--format", "csv"])
   assert code == 0 and stderr == ""
   lines = stdout.splitlines()
-  assert lines[0].startswith("optimizer.learning_rate,n,diverged") and len(lines) == 4
+  assert lines[0].startswith("optimizer.learning_rate,best,n,ok,") and len(lines) == 4
   assert not pngs(out) and os.path.exists(os.path.join(out, "results.md"))

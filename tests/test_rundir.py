@@ -417,25 +417,25 @@ def test_report_never_modifies_the_run(work):
   assert code == 0, err
   assert listed("run") == present("run")  # Plots and tensorboard/ too.
   before = snapshot("run")
-  code, out, err = run_cli(["report", "run", "--target", "test_loss"])
+  code, out, err = run_cli(["report", "run", "--target", "val_nll"])
   assert code == 0 and not err and "results in run" in out
   code, out, err = run_cli(["compare", "run", "run"])
   assert code == 0, err
   for bad in (["--out", "run"], ["--out", os.path.join("run", "sub")], ["--tensorboard"]):
-    code, _, err = run_cli(["report", "run", "--target", "test_loss", *bad])
+    code, _, err = run_cli(["report", "run", "--target", "val_nll", *bad])
     assert code == 2 and "key 'out'" in err and "Traceback" not in err, bad
-  code, out, err = run_cli(["report", "run", "--target", "test_loss", "--out", "rerank",
+  code, out, err = run_cli(["report", "run", "--target", "val_nll", "--out", "rerank",
                             "--no-plots"])
   assert code == 0, err
   assert snapshot("run") == before  # Not a byte, not an mtime.
   reranked = js.Results.from_json(os.path.join("rerank", "results.json"))
-  assert reranked.target == "test_loss" and "results in rerank" in out
+  assert reranked.target == "val_nll" and "results in rerank" in out
   assert listed("rerank") == present("rerank")
-  code, _, err = run_cli(["report", "run", "--target", "test_loss", "--out", "rerank"])
+  code, _, err = run_cli(["report", "run", "--target", "val_nll", "--out", "rerank"])
   assert code == 2 and "already holds" in err
   code, _, err = run_cli(["report", "run", "--out", "rerank", "--overwrite", "--no-plots"])
   assert code == 0, err
-  assert js.Results.from_json(os.path.join("rerank", "results.json")).target == "test_accuracy"
+  assert js.Results.from_json(os.path.join("rerank", "results.json")).target == "val_accuracy"
   assert snapshot("run") == before
 
 

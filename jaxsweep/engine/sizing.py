@@ -11,6 +11,7 @@ the dry run of ``jaxsweep plan --measure-memory``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,6 +34,27 @@ def _nbytes(tree) -> int:
       itemsize = 8  # A typed PRNG key: two uint32 words.
     total += int(np.prod(x.shape)) * itemsize
   return total
+
+
+def footprint(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
+              data=None) -> tuple[int, int, int]:
+  """What a group holds, from abstract shapes only (``jax.eval_shape``: no compilation).
+
+  Args:
+    plan, group, built: the group and its program.
+    data: the data as arrays or shape structs (default: shape structs).
+
+  Returns:
+    ``(state_bytes, data_bytes, params)``: one variant's training state
+    (parameters, optimizer and model state, key), the data (replicated: all
+    of it on every device), and one variant's trainable parameters.
+  """
+  data = program_lib.abstract_data(built.dataset) if data is None else data
+  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
+  state = jax.eval_shape(built.program.init, hp1, plain)
+  params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+  return _nbytes(state), _nbytes(data), params
 
 
 def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
@@ -63,10 +85,7 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
   data = program_lib.abstract_data(built.dataset, mesh) if data is None else data
   n, ndev = len(group.members), mesh.devices.size
   requested = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
-  hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
-  plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
-  state_bytes = _nbytes(jax.eval_shape(built.program.init, hp1, plain))
-  data_bytes = _nbytes(data)  # Replicated: all of it on every device.
+  state_bytes, data_bytes, _ = footprint(plan, group, built, data)
 
   def lower_bound(local):
     return data_bytes + 2 * state_bytes * local  # The state comes in and goes out.
@@ -111,7 +130,9 @@ def check_fits(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, 
 
 def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
                     chunk_size: int | None = None, lanes: int | None = None,
-                    safety: float = memory_lib.SAFETY) -> dict[int, memory_lib.GroupEstimate]:
+                    safety: float = memory_lib.SAFETY,
+                    progress: Callable[[plan_lib.Group], None] | None = None
+                    ) -> dict[int, memory_lib.GroupEstimate]:
   """Dry run of the execution's memory planning (``jaxsweep plan``).
 
   Builds and compiles each group's step at two sizes (nothing is trained),
@@ -130,6 +151,8 @@ def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
   limit = memory_lib.available(mesh, memory_budget)
   out = {}
   for group in plan.groups:
+    if progress is not None:  # Called with each group before it compiles.
+      progress(group)
     built = program_lib.build(plan, group)
     program_lib.check(plan, group, built)
     out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes,

@@ -14,7 +14,7 @@ only; everything below the engine is pure.
 :mod:`jaxsweep.report.rundir`       a run's directory: chosen, checked,
                                     owned (its manifest, run.json)
 :mod:`jaxsweep.report.runlock`      one writer per run directory
-:mod:`jaxsweep.report.plots`        PNG plots (matplotlib, optional)
+:mod:`jaxsweep.report.plots`        PNG plots (matplotlib)
 :mod:`jaxsweep.report.tensorboard`  TensorBoard event files (optional)
 :mod:`jaxsweep.report.progress`     progress while a sweep trains
 :mod:`jaxsweep.report.plan`         ``jaxsweep plan``: a sweep described
@@ -62,6 +62,8 @@ from jaxsweep.report.tables import (
     per_variant_table,
     render,
     render_tables,
+    seed_status,
+    selection_lines,
     to_markdown,
     to_plain,
     to_rich,
@@ -100,6 +102,8 @@ __all__ = [
     "render_tables",
     "rundir",
     "runlock",
+    "seed_status",
+    "selection_lines",
     "short_names",
     "tables",
     "tensorboard",

@@ -2,7 +2,8 @@
 
 :func:`compare_tables` builds the tables; :func:`jaxsweep.report.tables.render_tables`
 prints them. Spreads are the sample std over seeds and unshared columns
-(:func:`jaxsweep.results.mean_std`), diverged rows excluded.
+(:func:`jaxsweep.results.mean_std`), diverged rows excluded and unstable rows
+counted, as in the seed-aggregated table.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ def _marginal(res: results_lib.Results, cols: Sequence[str], metric: str):
     key = tuple(keys.freeze(r.get(c)) for c in cols)
     entry = out.setdefault(key, [[r.get(c) for c in cols], [], 0, 0])
     entry[2] += 1
-    if results_lib.is_healthy(r, metric):
+    if results_lib.has_value(r, metric):  # Unstable rows count, as in aggregation.
       entry[1].append(float(r[metric]))
-    elif r.get("status") != results_lib.STATUS_OK:
+    elif r.get("status") == results_lib.STATUS_DIVERGED:
       entry[3] += 1
   return out
 
@@ -40,19 +41,30 @@ def _sort_value(v: Any):
 
 def _best_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence[str],
                 target: str, metrics: Sequence[str]) -> tables.Table:
+  """Each sweep's selection: its best variant, or (seeds swept) its selected
+  configuration's mean ± std over seeds."""
   cells, status = [], []
   for res, label in ((a, labels[0]), (b, labels[1])):
-    best = res.best if res.rows else {}
-    num_div = sum(r["status"] != results_lib.STATUS_OK for r in res.rows)
-    settings = format_lib.describe_settings(best, [c for c in res.swept if c in best])
+    chosen = res.selected if res.rows and res.has_seeds else None
+    if chosen is not None:
+      cols = [c for c in res.swept if c != results_lib.SEED]
+      settings = (format_lib.describe_settings(chosen, cols) or "-") + f" ({chosen['n']} seeds)"
+      values = [format_lib.fmt_mean_std(chosen.get(f"{m}_mean"), chosen.get(f"{m}_std"))
+                for m in metrics]
+    else:
+      best = res.best if res.rows else {}
+      settings = format_lib.describe_settings(best, [c for c in res.swept if c in best]) or "-"
+      values = [format_lib.fmt(best.get(m)) for m in metrics]
+    num_div = sum(r["status"] == results_lib.STATUS_DIVERGED for r in res.rows)
     cells.append([label, str(len(res.rows)), str(num_div),
-                  format_lib.fmt(res.seconds) if res.seconds else "-", settings or "-"]
-                 + [format_lib.fmt(best.get(m)) for m in metrics])
-    status.append(best.get("status", ""))
+                  format_lib.fmt(res.seconds) if res.seconds else "-", settings] + values)
+    status.append(chosen["status"] if chosen else (res.best.get("status", "") if res.rows
+                                                    else ""))
   return tables.Table(
-      headers=["sweep", "variants", "diverged", "seconds", "best variant", *metrics],
+      headers=["sweep", "variants", "diverged", "seconds", "selected", *metrics],
       cells=cells, right=[False, True, True, True, False] + [True] * len(metrics),
-      status=status, footer=f"best variant of each sweep by {target} ({a.better} is better)")
+      status=status, footer=f"each sweep's selection by {target} ({a.better} is better): "
+                            "its best variant, or the best mean over seeds (mean ± std)")
 
 
 def _matched_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence[str],
@@ -95,10 +107,11 @@ def compare_tables(a: results_lib.Results, b: results_lib.Results, *,
                    target: str | None = None) -> list[tables.Table]:
   """Tables comparing two sweeps: best rows, then rows matched on shared columns.
 
-  The first table has each sweep's best variant (its swept values and
-  metrics). The second groups each sweep's rows by the swept columns both
-  share (seed excluded) and shows the target's mean ± std over everything
-  else (seeds and unshared columns), diverged rows excluded, with B - A.
+  The first table has each sweep's selection (its swept values and metrics:
+  the best variant, or with seeds swept the best mean over seeds, ± std).
+  The second groups each sweep's rows by the swept columns both share (seed
+  excluded) and shows the target's mean ± std over everything else (seeds
+  and unshared columns), diverged rows excluded, with B - A.
 
   Args:
     a, b: the two sweeps' results.

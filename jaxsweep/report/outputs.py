@@ -70,25 +70,60 @@ def best_config(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str
 
 def write_best_config(res: results_lib.Results, out_dir: str,
                       config: Mapping[str, Any]) -> str | None:
-  """Writes ``best.yaml``: the best variant's config, runnable on its own.
+  """Writes ``best.yaml``: the selected configuration, runnable on its own.
+
+  Without swept seeds, the best variant's config. With seeds swept, the
+  configuration with the best mean over seeds, *without* a seed (a comment
+  lists the seeds, the validation and the test mean ± std, and how to train
+  the seeds again).
 
   Returns:
-    The path, or None when no variant is healthy or its settings are unknown.
+    The path, or None when no configuration has a healthy seed or its
+    settings are unknown.
   """
-  if not res.rows:
+  chosen = res.selected if res.rows else None
+  if chosen is None:
     return None
-  best = res.best
-  settings = res.settings.get(best["variant"])
-  if settings is None or not results_lib.is_healthy(best):
+  settings = res.settings.get(chosen["variants"][0])
+  if settings is None:
     return None
-  cfg = best_config(config, settings)
-  header = (f"# The best variant ({best['variant']}, id {best.get('id', '-')}) of the sweep "
-            f"in this directory:\n#   {res.target} = {format_lib.fmt(best.get(res.target))}"
-            + (f" ({format_lib.describe_settings(best, res.swept)})" if res.swept else "")
-            + "\n# Train it alone: jaxsweep run best.yaml\n")
+  fmt, report = format_lib.fmt, results_lib.report_metric(res.target)
+  report = report if report and report != res.target and f"{report}_mean" in chosen else None
+  if res.has_seeds:
+    cfg = best_config(config, {k: v for k, v in settings.items() if k != results_lib.SEED})
+    cfg.pop(results_lib.SEED, None)
+    config_cols = [c for c in res.swept if c != results_lib.SEED]
+    seeds = ", ".join(fmt(s) for s in chosen["seeds"])
+    n = chosen[f"{res.target}_n"]
+    lines = ["The selected configuration of the sweep in this directory"
+             + (f" ({format_lib.describe_settings(chosen, config_cols)})" if config_cols else "")
+             + f": the best mean {res.target} over seeds {seeds} ({res.better} is better).",
+             f"  {res.target} = {_mean_std(chosen, res.target)} (mean ± std over {n} seeds, "
+             f"ddof={results_lib.DEFAULT_DDOF})"]
+    if report:
+      lines.append(f"  {report} = {_mean_std(chosen, report)}  <- the number to report")
+    if n < chosen["n"]:
+      lines.append(f"  {chosen['n'] - n} of its {chosen['n']} seeds diverged (left out)")
+    lines += ["It has no seed: it trains with seed 0. Train its seeds again:",
+              f"  jaxsweep run best.yaml seed={','.join(fmt(s) for s in chosen['seeds'])}"]
+  else:
+    best = next(r for r in res.rows if r.get("variant") == chosen["variants"][0])
+    cfg = best_config(config, settings)
+    lines = [f"The best variant ({best['variant']}, id {best.get('id', '-')}) of the sweep in "
+             "this directory" + (f" ({format_lib.describe_settings(best, res.swept)})"
+                                 if res.swept else "") + ":",
+             f"  {res.target} = {fmt(best.get(res.target))} ({res.better} is better)"]
+    if report:
+      lines.append(f"  {report} = {fmt(best.get(report))}  <- the number to report")
+    lines.append("Train it alone: jaxsweep run best.yaml")
+  header = "".join(f"# {line}\n" for line in lines)
   path = os.path.join(out_dir, "best.yaml")
   results_lib.atomic_write(path, header + yaml.safe_dump(cfg, sort_keys=False))
   return path
+
+
+def _mean_std(row: Mapping[str, Any], metric: str) -> str:
+  return format_lib.fmt_mean_std(row.get(f"{metric}_mean"), row.get(f"{metric}_std"))
 
 
 # --------------------------------------------------------------------------
@@ -199,16 +234,17 @@ def _write_parquet(res, agg, out_dir) -> dict[str, str]:
 def format_markdown_report(res: results_lib.Results, *, aggregate: bool = True,
                            plots: Sequence[str] = (), best_yaml: bool = False,
                            out_dir: str | None = None) -> str:
-  """results.md: summary, best, tables (aggregated first) and plots."""
+  """results.md: summary, selection, val vs test, statuses, tables and plots."""
   groups = len(res.groups) or 1
   secs = f" in {res.seconds:.1f}s" if res.seconds else ""
   out = ["# jaxsweep results", "",
          f"{len(res.rows)} variants in {groups} compile group(s){secs}; ranked by "
          f"{res.target} ({res.better} is better).", ""]
-  if res.rows:
-    out.append(f"**{tables.format_best(res)}**" + (" (config: [best.yaml](best.yaml))"
-                                                   if best_yaml else ""))
-    out.append("")
+  lines = tables.selection_lines(res)
+  if lines:
+    out.append(f"**{lines[0]}**" + (" (config: [best.yaml](best.yaml))" if best_yaml else ""))
+    out += [""] + [f"{line}" for line in lines[1:]] + ([""] if lines[1:] else [])
+  out += [_splits_text(res), "", _statuses_text(res), ""]
   rows = len(res.rows)
   per_variant = ["## Per variant", "", tables.to_markdown(
       tables.per_variant_table(res, top=min(rows, _MD_MAX_ROWS) or None)), ""]
@@ -216,7 +252,7 @@ def format_markdown_report(res: results_lib.Results, *, aggregate: bool = True,
     per_variant += [f"({rows - _MD_MAX_ROWS} more rows in results.csv)", ""]
   sections = [per_variant]
   if res.has_seeds:
-    aggregated = ["## Aggregated over seeds", "", tables.format_best_aggregated(res), "",
+    aggregated = ["## Aggregated over seeds", "",
                   tables.to_markdown(tables.aggregated_table(res)), ""]
     # --no-aggregate: the per-variant table is what was asked for; put it first.
     sections = [aggregated, per_variant] if aggregate else [per_variant, aggregated]
@@ -228,6 +264,26 @@ def format_markdown_report(res: results_lib.Results, *, aggregate: bool = True,
       rel = os.path.relpath(p, out_dir) if out_dir else p
       out += [f"![{os.path.splitext(os.path.basename(p))[0]}]({rel})", ""]
   return "\n".join(out)
+
+
+def _splits_text(res: results_lib.Results) -> str:
+  """Two sentences on validation vs test (or a warning without validation)."""
+  report = results_lib.report_metric(res.target)
+  if results_lib.split_of(res.target) == "val":
+    return (f"The ranking and the selection use the validation split ({res.target}), held "
+            "out of training. The test split played no part in them, so the "
+            f"{report or 'test metric'} of the selected configuration is the number to "
+            "report; the test columns of other rows are not for choosing.")
+  return res.advice() or f"Ranked on {res.target}."
+
+
+def _statuses_text(res: results_lib.Results) -> str:
+  """What the statuses mean."""
+  return ("Statuses: `ok`; `stopped` (a scheduler stopped it early); `unstable` (finite, but "
+          "its training objective ended above the unstable factor, 3 by default, times its "
+          "value at step 0, or it ended at chance without learning; `note` says which); "
+          "`diverged` (a non-finite loss or parameter: its metrics are not values). Unstable "
+          "seeds count in means over seeds; diverged ones are left out and counted.")
 
 
 def describe_outputs(out_dir: str) -> str:

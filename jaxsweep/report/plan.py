@@ -2,15 +2,30 @@
 
 Prints the number of variants, the compile groups with their sizes, which
 swept keys are vectorized (traced, one program) and which are grouped (one
-compilation per value), and, when asked, each group's memory estimate and
-chunking from the compiled program's ``memory_analysis()``.
+compilation per value), and each group's memory:
+
+- by default, from abstract shapes only (``jax.eval_shape``: nothing is
+  compiled, seconds for any sweep): the state of one variant, the data, and
+  the least a chunk needs per device (the state in and out, plus the data);
+- with ``measure=True`` (``--measure-memory``), from each group's compiled
+  step (``memory_analysis()``, temporaries included) and the chunking a run
+  would pick: what :func:`jaxsweep.engine.sizing.estimate_memory` does,
+  compiling each group at two sizes.
+
+A progress line per group goes to ``progress`` (stderr in the CLI) while it
+works.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import program
+from jaxsweep.engine import sharding
 from jaxsweep.engine import sizing
 
 
@@ -38,19 +53,97 @@ def varying_static(plan: plan_lib.Plan) -> list[plan_lib.Key]:
           if len({repr(g.static.get(k)) for g in plan.groups}) > 1]
 
 
-def describe(plan: plan_lib.Plan, *, memory: bool = False,
-             estimates: dict[int, Any] | None = None, **memory_kwargs) -> str:
+def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
+                    chunk_size: int | None = None, lanes: int | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[int, str]:
+  """Each group's memory from abstract shapes: no XLA compilation.
+
+  Builds each group's program (the data is loaded), checks it by tracing
+  one variant abstractly (as a run does before training) and measures the
+  state of one variant with ``jax.eval_shape``.
+
+  Args:
+    plan: the plan.
+    mesh: the device mesh (default: every device).
+    memory_budget: the budget a run would get (``--memory-budget``).
+    chunk_size: the requested chunk size (default: the whole group).
+    lanes: variants vmapped together per device (default: the platform's).
+    progress: called with a line as each group starts.
+
+  Returns:
+    group index -> one line: parameters and state per variant, the data, the
+    least a chunk needs per device, and the memory available.
+
+  Raises:
+    ConfigError: what a run would raise before training (bad data, a model
+      that does not fit the loss).
+  """
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  lanes = sharding.default_lanes(mesh) if lanes is None else lanes
+  limit = memory_lib.available(mesh, memory_budget)
+  ndev = mesh.devices.size
+  out = {}
+  for i, group in enumerate(plan.groups):
+    if progress is not None:
+      progress(f"group {i + 1}/{len(plan.groups)}: {len(group.members)} variants: loading "
+               "the data, tracing shapes (no compilation)")
+    built = program.build(plan, group)
+    program.check(plan, group, built)
+    state, data, params = sizing.footprint(plan, group, built)
+    n = len(group.members)
+    chunk = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
+    least = data + 2 * state * (chunk // ndev)  # The state comes in and goes out.
+    fmt = memory_lib.format_bytes
+    text = (f"{params:,} parameters; state {fmt(state)}/variant; data {fmt(data)} on each "
+            f"device\n      at least {fmt(least)}/device for a chunk of {chunk} on {ndev} "
+            "device(s) (state in and out + data; the step's temporaries are not counted: "
+            "--measure-memory compiles for them)")
+    if limit is not None:
+      text += f"; {fmt(limit.per_device)}/device available ({limit.source})"
+      if least * memory_lib.SAFETY > limit.per_device:
+        text += "; does not fit: a run splits it into smaller chunks"
+    out[group.index] = text
+  return out
+
+
+def measured_estimates(plan: plan_lib.Plan, *, progress: Callable[[str], None] | None = None,
+                       **memory_kwargs) -> dict[int, Any]:
+  """Each group's memory from its compiled step (slow: compiles each group twice).
+
+  Args:
+    plan: the plan.
+    progress: called with a line as each group starts.
+    **memory_kwargs: passed to :func:`jaxsweep.engine.sizing.estimate_memory`.
+  """
+  def announce(group):
+    if progress is not None:
+      progress(f"group {group.index + 1}/{len(plan.groups)}: "
+               f"{len(group.members)} variants: compiling the step at two sizes to measure "
+               "its memory")
+
+  return sizing.estimate_memory(plan, progress=announce, **memory_kwargs)
+
+
+def describe(plan: plan_lib.Plan, *, memory: bool | str = False,
+             estimates: dict[int, Any] | None = None,
+             progress: Callable[[str], None] | None = None, **memory_kwargs) -> str:
   """A human-readable dry-run report of a plan.
 
   Args:
     plan: from :func:`jaxsweep.engine.plan.make_plan`.
-    memory: also estimate each group's memory and chunking (compiles each
-      group's step at two small sizes; nothing is trained).
+    memory: ``False``: no memory; ``"shapes"``: from abstract shapes, nothing
+      compiled (:func:`shape_estimates`); ``"measure"`` (or ``True``): from
+      each group's compiled step (:func:`measured_estimates`).
     estimates: precomputed group index -> estimate (anything printable).
-    **memory_kwargs: passed to :func:`jaxsweep.engine.sizing.estimate_memory`.
+    progress: called with a line as each group starts (e.g. printing to
+      stderr).
+    **memory_kwargs: ``mesh``, ``memory_budget``, ``chunk_size``, ``lanes``.
   """
   if memory and estimates is None:
-    estimates = sizing.estimate_memory(plan, **memory_kwargs)
+    if memory == "shapes":
+      estimates = shape_estimates(plan, progress=progress, **memory_kwargs)
+    else:
+      estimates = measured_estimates(plan, progress=progress, **memory_kwargs)
   lines = [f"{plan.num_variants} variants in {len(plan.groups)} compile group(s) "
            f"({len(plan.groups)} compilation(s))"]
   kinds = classify(plan)
@@ -68,6 +161,11 @@ def describe(plan: plan_lib.Plan, *, memory: bool = False,
     if estimates and g.index in estimates:
       lines.append(f"      {estimates[g.index]}")
   return "\n".join(lines)
+
+
+def stderr_progress(line: str) -> None:
+  """Prints a progress line of ``jaxsweep plan`` to stderr."""
+  print(f"jaxsweep plan: {line}", file=sys.stderr, flush=True)
 
 
 def _short(v) -> str:

@@ -1,24 +1,31 @@
-"""Plots of a sweep's results: PNG files rendered off-screen.
+"""Plots of a sweep's results that do not mislead: PNG files rendered off-screen.
 
 :func:`make_plots` writes into a run's directory:
 
 - ``metric_vs_<name>.png`` for each swept hyperparameter with at least two
-  values (seed excluded): the target and the other metrics against it, as
-  the mean over seeds (and over the other hyperparameters) with a ±1 std
-  band, one line per value of a second, categorical hyperparameter; a log
-  x-axis for log-scaled sweeps; categorical hyperparameters as points with
-  error bars.
-- ``learning_curves.png``: train/test loss (and the target) against the step
-  for the best variants.
+  values (seed excluded), on the target (validation) metric and the other
+  metrics of its split. A grid: the mean over seeds (and the other
+  hyperparameters) with a band, one line per value of a second, categorical
+  hyperparameter; categorical values as points with error bars. The band is
+  the min–max over the runs at a point when there are 2-4 of them, and the
+  95 % confidence interval of the mean (t distribution) for 5 or more; the
+  legend says which, and it never leaves the metric's range ([0, 1] for
+  accuracies, >= 0 for losses). A random or quasi-random search: every run
+  as a point, with a trend (the median per bin), never a line through
+  scattered values.
+- ``learning_curves.png``: validation (solid) and training (dashed, eval
+  mode) metrics against the step, from step 0, for the best variants.
 - ``heatmap_<a>__<b>.png`` for each pair of swept hyperparameters: the mean
-  target over everything else (seeds included).
+  target over everything else, cells labelled with the swept values, or with
+  the ranges of the swept values they hold when there are many.
 
-Diverged variants are never plotted as values: they are red crosses at the
-bottom of the axis (line plots) or in their cell (heatmaps).
+Unstable runs are values (their metrics are real outcomes, and count in the
+means as in the aggregated table) drawn as orange triangles; diverged runs
+are never values: red crosses at the bottom of the axis (line plots) or in
+their cell (heatmaps).
 
-matplotlib is optional (``pip install jaxsweep[plots]``) and used without
-pyplot (a ``Figure`` on the Agg canvas), so a user's interactive backend is
-left alone and nothing opens a window.
+matplotlib is used without pyplot (a ``Figure`` on the Agg canvas), so a
+user's interactive backend is left alone and nothing opens a window.
 """
 
 from __future__ import annotations
@@ -38,13 +45,19 @@ from jaxsweep import keys as keys_lib
 from jaxsweep import results as results_lib
 from jaxsweep import space
 
-# Heatmap axes with more distinct numeric values than this are binned.
+# Axes with more distinct numeric values than this are binned (heatmaps)
+# and, without a sweep definition, may be taken for random draws.
 _MAX_CELLS = 12
 _BINS = 8
 # A second hyperparameter splits a line plot into one line per value only
 # when it has at most this many values.
 _MAX_SERIES = 8
 _MAX_METRICS = 3
+# Bands: min–max over 2-4 runs at a point, a confidence interval from 5 on.
+MIN_RUNS_FOR_CI = 5
+CONFIDENCE = 0.95
+UNSTABLE_STYLE = {"marker": "^", "color": "orange", "markersize": 7}
+DIVERGED_STYLE = {"marker": "x", "color": "red", "markersize": 8, "mew": 2}
 _warned_missing = False
 
 
@@ -64,10 +77,12 @@ def make_plots(res: results_lib.Results, out_dir: str, *, sweep: Any = None,
   Args:
     res: the results (in memory or loaded from results.json).
     out_dir: the directory to write into.
-    sweep: the sweep definition (a config's ``sweep`` section), used to ask
-      :func:`jaxsweep.space.is_log_scaled` which axes are logarithmic;
-      without it, an axis is logarithmic when its values are positive and
-      span more than a decade.
+    sweep: the sweep definition (a config's ``sweep`` section): which axes
+      are logarithmic (:func:`jaxsweep.space.is_log_scaled`) and which are
+      random draws (:func:`jaxsweep.space.is_sampled`). Without it an axis is
+      logarithmic when its values are positive and span more than a decade,
+      and random when its many values are unevenly spaced and never repeat
+      between configurations.
     curves: how many of the best variants the learning curves show.
 
   Returns:
@@ -78,28 +93,30 @@ def make_plots(res: results_lib.Results, out_dir: str, *, sweep: Any = None,
   if not available():
     if not _warned_missing:
       _warned_missing = True
-      print("jaxsweep: plots skipped: matplotlib is not installed "
-            "(pip install jaxsweep[plots])", file=sys.stderr)
+      print("jaxsweep: plots skipped: matplotlib is not installed (pip install matplotlib)",
+            file=sys.stderr)
     return []
   os.makedirs(out_dir, exist_ok=True)
   params = swept_params(res)
-  metrics = [res.target] + [m for m in res.metrics if m != res.target]
-  metrics = [m for m in metrics if any(m in r for r in res.rows)][:_MAX_METRICS]
+  metrics = plot_metrics(res)
   paths = []
   for p in params:
-    others = [q for q in params if q != p and not _numeric(res, q)
-              and len(_distinct(res, q)) <= _MAX_SERIES]
-    fig = _figure(len(metrics) * 4.6, 3.8)
-    plot_vs(fig, res, p, metrics, series=others[0] if others else None,
-            log=_log_axis(res, p, sweep))
+    log = _log_axis(res, p, sweep)
+    fig = _figure(len(metrics) * 4.6, 3.9)
+    if is_sampled(res, p, sweep):
+      plot_scatter(fig, res, p, metrics, log=log)
+    else:
+      others = [q for q in params if q != p and not _numeric(res, q)
+                and len(_distinct(res, q)) <= _MAX_SERIES]
+      plot_vs(fig, res, p, metrics, series=others[0] if others else None, log=log)
     paths.append(_save(fig, out_dir, f"metric_vs_{_slug(p)}.png"))
   if any(res.history.get(r["variant"]) for r in res.rows):
-    keys = _curve_keys(res)
-    fig = _figure(len(keys) * 4.6, 3.8)
-    plot_curves(fig, res, keys, curves)
+    bases = _curve_bases(res)
+    fig = _figure(max(len(bases), 1) * 4.6, 3.9)
+    plot_curves(fig, res, bases, curves)
     paths.append(_save(fig, out_dir, "learning_curves.png"))
   for a, b in itertools.combinations(params, 2):
-    fig = _figure(5.6, 4.4)
+    fig = _figure(5.8, 4.6)
     plot_heatmap(fig, res, a, b, sweep=sweep)
     paths.append(_save(fig, out_dir, f"heatmap_{_slug(a)}__{_slug(b)}.png"))
   return paths
@@ -133,6 +150,12 @@ def swept_params(res: results_lib.Results) -> list[str]:
   return [c for c in res.swept if c != results_lib.SEED and len(_distinct(res, c)) >= 2]
 
 
+def plot_metrics(res: results_lib.Results) -> list[str]:
+  """The target, then the other metrics of its split (at most 3)."""
+  first = res.metric_sets()[0]
+  return [m for m in first if any(m in r for r in res.rows)][:_MAX_METRICS] or [res.target]
+
+
 def _log_axis(res, col, sweep) -> bool:
   values = [float(v) for v in _distinct(res, col) if _is_number(v) and math.isfinite(v)]
   if len(values) < 2 or min(values) <= 0:
@@ -146,14 +169,84 @@ def _log_axis(res, col, sweep) -> bool:
   return max(values) / min(values) > 10  # Positive and spanning > 1 decade.
 
 
-def _label(col: str, columns: Sequence[str]) -> str:
-  return format_lib.short_names(list(columns)).get(col, col)
+def is_sampled(res: results_lib.Results, col: str, sweep: Any = None) -> bool:
+  """Whether a hyperparameter's values are random draws rather than a grid.
+
+  Asks the sweep definition when there is one; else: numeric, and either
+  more than 12 unevenly spaced values, or values that never repeat between
+  configurations while other hyperparameters vary too (a joint search).
+  """
+  if not _numeric(res, col):
+    return False
+  if sweep:
+    try:
+      return space.is_sampled(sweep, col)
+    except Exception:  # pylint: disable=broad-except
+      pass  # A saved sweep that no longer parses: judge by the values.
+  values = [float(v) for v in _distinct(res, col) if math.isfinite(v)]
+  if len(values) < 3 or _even(values) or (min(values) > 0 and _even(np.log(values))):
+    return False
+  config_cols = [c for c in res.swept if c != results_lib.SEED]
+  configs = {tuple(keys_lib.freeze(r.get(c)) for c in config_cols) for r in res.rows}
+  return len(values) > _MAX_CELLS or (len(config_cols) > 1 and len(values) == len(configs))
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample std of a point's values; a lone value has no band (0)."""
+def _even(values) -> bool:
+  steps = np.diff(np.sort(np.asarray(values, np.float64)))
+  return bool(len(steps)) and np.allclose(steps, steps[0], rtol=1e-6, atol=0)
+
+
+def metric_range(metric: str, values: Sequence[float] = ()) -> tuple[float, float]:
+  """The values a metric can take: [0, 1] for accuracies, [0, inf) for losses.
+
+  Examples:
+    >>> metric_range("val_accuracy"), metric_range("test_nll"), metric_range("val_perplexity")
+    ((0.0, 1.0), (0.0, inf), (1.0, inf))
+  """
+  if "accuracy" in metric:
+    return 0.0, 1.0
+  if metric.endswith("perplexity"):
+    return 1.0, math.inf
+  if metric.endswith(("nll", "mse", "rmse", "bits_per_char")):
+    return 0.0, math.inf
+  # An objective or a metric of one's own: non-negative if every value is.
+  return (0.0 if values and min(values) >= 0 else -math.inf), math.inf
+
+
+def band(values: Sequence[float], lo: float = -math.inf,
+         hi: float = math.inf) -> tuple[float, float | None, float | None, str | None]:
+  """The mean of a point's values and its band, clipped to ``[lo, hi]``.
+
+  Returns:
+    ``(mean, low, high, kind)``: the band is the min–max for 2-4 values, the
+    95 % confidence interval of the mean (t distribution, sample std) for 5
+    or more; ``kind`` names it (None, with no band, for one value).
+
+  Examples:
+    >>> band([0.9, 1.0])
+    (0.95, 0.9, 1.0, 'min–max')
+    >>> m, low, high, kind = band([0.97, 0.98, 0.99, 1.0, 1.0], 0.0, 1.0)
+    >>> round(m, 3), high, kind
+    (0.988, 1.0, '95% CI')
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
   mean, std = results_lib.mean_std(values)
-  return mean, 0.0 if std is None else std
+  if len(values) < 2:
+    return mean, None, None, None
+  if len(values) < MIN_RUNS_FOR_CI:
+    low, high, kind = min(values), max(values), "min–max"
+  else:
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)) * std / math.sqrt(
+        len(values))
+    low, high, kind = mean - half, mean + half, f"{CONFIDENCE:.0%} CI"
+  return mean, float(np.clip(low, lo, hi)), float(np.clip(high, lo, hi)), kind
+
+
+def _band_text(kinds) -> str:
+  kinds = sorted(k for k in kinds if k)
+  text = {"min–max": "min–max (2-4 runs)",
+          f"{CONFIDENCE:.0%} CI": f"{CONFIDENCE:.0%} CI of the mean, t (>= 5 runs)"}
+  return " / ".join(text[k] for k in kinds)
 
 
 # --------------------------------------------------------------------------
@@ -179,20 +272,53 @@ def _slug(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _label(col: str, columns: Sequence[str]) -> str:
+  return format_lib.short_names(list(columns)).get(col, col)
+
+
+def _ylabel(res, metric) -> str:
+  if metric != res.target:
+    return metric
+  return f"{metric} ({res.better} is better)"
+
+
 def _mark_diverged(ax, xs: Sequence[float], count_hidden: int = 0) -> None:
   """Red crosses at the bottom of the axis (x in data, y in axes units)."""
   if xs:
-    ax.plot(xs, [0.0] * len(xs), "x", color="red", markersize=8, mew=2, clip_on=False,
+    ax.plot(xs, [0.0] * len(xs), linestyle="none", clip_on=False, zorder=5,
             transform=ax.get_xaxis_transform(), label=f"diverged ({len(xs) + count_hidden})",
-            zorder=5)
+            **DIVERGED_STYLE)
   elif count_hidden:
     # NaN/inf hyperparameter values have no place on the axis: counted only.
-    ax.plot([], [], "x", color="red", label=f"diverged ({count_hidden}, not on axis)")
+    ax.plot([], [], linestyle="none", label=f"diverged ({count_hidden}, not on axis)",
+            **DIVERGED_STYLE)
+
+
+def _mark_unstable(ax, xs, ys) -> None:
+  if len(xs):
+    ax.plot(xs, ys, linestyle="none", label=f"unstable ({len(xs)})", zorder=4,
+            **UNSTABLE_STYLE)
+
+
+def _finish(ax, res, metric, values) -> None:
+  """Labels, grid, legend; a log y-axis for a loss spanning > 2 decades."""
+  lo, hi = metric_range(metric, values)
+  positive = [v for v in values if v > 0]
+  if lo >= 0 and hi == math.inf and positive and max(positive) / min(positive) > 100:
+    ax.set_yscale("log")
+  ax.set_ylabel(_ylabel(res, metric))
+  ax.grid(True, alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize="small")
+
+
+def _x_ok(x, numeric: bool, log: bool) -> bool:
+  return not numeric or (math.isfinite(x) and (x > 0 or not log))
 
 
 def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *,
             series: str | None = None, log: bool = False) -> None:
-  """Metrics against one hyperparameter; one line per value of ``series``."""
+  """Metrics against a grid hyperparameter: mean and band; one line per ``series`` value."""
   axes = fig.subplots(1, len(metrics), squeeze=False)[0]
   numeric = _numeric(res, param)
   categories = _distinct(res, param)
@@ -205,46 +331,58 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
       return float(v)
     return index[keys_lib.freeze(v)] + (s - (len(series_values) - 1) / 2) * width
 
+  kinds = set()
   for ax, metric in zip(axes, metrics):
+    lo, hi = metric_range(metric, [r[metric] for r in res.rows
+                                   if results_lib.has_value(r, metric)])
+    plotted, unstable = [], ([], [])
     for s, sv in enumerate(series_values):
-      rows = [r for r in res.rows if series is None
-              or keys_lib.freeze(r.get(series)) == keys_lib.freeze(sv)]
       by_x: dict[Any, list[float]] = {}
       xs_of: dict[Any, float] = {}
-      for r in rows:
-        x = r.get(param)
-        if not results_lib.is_healthy(r, metric) or (numeric and not math.isfinite(x)):
+      for r in res.rows:
+        if series is not None and keys_lib.freeze(r.get(series)) != keys_lib.freeze(sv):
           continue
-        if log and numeric and x <= 0:
+        x = r.get(param)
+        if not results_lib.has_value(r, metric) or not _x_ok(x, numeric, log):
           continue
         k = keys_lib.freeze(x)
         by_x.setdefault(k, []).append(float(r[metric]))
         xs_of[k] = position(x, s)
+        plotted.append(float(r[metric]))
+        if r.get("status") == results_lib.STATUS_UNSTABLE:
+          unstable[0].append(xs_of[k])
+          unstable[1].append(float(r[metric]))
       if not by_x:
         continue
-      keys = sorted(by_x, key=lambda k: xs_of[k])
-      xs = np.asarray([xs_of[k] for k in keys])
-      stats = np.asarray([_mean_std(by_x[k]) for k in keys])
+      order = sorted(by_x, key=lambda k: xs_of[k])
+      xs = np.asarray([xs_of[k] for k in order])
+      stats = [band(by_x[k], lo, hi) for k in order]
+      kinds.update(b[3] for b in stats)
+      mean = np.asarray([b[0] for b in stats])
+      low = np.asarray([np.nan if b[1] is None else b[1] for b in stats])
+      high = np.asarray([np.nan if b[2] is None else b[2] for b in stats])
       color = f"C{s % 10}"
-      label = (f"{_label(series, res.swept)}={format_lib.fmt(sv)}" if series else "mean ± std")
+      label = f"{_label(series, res.swept)}={format_lib.fmt(sv)}" if series else "mean"
       if numeric:
-        ax.plot(xs, stats[:, 0], "-o", color=color, markersize=4, label=label)
-        ax.fill_between(xs, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1],
-                        color=color, alpha=0.2, linewidth=0)
-        pts = [(xs_of[k], v) for k in keys for v in by_x[k]]
+        ax.plot(xs, mean, "-o", color=color, markersize=4, label=label)
+        ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0)
+        pts = [(xs_of[k], v) for k in order for v in by_x[k]]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=9, color=color, alpha=0.4,
                    linewidths=0)
       else:
-        ax.errorbar(xs, stats[:, 0], yerr=stats[:, 1], fmt="o", color=color, capsize=3,
-                    label=label)
-    bad = [r for r in res.rows if not results_lib.is_healthy(r, metric)]
+        err = np.stack([np.where(np.isnan(low), 0.0, mean - low),
+                        np.where(np.isnan(high), 0.0, high - mean)])
+        ax.errorbar(xs, mean, yerr=err, fmt="o", color=color, capsize=3, label=label)
+    _mark_unstable(ax, *unstable)
     shown, hidden = [], 0
-    for r in bad:
-      x = r.get(param)
-      if numeric and (not math.isfinite(x) or (log and x <= 0)):
-        hidden += 1
+    for r in res.rows:
+      if r.get("status") != results_lib.STATUS_DIVERGED:
         continue
-      shown.append(position(x, 0) if numeric else float(index[keys_lib.freeze(x)]))
+      x = r.get(param)
+      if not _x_ok(x, numeric, log):
+        hidden += 1
+      else:
+        shown.append(position(x, 0) if numeric else float(index[keys_lib.freeze(x)]))
     _mark_diverged(ax, shown, hidden)
     if log and numeric:
       ax.set_xscale("log")
@@ -252,98 +390,171 @@ def plot_vs(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *
       ax.set_xticks(range(len(categories)), [format_lib.fmt(v) for v in categories])
       ax.set_xlim(-0.5, len(categories) - 0.5)
     ax.set_xlabel(_label(param, res.swept))
-    arrow = " (higher is better)" if metric == res.target and res.mode == "max" else (
-        " (lower is better)" if metric == res.target else "")
-    ax.set_ylabel(metric + arrow)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize="small")
-  fig.suptitle(f"metrics vs {_label(param, res.swept)}: mean ± std over seeds"
-               + (" and other hyperparameters" if len(swept_params(res)) > 1 else "")
-               + ", diverged excluded", fontsize="medium")
-
-
-def _curve_keys(res) -> list[str]:
-  present = {k for entries in res.history.values() for e in entries for k in e}
-  keys = [k for k in ("train_loss", "test_loss") if k in present]
-  if res.target in present and res.target not in keys:
-    keys.append(res.target)
-  return keys or sorted(present - {"step"})[:1]
-
-
-def plot_curves(fig, res: results_lib.Results, keys: Sequence[str], curves: int) -> None:
-  """Learning curves of the best ``curves`` healthy variants."""
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
-  axes = fig.subplots(1, max(len(keys), 1), squeeze=False)[0]
-  top = [r for r in res.table if results_lib.is_healthy(r)][:curves]
-  for ax, key in zip(axes, keys):
-    for i, r in enumerate(top):
-      entries = [e for e in res.history.get(r["variant"], []) if key in e]
-      steps = [e["step"] for e in entries]
-      values = [np.nan if e[key] is None else e[key] for e in entries]
-      ax.plot(steps, values, "-o" if len(steps) <= 20 else "-", markersize=3,
-              color=f"C{i % 10}",
-              label=f"#{r['variant']} " + format_lib.describe_settings(r, res.swept))
-    ax.set_xlabel("step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(key)
-    ax.grid(True, alpha=0.3)
-    if not top:
-      ax.text(0.5, 0.5, "every variant diverged", ha="center", va="center",
-              transform=ax.transAxes, color="red")
-  if top:
-    axes[0].legend(fontsize="small")
-  fig.suptitle(f"learning curves of the best {len(top)} variant(s) by {res.target}",
+    _finish(ax, res, metric, plotted)
+  over = "seeds" + (" and other hyperparameters" if len(swept_params(res)) > 1 else "")
+  band_text = _band_text(kinds)
+  fig.suptitle(f"{_label(param, res.swept)}: mean over {over}"
+               + (f"; band: {band_text}" if band_text else "")
+               + "\nunstable runs count in the mean (orange), diverged are left out (red x)",
                fontsize="medium")
 
 
+def plot_scatter(fig, res: results_lib.Results, param: str, metrics: Sequence[str], *,
+                 log: bool = False) -> None:
+  """Metrics against a randomly drawn hyperparameter: every run, and the median per bin."""
+  axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+  for ax, metric in zip(axes, metrics):
+    runs = [r for r in res.rows if results_lib.has_value(r, metric)
+            and _x_ok(r.get(param), True, log)]
+    healthy = [r for r in runs if r.get("status") != results_lib.STATUS_UNSTABLE]
+    shaky = [r for r in runs if r.get("status") == results_lib.STATUS_UNSTABLE]
+    if healthy:
+      ax.scatter([r[param] for r in healthy], [r[metric] for r in healthy], s=14,
+                 color="C0", alpha=0.7, linewidths=0, label=f"runs ({len(healthy)})")
+    _mark_unstable(ax, [r[param] for r in shaky], [r[metric] for r in shaky])
+    if len(runs) >= 4:
+      xs = np.asarray([float(r[param]) for r in runs])
+      ys = np.asarray([float(r[metric]) for r in runs])
+      edges = _edges(xs, log)
+      which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(edges) - 2)
+      tx, ty = [], []
+      for b in range(len(edges) - 1):
+        if (which == b).any():
+          tx.append(float(np.median(xs[which == b])))
+          ty.append(float(np.median(ys[which == b])))
+      ax.plot(tx, ty, "-", color="black", linewidth=1.5,
+              label=f"median per bin ({len(edges) - 1} bins)")
+    diverged = [r for r in res.rows if r.get("status") == results_lib.STATUS_DIVERGED]
+    shown = [float(r[param]) for r in diverged if _x_ok(r.get(param), True, log)]
+    _mark_diverged(ax, shown, len(diverged) - len(shown))
+    if log:
+      ax.set_xscale("log")
+    ax.set_xlabel(_label(param, res.swept))
+    _finish(ax, res, metric, [float(r[metric]) for r in runs])
+  fig.suptitle(f"{_label(param, res.swept)} (random search): every run, trend = median "
+               "per bin\nunstable runs in orange, diverged as red x (not values)",
+               fontsize="medium")
+
+
+def _edges(values, log: bool) -> np.ndarray:
+  lo, hi = float(np.min(values)), float(np.max(values))
+  if hi <= lo:
+    return np.asarray([lo, lo + 1.0])
+  return np.geomspace(lo, hi, _BINS + 1) if log and lo > 0 else np.linspace(lo, hi, _BINS + 1)
+
+
+def _curve_bases(res) -> list[str]:
+  """The learning curves' panels: the target's metric, then nll or the objective."""
+  present = {k for entries in res.history.values() for e in entries for k in e}
+  base = res.target.partition("_")[2] if results_lib.split_of(res.target) else res.target
+  split = results_lib.split_of(res.target) or "val"
+  out = []
+  for name in (base, "nll", "objective"):
+    key = f"{split}_{name}" if results_lib.split_of(res.target) else name
+    if key in present and name not in out and not (name == "objective" and "nll" in out):
+      out.append(name)
+  return out[:2]
+
+
+def plot_curves(fig, res: results_lib.Results, bases: Sequence[str], curves: int) -> None:
+  """Learning curves from step 0 of the best ``curves`` healthy variants.
+
+  Solid: the target's split (validation); dashed: the training subset in
+  eval mode, same colour.
+  """
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  axes = fig.subplots(1, max(len(bases), 1), squeeze=False)[0]
+  top = [r for r in res.table if results_lib.is_healthy(r)][:curves]
+  split = results_lib.split_of(res.target)
+  for ax, base in zip(axes, bases):
+    for i, r in enumerate(top):
+      entries = res.history.get(r["variant"], [])
+      for prefix, style in ((split, "-"), ("train", "--")):
+        key = f"{prefix}_{base}" if split else base
+        points = [(e["step"], np.nan if e.get(key) is None else e[key]) for e in entries
+                  if key in e]
+        if not points or (prefix == "train" and not split):
+          continue
+        ax.plot([p[0] for p in points], [p[1] for p in points], style,
+                marker="o" if len(points) <= 20 else None, markersize=3, color=f"C{i % 10}",
+                label=(f"#{r['variant']} " + format_lib.describe_settings(r, res.swept)
+                       if style == "-" else None))
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{base} ({split} solid, train dashed)" if split else base)
+    ax.grid(True, alpha=0.3)
+    if not top:
+      ax.text(0.5, 0.5, "no variant trained without trouble", ha="center", va="center",
+              transform=ax.transAxes, color="red")
+  if top:
+    axes[0].legend(fontsize="small")
+  fig.suptitle(f"learning curves of the best {len(top)} variant(s) by {res.target}, from "
+               f"step 0\nsolid: {split or 'metric'}"
+               + (", dashed: train (eval mode)" if split else ""), fontsize="medium")
+
+
 def _axis_cells(res, col, sweep) -> tuple[list[str], Any]:
-  """Tick labels and row -> cell index for one heatmap axis (binned if many)."""
+  """Tick labels and value -> cell index for one heatmap axis.
+
+  Up to 12 values: one cell each, labelled with the value. More: up to 8
+  bins (log-spaced on a log axis), labelled with the range of the swept
+  values each holds (the smallest and the largest, to 3 significant digits);
+  empty bins are dropped, non-finite values get a cell.
+  """
   values = _distinct(res, col)
   finite = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
   if not (_numeric(res, col) and len(finite) > _MAX_CELLS):
     index = {keys_lib.freeze(v): i for i, v in enumerate(values)}
     return [format_lib.fmt(v) for v in values], lambda v: index[keys_lib.freeze(v)]
-  log = _log_axis(res, col, sweep)
-  lo, hi = min(finite), max(finite)
-  edges = (np.geomspace(lo, hi, _BINS + 1) if log else np.linspace(lo, hi, _BINS + 1))
-  centers = np.sqrt(edges[:-1] * edges[1:]) if log else (edges[:-1] + edges[1:]) / 2
-  labels = [f"~{format_lib.fmt(float(c))}" for c in centers]
-  has_bad = len(finite) < len(values)
-  if has_bad:
+  edges = _edges(np.asarray(finite), _log_axis(res, col, sweep))
+  which = np.clip(np.searchsorted(edges, finite, side="right") - 1, 0, len(edges) - 2)
+  used = sorted(set(which.tolist()))
+  labels = []
+  for b in used:
+    inside = [v for v, w in zip(finite, which) if w == b]
+    lo, hi = min(inside), max(inside)
+    labels.append(_short(lo) if lo == hi else f"{_short(lo)}–{_short(hi)}")
+  cell_of = {b: i for i, b in enumerate(used)}
+  if len(finite) < len(values):
     labels.append("nan/inf")
 
   def cell(v):
     if not math.isfinite(v):
-      return _BINS
-    return int(np.clip(np.searchsorted(edges, v, side="right") - 1, 0, _BINS - 1))
+      return len(used)
+    b = int(np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2))
+    return cell_of[b]
 
   return labels, cell
 
 
+def _short(v: float) -> str:
+  """3 significant digits: a bin's range label stays short (``0.00323–0.00965``)."""
+  return f"{v:.3g}"
+
+
 def plot_heatmap(fig, res: results_lib.Results, a: str, b: str, *, sweep: Any = None) -> None:
-  """Mean target over the rest for each (a, b) cell; diverged cells crossed."""
+  """Mean target over the rest for each (a, b) cell; unstable cells marked, diverged crossed."""
   ax = fig.subplots()
   xl, xcell = _axis_cells(res, a, sweep)
   yl, ycell = _axis_cells(res, b, sweep)
   total = np.zeros((len(yl), len(xl)))
   count = np.zeros((len(yl), len(xl)), dtype=int)
   diverged = np.zeros((len(yl), len(xl)), dtype=int)
+  unstable = np.zeros((len(yl), len(xl)), dtype=int)
   for r in res.rows:
     i, j = ycell(r.get(b)), xcell(r.get(a))
-    if results_lib.is_healthy(r, res.target):
+    if results_lib.has_value(r, res.target):
       total[i, j] += r[res.target]
       count[i, j] += 1
-    elif r.get("status") != results_lib.STATUS_OK:
+      unstable[i, j] += r.get("status") == results_lib.STATUS_UNSTABLE
+    elif r.get("status") == results_lib.STATUS_DIVERGED:
       diverged[i, j] += 1
   mean = np.full(total.shape, np.nan)
   np.divide(total, count, out=mean, where=count > 0)
-  masked = np.ma.masked_invalid(mean)
   if count.any():
-    image = ax.imshow(masked, origin="lower", aspect="auto", cmap="viridis",
-                      interpolation="nearest")
-    arrow = "higher" if res.mode == "max" else "lower"
-    fig.colorbar(image, ax=ax, label=f"mean {res.target} ({arrow} is better)")
+    image = ax.imshow(np.ma.masked_invalid(mean), origin="lower", aspect="auto",
+                      cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=f"mean {res.target} ({res.better} is better)")
     if mean.size <= 144:
       lo, hi = np.nanmin(mean), np.nanmax(mean)
       for (i, j), v in np.ndenumerate(mean):
@@ -351,15 +562,19 @@ def plot_heatmap(fig, res: results_lib.Results, a: str, b: str, *, sweep: Any = 
           light = hi > lo and (v - lo) / (hi - lo) > 0.6
           ax.text(j, i, format_lib.fmt(float(v)), ha="center", va="center", fontsize="x-small",
                   color="black" if light else "white")
+  shaky = np.argwhere(unstable > 0)
+  if len(shaky):
+    ax.plot(shaky[:, 1] - 0.3, shaky[:, 0] + 0.3, linestyle="none", **UNSTABLE_STYLE)
   bad = np.argwhere((count == 0) & (diverged > 0))
   if len(bad):  # Explained in the title: a legend box would hide cells.
-    ax.plot(bad[:, 1], bad[:, 0], "x", color="red", markersize=12, mew=2)
-  ax.set_xticks(range(len(xl)), xl, rotation=45 if len(xl) > 6 else 0)
+    ax.plot(bad[:, 1], bad[:, 0], linestyle="none", **{**DIVERGED_STYLE, "markersize": 12})
+  ax.set_xticks(range(len(xl)), xl, rotation=45 if len(xl) > 6 or len(max(xl, key=len)) > 8
+                else 0, ha="right" if len(xl) > 6 else "center")
   ax.set_yticks(range(len(yl)), yl)
   ax.set_xlim(-0.5, len(xl) - 0.5)
   ax.set_ylim(-0.5, len(yl) - 0.5)
   ax.set_xlabel(_label(a, res.swept))
   ax.set_ylabel(_label(b, res.swept))
-  ax.set_title(f"mean {res.target} over seeds and other hyperparameters\n"
-               "(diverged excluded; red x: every variant in the cell diverged)",
+  ax.set_title(f"mean {res.target} over seeds and other hyperparameters\n(orange: a cell with "
+               "unstable runs, counted; red x: every run in the cell diverged)",
                fontsize="small")

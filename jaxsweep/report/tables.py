@@ -44,8 +44,10 @@ class Table(NamedTuple):
     headers: column titles.
     cells: rows of formatted cells.
     right: per column, whether it is numeric (right-aligned).
-    status: per row, ``ok``/``diverged`` (for styling).
-    footer: one line under the table.
+    status: per row, ``ok``/``stopped``/``unstable``/``diverged`` (for styling).
+    footer: lines under the table (what it is ranked on, notes, advice).
+    breaks: column indices that start a new column set (validation | test |
+      size): a ``|`` before them in plain text.
   """
 
   headers: list[str]
@@ -53,11 +55,17 @@ class Table(NamedTuple):
   right: list[bool]
   status: list[str]
   footer: str
+  breaks: tuple[int, ...] = ()
 
 
 def per_variant_table(res: results_lib.Results, *, top: int | None = None,
                       columns: Sequence[str] | None = None) -> Table:
-  """One row per variant, best first (diverged and NaN rows last).
+  """One row per variant, best first (unstable, diverged and NaN rows last).
+
+  The columns: variant, the swept values, status, the target and the other
+  validation metrics, their test counterparts, params. Under the table: what
+  it is ranked on, why each unhealthy variant is so (its ``note``), and
+  which number to report.
 
   Args:
     res: the results.
@@ -66,56 +74,92 @@ def per_variant_table(res: results_lib.Results, *, top: int | None = None,
       :meth:`jaxsweep.results.Results.table_columns`).
   """
   rows = res.table[:top] if top else res.table
-  if columns:
-    diverged = any(r.get("diverged_step") is not None for r in rows)
-    cols = [c for c in columns if c != "diverged_step" or diverged]
-  else:
-    cols = res.table_columns(rows)
+  cols = list(columns) if columns else res.table_columns(rows)
   names = format_lib.short_names(res.swept)
-  footer = res.caption()
-  if top and top < len(res.rows):
-    footer += f"; best {top} shown"
+  shown = f"; best {top} shown" if top and top < len(res.rows) else ""
   return Table(headers=[names.get(c, c) for c in cols],
                cells=[[format_lib.fmt(r.get(c)) for c in cols] for r in rows],
                right=[format_lib.is_numeric(rows, c) for c in cols],
-               status=[r.get("status", "") for r in rows], footer=footer)
+               status=[r.get("status", "") for r in rows],
+               footer=res.caption(rows, shown=shown),
+               breaks=_breaks(cols, res.metric_sets()[1]))
+
+
+def _breaks(cols: Sequence[str], second: Sequence[str]) -> tuple[int, ...]:
+  """Where the test column set and the size column start (when both sets show)."""
+  if not second or second[0] not in cols:
+    return ()
+  return tuple(cols.index(c) for c in (second[0], "params") if c in cols)
+
+
+def seed_status(row: dict) -> str:
+  """A configuration's seeds by status: ``ok 3/3``, ``unstable 1/3, diverged 1/3``."""
+  n = row["n"]
+  bad = [f"{s} {row[s]}/{n}" for s in (results_lib.STATUS_STOPPED, results_lib.STATUS_UNSTABLE,
+                                       results_lib.STATUS_DIVERGED) if row.get(s)]
+  return ", ".join(bad) or f"ok {n}/{n}"
 
 
 def aggregated_table(res: results_lib.Results, *, top: int | None = None,
                      ddof: int = results_lib.DEFAULT_DDOF) -> Table:
-  """Rows that differ only in ``seed`` merged: mean ± std, diverged k/n."""
+  """One row per configuration (seeds merged), best mean first, the selected one starred.
+
+  Columns: ``best`` (``*`` on the selected configuration), the swept values
+  but seed, ``seeds``, ``status`` (the seeds by status), the target's mean ±
+  std and the other validation metrics, their test counterparts, params.
+  """
   agg = res.aggregate(ddof=ddof)
   shown = agg[:top] if top else agg
   config_cols = [c for c in res.swept if c != results_lib.SEED]
   names = format_lib.short_names(res.swept)
-  metrics = [m for m in res.metrics if m != res.target]
-  metrics.insert(0, res.target)
-  headers = ([names[c] for c in config_cols] + ["seeds", "diverged"]
-             + [f"{m} (mean ± std)" if i == 0 else m for i, m in enumerate(metrics)])
+  first, second = res.metric_sets()
+  metrics = first + second
+  size = ["params"] if any(r.get("params") is not None for r in agg) else []
+  headers = (["best"] + [names[c] for c in config_cols] + ["seeds", "status"]
+             + [f"{m} (mean ± std)" if i == 0 else m for i, m in enumerate(metrics)] + size)
   cells = []
   for r in shown:
-    cells.append([format_lib.fmt(r[c]) for c in config_cols]
-                 + [str(r["n"]), f"{r['diverged']}/{r['n']}"]
-                 + [format_lib.fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics])
+    cells.append(["*" if r["best"] else ""] + [format_lib.fmt(r[c]) for c in config_cols]
+                 + [str(r["n"]), seed_status(r)]
+                 + [format_lib.fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+                 + [format_lib.fmt(r.get("params")) for _ in size])
   counts = sorted({r["n"] for r in agg})
   seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
-  num_div = sum(r["diverged"] for r in agg)
-  footer = (f"{len(agg)} configurations x {seeds} seeds ({len(res.rows)} variants), "
-            f"ranked by mean {res.target} ({res.better} is better); "
-            f"mean ± std (ddof={ddof}) over non-diverged seeds"
-            + (f"; {num_div} diverged seed(s) excluded from the mean" if num_div else ""))
+  where = {"val": " on the validation split", "test": " on the test split"}.get(
+      results_lib.split_of(res.target), "")
+  lines = [f"{len(agg)} configurations x {seeds} seeds ({len(res.rows)} variants), ranked by "
+           f"the mean {res.target}{where} ({res.better} is better), ties by the lower std; "
+           f"mean ± std (ddof={ddof}) over seeds"]
+  num_div = sum(r[results_lib.STATUS_DIVERGED] for r in agg)
+  num_uns = sum(r[results_lib.STATUS_UNSTABLE] for r in agg)
+  num_stop = sum(r[results_lib.STATUS_STOPPED] for r in agg)
+  if num_stop:
+    lines.append(f"{num_stop} stopped seed(s) count with their metrics at the step a "
+                 "scheduler stopped them (a shorter budget)")
+  if num_uns:
+    lines.append(f"{num_uns} unstable seed(s) count in the means (their metrics are what the "
+                 "configuration does)")
+  if num_div:
+    lines.append(f"{num_div} diverged seed(s) are left out of the means; a configuration "
+                 "with one ranks after those without")
   if top and top < len(agg):
-    footer += f"; best {top} shown"
-  right = ([format_lib.is_numeric(agg, c) for c in config_cols] + [True, True]
-           + [True] * len(metrics))
+    lines[0] += f"; best {top} shown"
+  advice = res.advice(configurations=True)
+  if advice:
+    lines.append(advice)
+  cols = ["best", *config_cols, "seeds", "status", *metrics, *size]
+  right = ([False] + [format_lib.is_numeric(agg, c) for c in config_cols] + [True, False]
+           + [True] * (len(metrics) + len(size)))
   return Table(headers=headers, cells=cells, right=right,
-               status=[r["status"] for r in shown], footer=footer)
+               status=[r["status"] for r in shown], footer="\n".join(lines),
+               breaks=_breaks(cols, second))
 
 
 def aggregated_columns(res: results_lib.Results) -> list[str]:
   """Column order of the aggregated files."""
   cols = [c for c in res.swept if c != results_lib.SEED]
-  cols += ["n", "diverged", "status", "seeds", "variants"]
+  cols += ["best", "n", *results_lib.STATUSES, "status", "seeds", "variants",
+           "params"]
   for m in res.metrics:
     cols += [f"{m}_mean", f"{m}_std", f"{m}_n"]
   return cols
@@ -126,18 +170,19 @@ def aggregated_columns(res: results_lib.Results) -> list[str]:
 
 def to_plain(table: Table) -> str:
   """Aligned plain text, no control codes (logs, pipes, CI)."""
-  return format_lib.align(table.headers, table.cells, table.right, table.footer)
+  return format_lib.align(table.headers, table.cells, table.right, table.footer,
+                         breaks=table.breaks)
 
 
 def to_markdown(table: Table) -> str:
-  """A GitHub-flavoured markdown table with the footer as a caption."""
+  """A GitHub-flavoured markdown table with the footer lines as captions."""
   def esc(s):
-    return s.replace("|", "\\|")
+    return s.replace("|", "\\|").replace("*", "\\*")
   out = ["| " + " | ".join(esc(h) for h in table.headers) + " |",
          "|" + "|".join("---:" if r else ":---" for r in table.right) + "|"]
   out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in table.cells]
-  out.append("")
-  out.append(f"*{table.footer}*")
+  for line in table.footer.split("\n"):
+    out += ["", f"*{esc(line.strip())}*" if line.strip() else ""]
   return "\n".join(out)
 
 
@@ -149,13 +194,14 @@ def rich_width(table: Table) -> int:
 
 
 def to_rich(table: Table):
-  """A ``rich.table.Table``: best row bold, diverged rows red."""
+  """A ``rich.table.Table``: best row bold, unstable rows yellow, diverged rows red."""
   from rich.table import Table as RichTable  # pylint: disable=g-import-not-at-top
   t = RichTable(caption=table.footer, caption_justify="left", header_style="bold")
   for h, r in zip(table.headers, table.right):
     t.add_column(h, justify="right" if r else "left", no_wrap=True)
   for i, (row, status) in enumerate(zip(table.cells, table.status)):
-    style = ("red" if status != results_lib.STATUS_OK
+    style = ("red" if status == results_lib.STATUS_DIVERGED
+             else "yellow" if status != results_lib.STATUS_OK
              else "bold green" if i == 0 else None)
     t.add_row(*row, style=style)
   return t
@@ -189,21 +235,59 @@ def format_aggregated(res: results_lib.Results, *, top: int | None = None,
 
 
 def format_best(res: results_lib.Results) -> str:
-  """The best variant, its swept values and target, as one line."""
-  best = res.best
-  parts = [f"{k}={format_lib.fmt(best[k])}" for k in res.swept if k in best]
-  return (f"best: variant {best['variant']} ({', '.join(parts) or 'no swept values'}): "
-          f"{res.target} = {format_lib.fmt(best.get(res.target))}")
+  """What was selected, on its own line(s); see :func:`selection_lines`."""
+  return "\n".join(selection_lines(res))
+
+
+def selection_lines(res: results_lib.Results) -> list[str]:
+  """The selected configuration and the number to report, as lines.
+
+  Without seeds: ``best: variant 5 (learning_rate=0.1): val_accuracy =
+  0.625; report test_accuracy = 0.6484``. With seeds swept, the selected
+  configuration by its mean over seeds (``selected: ...``), then the best
+  single run, which is not the selection.
+  """
+  if not res.rows:
+    return []
+  chosen = res.selected
+  report = results_lib.report_metric(res.target)
+  report = report if report and report != res.target and report in res.columns() else None
+  if chosen is None:
+    return ["nothing selected: no variant trained without trouble (each is unstable or "
+            "diverged; see the status and note columns)"]
+  if not res.has_seeds:
+    best = res.table[0]
+    line = (f"best: variant {best['variant']} ({_settings(best, res.swept)}): "
+            f"{res.target} = {format_lib.fmt(best.get(res.target))}")
+    return [line + (f"; report {report} = {format_lib.fmt(best.get(report))}" if report
+                    else "")]
+  config_cols = [c for c in res.swept if c != results_lib.SEED]
+  seeds = ", ".join(format_lib.fmt(s) for s in chosen["seeds"])
+  line = (f"selected: {_settings(chosen, config_cols)}, mean over seeds {seeds}: "
+          f"{res.target} = {_mean_std(chosen, res.target)}")
+  if chosen[f"{res.target}_n"] < chosen["n"]:
+    line += f" ({chosen[f'{res.target}_n']} of {chosen['n']} seeds did not diverge)"
+  if report:
+    line += f"; report {report} = {_mean_std(chosen, report)}"
+  single = res.table[0]
+  one = (f"best single run: variant {single['variant']} ({_settings(single, res.swept)}): "
+         f"{res.target} = {format_lib.fmt(single.get(res.target))}"
+         + (f", {report} = {format_lib.fmt(single.get(report))}" if report else "")
+         + " (one seed: not the selection)")
+  return [line, one]
+
+
+def _settings(row, columns) -> str:
+  return format_lib.describe_settings(row, columns) or "no swept values"
+
+
+def _mean_std(row, metric) -> str:
+  return format_lib.fmt_mean_std(row.get(f"{metric}_mean"), row.get(f"{metric}_std"))
 
 
 def format_best_aggregated(res: results_lib.Results) -> str:
-  """The best configuration by mean over seeds, as one line."""
-  best = res.aggregate()[0]
-  config_cols = [c for c in res.swept if c != results_lib.SEED]
-  settings = format_lib.describe_settings(best, config_cols) or "the only configuration"
-  score = format_lib.fmt_mean_std(best[f"{res.target}_mean"], best[f"{res.target}_std"])
-  return (f"best mean: {settings}: {res.target} = {score}"
-          f" over {best[f'{res.target}_n']} of {best['n']} seeds")
+  """The selected configuration by its mean over seeds, as one line."""
+  return selection_lines(res)[0] if res.rows else ""
 
 
 def use_aggregated(res: results_lib.Results, aggregate: bool = True) -> bool:
@@ -239,9 +323,7 @@ def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool 
     stream.write(results_lib.rows_to_json(rows[:top] if top else rows) + "\n")
     return
   table = aggregated_table(res, top=top) if agg else per_variant_table(res, top=top)
-  lines = [format_best(res)] if res.rows else []
-  if agg:
-    lines.append(format_best_aggregated(res))
+  lines = selection_lines(res)
   if kind == "rich":
     print_rich_or_plain(table, stream)
   else:

@@ -86,7 +86,9 @@ Modules, each importing only those above it:
 * :mod:`~jaxsweep.space.expansion` -- trees -> variants (:func:`expand`,
   random/Sobol/Halton sampling) and :func:`variant_id`.
 * :mod:`~jaxsweep.space.introspect` -- :func:`keys`, :func:`describe`,
-  :func:`is_log_scaled`.
+  :func:`is_log_scaled`, :func:`is_sampled`.
+* :mod:`~jaxsweep.space.unparse` -- trees back to the YAML grammar
+  (:func:`unparse`, so a run's ``config.yaml`` holds its whole sweep).
 * :mod:`~jaxsweep.space.yaml12`, :mod:`~jaxsweep.space.overrides`,
   :mod:`~jaxsweep.space.wandb` -- YAML 1.2 loading, command-line overrides,
   W&B sweep files.
@@ -118,9 +120,10 @@ from jaxsweep.space.grammar import (
     when,
     zip,
 )
-from jaxsweep.space.introspect import describe, is_log_scaled, keys
+from jaxsweep.space.introspect import describe, is_log_scaled, is_sampled, keys
 from jaxsweep.space.nodes import METHODS, Axis, Chain, Product, Random, Sweep, When, Zip
 from jaxsweep.space.overrides import parse_overrides
+from jaxsweep.space.unparse import unparse
 from jaxsweep.space.wandb import from_wandb
 from jaxsweep.space.yaml12 import load_yaml
 
@@ -150,6 +153,7 @@ __all__ = [
     "from_wandb",
     "int_uniform",
     "is_log_scaled",
+    "is_sampled",
     "keys",
     "load_yaml",
     "log_uniform",
@@ -159,6 +163,7 @@ __all__ = [
     "random",
     "seeds",
     "uniform",
+    "unparse",
     "values",
     "variant_id",
     "when",

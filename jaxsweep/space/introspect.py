@@ -1,7 +1,8 @@
 """What a sweep sets and how, without expanding it: keys, descriptions, axes.
 
 The config loader asks :func:`keys` which keys an override sweep sets, and
-the plots ask :func:`is_log_scaled` which axes are logarithmic;
+the plots ask :func:`is_log_scaled` which axes are logarithmic and
+:func:`is_sampled` which are random draws;
 :func:`describe` summarizes each key in words.
 """
 
@@ -66,6 +67,30 @@ def is_log_scaled(sweep: nodes.Sweep | Mapping[str, Any], key: str) -> bool:
                               for v in nums):
     return False
   return max(nums) / min(nums) >= 100
+
+
+def is_sampled(sweep: nodes.Sweep | Mapping[str, Any], key: str) -> bool:
+  """Whether `key` takes random draws (``random:`` or ``samples:``), not a grid.
+
+  Plots show a sampled hyperparameter as a scatter with a trend, a grid as
+  a line through its values.
+
+  Examples:
+    >>> from jaxsweep import space
+    >>> sweep = {"random": {"params": {"lr": {"log_uniform": [1e-4, 1.0]}}, "samples": 8},
+    ...          "act": ["relu", "tanh"]}
+    >>> space.is_sampled(sweep, "lr"), space.is_sampled(sweep, "act")
+    (True, False)
+  """
+  return _sampled(grammar.parse(sweep), key)
+
+
+def _sampled(node: nodes.Sweep, key: str) -> bool:
+  if isinstance(node, nodes.Random):
+    return any(k == key and not isinstance(d, domains.Fixed) for k, d in node.params)
+  if isinstance(node, nodes.Axis) and node.key == key:
+    return isinstance(node.domain, domains.Uniform) and node.domain.samples is not None
+  return any(_sampled(child, key) for child in nodes.children(node))
 
 
 def _collect_domains(node: nodes.Sweep, key: str,

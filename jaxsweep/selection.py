@@ -1,0 +1,304 @@
+"""Which configuration a sweep selects: statuses, ranking, seeds, mean ± std.
+
+A pure-data module below :mod:`jaxsweep.results` (which re-exports its
+names): the vocabulary of statuses, the default target, the per-row ranking
+(:func:`sort_key`) and the one place seeds are aggregated and a
+configuration is selected (:func:`aggregate_rows`).
+
+Selection is on the validation split (``val_*``; the test split only when
+the data has none), so the test numbers of the selected configuration are
+an unbiased estimate to report (:func:`report_metric`). With seeds swept the
+selected configuration is the best *mean* over seeds, ties broken by the
+lower std: one lucky seed does not pick it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxsweep import errors
+from jaxsweep import keys
+
+STATUS_OK = "ok"
+STATUS_STOPPED = "stopped"    # A scheduler stopped it early (see jaxsweep.engine.execute).
+STATUS_UNSTABLE = "unstable"  # Finite, but blew up or ended at chance.
+STATUS_DIVERGED = "diverged"  # A non-finite loss or parameter: frozen.
+# Ranking: healthy rows first, then these, whatever their metric.
+STATUSES = (STATUS_OK, STATUS_STOPPED, STATUS_UNSTABLE, STATUS_DIVERGED)
+_STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
+
+# The default target per task: (metric, "max"/"min"), on the validation split
+# (the test split only when there is none).
+_TASK_TARGETS = {"classification": ("accuracy", "max"), "language_model": ("nll", "min"),
+                 "regression": ("mse", "min")}
+_FALLBACKS = (("accuracy", "max"), ("nll", "min"), ("mse", "min"), ("objective", "min"))
+
+
+def mode_of(metric: str) -> str:
+  """Whether a metric is better high (accuracy) or low (everything else)."""
+  return "max" if "accuracy" in metric else "min"
+
+
+def default_target(metric_names: Sequence[str], task: str | None = None) -> tuple[str, str]:
+  """The metric ranked on by default, and whether higher is better.
+
+  Selection is on validation metrics (``val_*``); the test split is used
+  only when the data has no validation split.
+
+  Examples:
+    >>> default_target(["test_accuracy", "val_accuracy", "val_nll"], "classification")
+    ('val_accuracy', 'max')
+    >>> default_target(["test_mse", "test_rmse"], "regression")
+    ('test_mse', 'min')
+  """
+  preferred = (_TASK_TARGETS[task],) if task in _TASK_TARGETS else ()
+  for split in ("val", "test"):
+    for name, mode in (*preferred, *_FALLBACKS):
+      if f"{split}_{name}" in metric_names:
+        return f"{split}_{name}", mode
+  name = metric_names[0]
+  return name, mode_of(name)
+
+
+def sort_key(row: Mapping[str, Any], target: str, mode: str):
+  """Healthy rows first (best ``target`` first), then stopped, unstable and
+  diverged ones; NaN or missing values last within their status."""
+  value = row.get(target)
+  rank = _STATUS_RANK.get(row.get("status"), len(_STATUS_RANK))
+  missing = (value is None or isinstance(value, bool)
+             or (isinstance(value, float) and math.isnan(value)))
+  if missing:
+    return (rank, 1, 0.0, row.get("variant", 0))
+  return (rank, 0, -value if mode == "max" else value, row.get("variant", 0))
+
+
+SEED = keys.SEED
+# Every mean ± std over seeds (aggregated tables, compare, plots) uses the
+# sample standard deviation (ddof=1, as pandas' ``std`` and most papers'
+# error bars over seeds do); with one healthy seed the spread is unknown, so
+# it is None rather than a misleading 0.
+DEFAULT_DDOF = 1
+
+
+def mean_std(values: Sequence[float], *,
+             ddof: int = DEFAULT_DDOF) -> tuple[float | None, float | None]:
+  """The mean and standard deviation of some values, in float64.
+
+  The one place a spread over seeds is computed: aggregation, ``compare``
+  and plots all call it.
+
+  Args:
+    values: the (healthy) values.
+    ddof: delta degrees of freedom (1: sample std; 0: population).
+
+  Returns:
+    ``(mean, std)``: the mean is None for no values, the std for fewer than
+    ``ddof + 1``.
+
+  Examples:
+    >>> mean, std = mean_std([0.5, 0.7])
+    >>> mean, round(std, 4)
+    (0.6, 0.1414)
+    >>> mean_std([0.5]), mean_std([])
+    ((0.5, None), (None, None))
+  """
+  a = np.asarray(values, dtype=np.float64)
+  mean = float(a.mean()) if a.size else None
+  std = float(a.std(ddof=ddof)) if a.size > ddof else None
+  return mean, std
+
+
+def is_healthy(row: Mapping[str, Any], metric: str | None = None) -> bool:
+  """Whether a row trained without trouble (``ok``) and, if given, has a finite ``metric``."""
+  if row.get("status") != STATUS_OK:
+    return False
+  return metric is None or _finite(row.get(metric))
+
+
+def has_value(row: Mapping[str, Any], metric: str) -> bool:
+  """Whether a row's ``metric`` is a real outcome: finite and not a diverged row's.
+
+  Unstable and stopped rows have real (if poor) values: they count in means
+  over seeds and in plots. A diverged row's metrics are junk (argmax of NaN
+  logits scores some accuracy): never used as values.
+  """
+  return row.get("status") != STATUS_DIVERGED and _finite(row.get(metric))
+
+
+def _finite(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# At most this many notes (why a variant is unstable, diverged or stopped)
+# under a table; the files have all of them.
+MAX_NOTES = 8
+
+
+def notes(rows: Sequence[Mapping[str, Any]], limit: int = MAX_NOTES) -> list[str]:
+  """``  variant 6 unstable: the training objective ended at ...``, per row not ``ok``.
+
+  Examples:
+    >>> notes([{"variant": 0, "status": "ok"},
+    ...        {"variant": 1, "status": "diverged", "note": "a non-finite loss at step 3"}])
+    ['  variant 1 diverged: a non-finite loss at step 3']
+  """
+  out = []
+  for r in rows:
+    status = r.get("status")
+    if status in (None, STATUS_OK):
+      continue
+    note = r.get("note") or (f"stopped by the scheduler at step {r['stopped_step']}"
+                             if r.get("stopped_step") is not None else "")
+    out.append(f"  variant {r.get('variant')} {status}" + (f": {note}" if note else ""))
+  if len(out) > limit:
+    out = out[:limit - 1] + [f"  ... and {len(out) - limit + 1} more (the note column of "
+                             "results.csv)"]
+  return out
+
+
+def split_of(metric: str) -> str | None:
+  """``val``, ``test``, ``train`` or ``batch`` for a metric of that split, else None."""
+  split = metric.partition("_")[0]
+  return split if split in ("val", "test", "train", "batch") and "_" in metric else None
+
+
+def report_metric(target: str) -> str | None:
+  """The test counterpart of a validation target: the number to report.
+
+  Examples:
+    >>> report_metric("val_accuracy"), report_metric("test_nll"), report_metric("acc")
+    ('test_accuracy', 'test_nll', None)
+  """
+  split, _, name = target.partition("_")
+  return f"test_{name}" if split in ("val", "test") and name else None
+
+
+def varying(settings: Iterable[Mapping[str, Any]], slot: str) -> list[str]:
+  """Settings of a component (``"loss"``) whose values differ between variants.
+
+  Args:
+    settings: each variant's qualified settings.
+    slot: the component (``loss``, ``optimizer``, ...).
+
+  Examples:
+    >>> varying([{"loss.name": "cross_entropy", "loss.label_smoothing": 0.0},
+    ...          {"loss.name": "cross_entropy", "loss.label_smoothing": 0.1}], "loss")
+    ['loss.label_smoothing']
+  """
+  settings = list(settings)
+  names = list(dict.fromkeys(str(k) for s in settings for k in s
+                             if k == slot or str(k).startswith(slot + ".")))
+  return [k for k in names if len({repr(keys.freeze(s.get(k))) for s in settings}) > 1]
+
+
+def check_comparable(target: str, settings: Iterable[Mapping[str, Any]]) -> None:
+  """Refuses to rank on an objective when the sweep varies the loss.
+
+  ``*_objective`` is each variant's own training loss: with label smoothing
+  or the loss itself swept, its values are not comparable between variants.
+
+  Raises:
+    ConfigError: naming the varied settings and the metrics to use instead.
+  """
+  if not (target or "").endswith("objective"):
+    return
+  varied = varying(settings, "loss")
+  if varied:
+    split = split_of(target) if split_of(target) in ("val", "test", "train") else "val"
+    raise errors.ConfigError(
+        f"{target} is each variant's own loss, and the sweep varies the loss "
+        f"({', '.join(varied)}): its values are not comparable between variants.",
+        key="target", fix=f"rank on a metric that does not depend on the loss: "
+                          f"{split}_nll or {split}_accuracy (classification), "
+                          f"{split}_mse (regression)")
+
+
+def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
+                   metrics: Sequence[str], target: str, mode: str,
+                   ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
+  """Groups rows that differ only in ``seed``: the configurations, best first.
+
+  The one place seeds are aggregated and a configuration is selected. A
+  metric's mean and std are over the seeds with a real value
+  (:func:`has_value`): unstable and stopped seeds count (their metrics are
+  what the configuration does), diverged seeds are left out and counted.
+
+  Ranking, best first: configurations with a healthy (ok or stopped) seed and
+  no diverged one; then those with a healthy seed and some diverged (their
+  mean is over the survivors); then those whose every seed is unstable or
+  diverged. Within each, those with an ok seed before those only stopped
+  early, then by the mean ``target``, ties by the lower std. The first
+  configuration is ``best`` when it has a healthy seed.
+
+  Args:
+    rows: per-variant rows.
+    swept: the swept columns (``seed`` among them is what is averaged over).
+    metrics: the metric columns to aggregate.
+    target, mode: ranking metric and ``"max"``/``"min"``.
+    ddof: delta degrees of freedom of the std (1: sample std; 0: population).
+
+  Returns:
+    One dict per configuration, best first: the swept columns but seed,
+    ``best`` (the selected configuration), ``seeds`` (list), ``n``, the
+    counts ``ok``, ``stopped``, ``unstable``, ``diverged``, ``status`` (the
+    worst of its seeds), ``variants`` (indices), ``params``, and
+    ``<metric>_mean``, ``<metric>_std``, ``<metric>_n`` (values used) for
+    each metric; a mean with no value and a std with fewer than ``ddof + 1``
+    values are None.
+
+  Examples:
+    >>> rows = [{"variant": i, "lr": 0.1, "seed": i, "status": "ok", "acc": a}
+    ...         for i, a in enumerate([0.5, 0.7])]
+    >>> agg = aggregate_rows(rows, swept=["lr", "seed"], metrics=["acc"],
+    ...                      target="acc", mode="max")
+    >>> agg[0]["acc_mean"], round(agg[0]["acc_std"], 4), agg[0]["n"], agg[0]["best"]
+    (0.6, 0.1414, 2, True)
+  """
+  config_cols = [c for c in swept if c != SEED]
+  groups: dict[tuple, list[Mapping[str, Any]]] = {}
+  for r in sorted(rows, key=lambda r: r.get("variant", 0)):
+    groups.setdefault(tuple(keys.freeze(r.get(c)) for c in config_cols), []).append(r)
+  out = []
+  for members in groups.values():
+    first = members[0]
+    row: dict[str, Any] = {c: first.get(c) for c in config_cols}
+    row["best"] = False
+    row["seeds"] = [r.get(SEED) for r in members]
+    row["n"] = len(members)
+    for status in STATUSES:
+      row[status] = sum(r.get("status") == status for r in members)
+    row["status"] = max((r.get("status") for r in members),
+                        key=lambda s: _STATUS_RANK.get(s, len(_STATUS_RANK)))
+    row["variants"] = [r.get("variant") for r in members]
+    row["params"] = first.get("params")
+    for m in metrics:
+      vals = [float(r[m]) for r in members if has_value(r, m)]
+      row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals, ddof=ddof)
+      row[f"{m}_n"] = len(vals)
+    out.append(row)
+  out.sort(key=lambda r: _config_key(r, target, mode))
+  if out and _config_key(out[0], target, mode)[0] < 2:
+    out[0]["best"] = True
+  return out
+
+
+def _config_key(row: Mapping[str, Any], target: str, mode: str) -> tuple:
+  healthy = row[STATUS_OK] + row[STATUS_STOPPED]
+  rank = 2 * (healthy == 0) + (row[STATUS_DIVERGED] > 0)
+  mean, std = row.get(f"{target}_mean"), row.get(f"{target}_std")
+  value = 0.0 if mean is None else (-mean if mode == "max" else mean)
+  return (rank, row[STATUS_OK] == 0, mean is None, value,
+          math.inf if std is None else std, row["variants"][0])
+
+
+def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool:
+  """Whether some configuration was trained with more than one seed."""
+  if SEED not in swept:
+    return False
+  config_cols = [c for c in swept if c != SEED]
+  configs = [tuple(keys.freeze(r.get(c)) for c in config_cols) for r in rows]
+  return len(set(configs)) < len(configs)
