@@ -34,18 +34,9 @@ from jaxsweep import keys
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import xla_cache
 
-ENV_CACHE_DIR = "JAXSWEEP_CACHE_DIR"
 CACHE_FILE = "lanes.json"
-
-
-def cache_dir() -> str:
-  """Where jaxsweep keeps what it learned about this machine."""
-  explicit = os.environ.get(ENV_CACHE_DIR)
-  if explicit:
-    return explicit
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "jaxsweep")
 
 
 def signature(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> str:
@@ -63,7 +54,7 @@ def signature(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> str:
 
 
 def _read() -> dict:
-  path = os.path.join(cache_dir(), CACHE_FILE)
+  path = os.path.join(xla_cache.cache_dir(), CACHE_FILE)
   try:
     with open(path, encoding="utf-8") as f:
       data = json.load(f)
@@ -80,7 +71,7 @@ def cached(sig: str) -> dict | None:
 
 def store(sig: str, lanes: int, measured: dict[int, float]) -> str:
   """Records a measured choice (atomically); returns the cache file."""
-  directory = cache_dir()
+  directory = xla_cache.cache_dir()
   os.makedirs(directory, exist_ok=True)
   data = _read()
   data[sig] = {"lanes": int(lanes), "when": time.strftime("%Y-%m-%d"),

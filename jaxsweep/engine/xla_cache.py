@@ -20,9 +20,8 @@ import threading
 
 import jax
 
-from jaxsweep.engine import strategy
-
 ENV = "JAXSWEEP_COMPILE_CACHE"
+ENV_CACHE_DIR = "JAXSWEEP_CACHE_DIR"
 _OFF = ("0", "off", "false", "no", "none")
 _HITS = "/jax/compilation_cache/cache_hits"
 _MISSES = "/jax/compilation_cache/cache_misses"
@@ -38,8 +37,19 @@ def _listen(event: str, **kwargs) -> None:
       _counts["hits" if event == _HITS else "misses"] += 1
 
 
+def cache_dir() -> str:
+  """Where jaxsweep keeps what it learned about this machine (measured
+  layouts, compiled programs): ``JAXSWEEP_CACHE_DIR``, else
+  ``$XDG_CACHE_HOME/jaxsweep`` (``~/.cache/jaxsweep``)."""
+  explicit = os.environ.get(ENV_CACHE_DIR)
+  if explicit:
+    return explicit
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jaxsweep")
+
+
 def default_directory() -> str:
-  return os.path.join(strategy.cache_dir(), "xla")
+  return os.path.join(cache_dir(), "xla")
 
 
 def enable(directory: str | None = None) -> str | None:
