@@ -442,7 +442,7 @@ def test_plan_measures_memory_when_asked(tiny, monkeypatch):
     calls.append(kwargs)
     return {g.index: f"measured group {g.index}" for g in plan.groups}
 
-  monkeypatch.setattr(js.engine.program, "estimate_memory", estimate)
+  monkeypatch.setattr(js.engine.sizing, "estimate_memory", estimate)
   code, out, err = run_cli(["plan", tiny, "--measure-memory", "--chunk-size", "2"])
   assert code == 0, err
   assert calls and calls[0]["chunk_size"] == 2

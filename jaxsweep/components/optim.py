@@ -222,7 +222,7 @@ get = REGISTRY.get
 
 
 def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
-        decay_steps, schedule_index=0):
+        decay_steps, schedule_index=0.0):
   # The constant schedule is exact (lr * 1 * 1) when warmup_steps is 0.
   return schedule(schedule_name, learning_rate, total_steps=total_steps,
                   warmup_steps=warmup_steps, decay_rate=decay_rate,
@@ -232,7 +232,7 @@ def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
 @REGISTRY.register("sgd")
 def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-        decay_steps=None, total_steps=1000.0, schedule_index=0):
+        decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """SGD (momentum when ``momentum > 0``; Nesterov with ``nesterov: true``)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
@@ -244,7 +244,7 @@ def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
 def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
                  weight_decay=0.0, grad_clip=0.0, schedule="constant",
                  warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-                 total_steps=1000.0, schedule_index=0):
+                 total_steps=1000.0, schedule_index=0.0):
   """SGD with heavy-ball momentum (0.9 by default)."""
   return sgd(learning_rate, momentum=momentum, nesterov=nesterov,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
@@ -255,7 +255,7 @@ def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
 @REGISTRY.register("nesterov")
 def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
                  grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0):
+                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """SGD with Nesterov momentum."""
   return sgd(learning_rate, momentum=momentum, nesterov=True,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
@@ -266,7 +266,7 @@ def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
 @REGISTRY.register("adam")
 def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, schedule_index=0):
+         decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """Adam; ``weight_decay`` here is L2 added to the gradient (use adamw for
   decoupled decay)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
@@ -278,7 +278,7 @@ def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
 @REGISTRY.register("adamw")
 def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
           grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-          decay_steps=None, total_steps=1000.0, schedule_index=0):
+          decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
@@ -292,7 +292,7 @@ def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
 def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
             centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
             grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-            decay_steps=None, total_steps=1000.0, schedule_index=0):
+            decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """RMSProp (Hinton 2012); ``centered`` divides by the gradient's std.
 
   ``momentum`` is always passed on (a trace with decay 0 is the identity), so
@@ -309,7 +309,7 @@ def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
 @REGISTRY.register("adagrad")
 def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
             weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-            decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0):
+            decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
   L2 on the gradient."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
@@ -322,7 +322,7 @@ def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
 @REGISTRY.register("lamb")
 def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, schedule_index=0):
+         decay_steps=None, total_steps=1000.0, schedule_index=0.0):
   """LAMB (You et al. 2020): Adam with decoupled decay and a per-layer trust
   ratio."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
@@ -334,7 +334,7 @@ def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
 @REGISTRY.register("lion")
 def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
          schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-         total_steps=1000.0, schedule_index=0):
+         total_steps=1000.0, schedule_index=0.0):
   """Lion (Chen et al. 2023): sign updates, so its learning rate is typically
   3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
@@ -376,7 +376,7 @@ def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
                              fix="give at least one optimizer name")
   fns = [REGISTRY.get(n) for n in names]
   accepts = [registry.signature_args(fn) for fn in fns]
-  params = [inspect.Parameter("optimizer_index", inspect.Parameter.KEYWORD_ONLY, default=0)]
+  params = [inspect.Parameter("optimizer_index", inspect.Parameter.KEYWORD_ONLY, default=0.0)]
   seen = {"optimizer_index"}
   for fn in fns:
     for p in inspect.signature(fn).parameters.values():
@@ -384,7 +384,7 @@ def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
         seen.add(p.name)
         params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
 
-  def factory(*, optimizer_index=0, **kwargs) -> optax.GradientTransformation:
+  def factory(*, optimizer_index=0.0, **kwargs) -> optax.GradientTransformation:
     txs = [fn(**{k: v for k, v in kwargs.items() if k in acc})
            for fn, acc in zip(fns, accepts)]
     if len(txs) == 1:
