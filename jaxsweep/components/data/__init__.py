@@ -4,6 +4,8 @@
   own arrays), holding out a validation split, the registry and ``load``.
 * :mod:`~jaxsweep.components.data.builtin`: ``digits``, ``synthetic``,
   ``regression``, ``text`` (character-level language modelling), ``npz``.
+* :mod:`~jaxsweep.components.data.augment`: random crops and flips drawn
+  per variant and step inside the compiled training step.
 
 The engine puts the arrays on every device once and passes them to the
 compiled program as an un-batched argument, so a population of variants
@@ -17,8 +19,10 @@ Examples:
   (1295, 143, 359)
 """
 
+from jaxsweep.components.data import augment
 from jaxsweep.components.data import builtin
 from jaxsweep.components.data import dataset
+from jaxsweep.components.data.augment import with_augment
 from jaxsweep.components.data.builtin import NPZ_KEYS
 from jaxsweep.components.data.builtin import UNKNOWN_CHAR
 from jaxsweep.components.data.builtin import decode
@@ -41,6 +45,7 @@ loader = REGISTRY.get
 
 __all__ = [
     "Dataset", "NPZ_KEYS", "REGISTRY", "TASKS", "UNKNOWN_CHAR", "VAL_FRACTION", "arrays",
-    "builtin", "check_array", "check_finite", "dataset", "decode", "first_example", "hold_out", "load", "load_cached",
-    "loader", "names", "register", "split",
+    "augment", "builtin", "check_array", "check_finite", "dataset", "decode",
+    "first_example", "hold_out", "load", "load_cached", "loader", "names", "register",
+    "split", "with_augment",
 ]
