@@ -4,6 +4,9 @@
   own arrays), holding out a validation split, the registry and ``load``.
 * :mod:`~jaxsweep.components.data.builtin`: ``digits``, ``synthetic``,
   ``regression``, ``text`` (character-level language modelling), ``npz``.
+* :mod:`~jaxsweep.components.data.images`: ``mnist``, ``fashion_mnist``,
+  ``cifar10``, ``cifar100`` from the files you downloaded (or tfds /
+  Hugging Face when installed).
 * :mod:`~jaxsweep.components.data.augment`: random crops and flips drawn
   per variant and step inside the compiled training step.
 
@@ -22,6 +25,7 @@ Examples:
 from jaxsweep.components.data import augment
 from jaxsweep.components.data import builtin
 from jaxsweep.components.data import dataset
+from jaxsweep.components.data import images
 from jaxsweep.components.data.augment import with_augment
 from jaxsweep.components.data.builtin import NPZ_KEYS
 from jaxsweep.components.data.builtin import UNKNOWN_CHAR
@@ -46,6 +50,6 @@ loader = REGISTRY.get
 __all__ = [
     "Dataset", "NPZ_KEYS", "REGISTRY", "TASKS", "UNKNOWN_CHAR", "VAL_FRACTION", "arrays",
     "augment", "builtin", "check_array", "check_finite", "dataset", "decode",
-    "first_example", "hold_out", "load", "load_cached", "loader", "names", "register",
-    "split", "with_augment",
+    "first_example", "hold_out", "images", "load", "load_cached", "loader", "names",
+    "register", "split", "with_augment",
 ]
