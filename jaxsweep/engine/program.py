@@ -247,6 +247,9 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   for a in plan_lib.OUTPUT_ARGS:
     if a in accepted and a not in factory_static:
       factory_static[a] = output_size(dataset)
+  for a, v in dataset.info.get("model_args", {}).items():  # E.g. a vocabulary size.
+    if a in accepted and a not in factory_static:
+      factory_static[a] = v
   augment = data_lib.augment.options_of(dataset.info)  # Structural: part of the key.
   # Optimizer: traced arguments become opt_state.hyperparams entries.
   opt_static = group.static_args("optimizer")
