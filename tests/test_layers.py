@@ -21,7 +21,8 @@ FLOORS = [
 ]
 # Imported inside functions on purpose: optional or slow to import.
 OPTIONAL = ("matplotlib", "pandas", "pyarrow", "rich", "tensorboardX", "tensorboard", "psutil",
-            "sklearn", "scipy", "pydoc_data", "optuna", "orbax")
+            "sklearn", "scipy", "pydoc_data", "optuna", "orbax", "tensorflow_datasets",
+            "datasets")
 
 
 def _modules():

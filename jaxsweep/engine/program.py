@@ -248,6 +248,10 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   for a in plan_lib.OUTPUT_ARGS:
     if a in accepted and a not in factory_static:
       factory_static[a] = output_size(dataset)
+  for a, v in dataset.info.get("model_args", {}).items():  # E.g. a vocabulary size.
+    if a in accepted and a not in factory_static:
+      factory_static[a] = v
+  augment = data_lib.augment.options_of(dataset.info)  # Structural: part of the key.
   # Optimizer: traced arguments become opt_state.hyperparams entries.
   opt_static = group.static_args("optimizer")
   opt_fn = comps.factory("optimizer", opt_static.pop("name", None))
@@ -269,7 +273,7 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
       ("choice", loss_name) if isinstance(loss_name, tuple) else _ident(loss_fn),
       keys.freeze(loss_static), group.traced_args("loss"), group.traced_args("model"),
       plan_lib.INIT_SCALE in group.traced,
-      tuple((k, _ident(v)) for k, v in metrics.items()), settings)
+      tuple((k, _ident(v)) for k, v in metrics.items()), settings, keys.freeze(augment))
   if cache_key in _CACHE:
     _CACHE.move_to_end(cache_key)
     return dataclasses.replace(_CACHE[cache_key], dataset=dataset, derived=derived)
@@ -287,7 +291,8 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
                              fix=f"it accepts: {', '.join(registry.signature_args(opt_fn))}"
                              ) from e
   loss_bound = functools.partial(loss_fn, **loss_static) if loss_static else loss_fn
-  program = train_lib.make_train(model_fns, opt, loss_bound, metrics, settings)
+  program = train_lib.make_train(model_fns, opt, loss_bound, metrics, settings,
+                                 augment=augment)
   built = GroupProgram(
       program=program, dataset=dataset, model=model_fns, metric_names=tuple(metrics),
       derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),

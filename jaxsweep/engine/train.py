@@ -35,6 +35,7 @@ import optax
 
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
+from jaxsweep.components.data import augment as augment_lib
 
 
 class TrainSettings(NamedTuple):
@@ -104,7 +105,8 @@ def make_train(model: models_lib.ModelFns,
                opt: optim.Injected | optax.GradientTransformation,
                loss_fn: Callable[..., jax.Array],
                metrics: Mapping[str, Callable[..., jax.Array]],
-               settings: TrainSettings) -> Program:
+               settings: TrainSettings,
+               augment: Mapping[str, Any] | None = None) -> Program:
   """Builds the pure per-variant training program of a compile group.
 
   Args:
@@ -114,6 +116,9 @@ def make_train(model: models_lib.ModelFns,
     loss_fn: ``loss(outputs, batch, **hparams["loss"]) -> scalar``.
     metrics: name -> ``metric(outputs, batch) -> scalar or [B]``.
     settings: steps, batch size, eval period.
+    augment: options of :func:`jaxsweep.components.data.augment.augment`
+      applied to every training batch (never at evaluation), with a key of
+      each variant and step; ``None``: no augmentation.
 
   Returns:
     A :class:`Program`. ``hparams`` is one variant's dict with ``seed``
@@ -163,20 +168,24 @@ def make_train(model: models_lib.ModelFns,
                     stopped_step=jnp.full([], -1, jnp.int32))
 
   def step_randomness(key, step, num_train):
-    """Step ``step``'s batch indices and dropout key, from the run key.
+    """Step ``step``'s batch indices, dropout key and augmentation key.
 
-    ``split(fold_in(key, step))`` gives the batch key and the dropout key;
+    ``split(fold_in(key, step))`` gives the batch key and the dropout key
+    (with augmentation, ``split(..., 3)`` adds the crops-and-flips key);
     the batch is sampled with replacement (O(batch) per step). A period draws
     all its steps' indices at once (the same values: the draws are per step).
     """
-    k_batch, k_dropout = jax.random.split(jax.random.fold_in(key, step))
-    return jax.random.randint(k_batch, (batch_size,), 0, num_train), k_dropout
+    step_keys = jax.random.split(jax.random.fold_in(key, step), 3 if augment else 2)
+    return (jax.random.randint(step_keys[0], (batch_size,), 0, num_train), step_keys[1],
+            step_keys[2] if augment else None)
 
   def train_step(hparams, train, carry, drawn):
     """One optimisation step; a non-finite result is discarded and freezes."""
     state, loss_sum, loss_count = carry
-    idx, k_dropout = drawn
+    idx, k_dropout, k_augment = drawn
     batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), train)
+    if augment:
+      batch = {**batch, "x": augment_lib.augment(batch["x"], k_augment, **augment)}
 
     def loss_of(params):
       variables = {"params": params, **state.model_state}

@@ -4,6 +4,14 @@
   own arrays), holding out a validation split, the registry and ``load``.
 * :mod:`~jaxsweep.components.data.builtin`: ``digits``, ``synthetic``,
   ``regression``, ``text`` (character-level language modelling), ``npz``.
+* :mod:`~jaxsweep.components.data.images`: ``mnist``, ``fashion_mnist``,
+  ``cifar10``, ``cifar100`` from the files you downloaded (or tfds /
+  Hugging Face when installed).
+* :mod:`~jaxsweep.components.data.textcls`: ``text_classification`` from a
+  CSV, a JSONL file or a folder per class, with a word or character
+  tokenizer.
+* :mod:`~jaxsweep.components.data.augment`: random crops and flips drawn
+  per variant and step inside the compiled training step.
 
 The engine puts the arrays on every device once and passes them to the
 compiled program as an un-batched argument, so a population of variants
@@ -17,8 +25,12 @@ Examples:
   (1295, 143, 359)
 """
 
+from jaxsweep.components.data import augment
 from jaxsweep.components.data import builtin
 from jaxsweep.components.data import dataset
+from jaxsweep.components.data import images
+from jaxsweep.components.data import textcls
+from jaxsweep.components.data.augment import with_augment
 from jaxsweep.components.data.builtin import NPZ_KEYS
 from jaxsweep.components.data.builtin import UNKNOWN_CHAR
 from jaxsweep.components.data.builtin import decode
@@ -34,6 +46,7 @@ from jaxsweep.components.data.dataset import hold_out
 from jaxsweep.components.data.dataset import load
 from jaxsweep.components.data.dataset import load_cached
 from jaxsweep.components.data.dataset import split
+from jaxsweep.components.data.textcls import encode_texts
 
 register = REGISTRY.register
 names = REGISTRY.names
@@ -41,6 +54,7 @@ loader = REGISTRY.get
 
 __all__ = [
     "Dataset", "NPZ_KEYS", "REGISTRY", "TASKS", "UNKNOWN_CHAR", "VAL_FRACTION", "arrays",
-    "builtin", "check_array", "check_finite", "dataset", "decode", "first_example", "hold_out", "load", "load_cached",
-    "loader", "names", "register", "split",
+    "augment", "builtin", "check_array", "check_finite", "dataset", "decode", "encode_texts",
+    "first_example", "hold_out", "images", "load", "load_cached", "loader", "names",
+    "register", "split", "textcls", "with_augment",
 ]

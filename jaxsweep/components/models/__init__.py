@@ -4,12 +4,13 @@
   ``(init, apply)`` pairs and NNX models as :class:`ModelFns`.
 * :mod:`~jaxsweep.components.models.layers`: activations (chosen per
   variant from a tuple of names), initializers, dropout with a traced rate.
-* :mod:`~jaxsweep.components.models.zoo`: ``mlp``, ``cnn``, ``rnn`` by name.
+* :mod:`~jaxsweep.components.models.zoo`: ``mlp``, ``cnn``, ``rnn``,
+  ``rnn_classifier`` by name.
 
 Examples:
   >>> import jaxsweep as js
   >>> js.models.names()
-  ['cnn', 'mlp', 'rnn']
+  ['cnn', 'mlp', 'rnn', 'rnn_classifier']
 """
 
 from jaxsweep.components.models.adapters import ModelFns
@@ -33,11 +34,14 @@ from jaxsweep.components.models.zoo import CNN
 from jaxsweep.components.models.zoo import MLP
 from jaxsweep.components.models.zoo import POOLINGS
 from jaxsweep.components.models.zoo import REGISTRY
+from jaxsweep.components.models.zoo import RNN_POOLINGS
+from jaxsweep.components.models.zoo import RNNClassifier
 from jaxsweep.components.models.zoo import RecurrentLM
 from jaxsweep.components.models.zoo import build
 from jaxsweep.components.models.zoo import cnn
 from jaxsweep.components.models.zoo import mlp
 from jaxsweep.components.models.zoo import rnn
+from jaxsweep.components.models.zoo import rnn_classifier
 
 register = REGISTRY.register
 names = REGISTRY.names
@@ -45,8 +49,8 @@ get = REGISTRY.get
 
 __all__ = [
     "ACTIVATIONS", "Activation", "CELLS", "CNN", "INITIALIZERS", "MLP", "ModelFns",
-    "POOLINGS", "REGISTRY", "RecurrentLM", "activation", "apply_activation", "build",
-    "cnn", "count_params", "dropout", "from_linen", "from_nnx", "from_pair", "get",
+    "POOLINGS", "REGISTRY", "RNNClassifier", "RNN_POOLINGS", "RecurrentLM", "activation",
+    "apply_activation", "build", "cnn", "count_params", "dropout", "from_linen", "from_nnx", "from_pair", "get",
     "initializer", "is_factory", "mlp", "names", "orthogonal", "register", "rnn",
-    "switch_index", "to_model_fns",
+    "rnn_classifier", "switch_index", "to_model_fns",
 ]

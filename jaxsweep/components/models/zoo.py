@@ -1,8 +1,9 @@
-"""The built-in models, by name: ``mlp``, ``cnn`` and ``rnn``.
+"""The built-in models, by name: ``mlp``, ``cnn``, ``rnn`` and ``rnn_classifier``.
 
 ``mlp`` and ``cnn`` take any input (images are flattened by the MLP);
 ``rnn`` is a character-level language model (int tokens ``[B, T]`` in,
-logits ``[B, T, vocab]`` out). Each factory takes ``num_outputs`` (filled
+logits ``[B, T, vocab]`` out); ``rnn_classifier`` reads padded int tokens
+``[B, T]`` and returns class logits ``[B, classes]``. Each factory takes ``num_outputs`` (filled
 from the data when not given) and ``kernel_init``. Given a *tuple* of
 activation names, ``mlp`` and ``cnn`` pick one per variant from the traced
 call argument ``activation_index``.
@@ -10,6 +11,7 @@ call argument ``activation_index``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -179,6 +181,90 @@ class RecurrentLM(nn.Module):
     return nn.Dense(self.num_outputs, kernel_init=init)(h)
 
 
+RNN_POOLINGS = ("last", "mean", "max")
+
+
+class RNNClassifier(nn.Module):
+  """A recurrent text classifier over padded token ids.
+
+  ``Embed(vocab_size, embed_dim) -> layers x RNN(cell, hidden)`` (each
+  optionally bidirectional, the two directions concatenated) ``-> pooling
+  -> Dense(num_outputs)``, with dropout (traced rate) on the output of each
+  recurrent layer.
+
+  Id 0 is padding: its embedding is zero, the recurrence stops after the
+  last real token of each row (sequences are right-padded, as the
+  ``text_classification`` dataset makes them) and pooling covers the real
+  tokens only. Ids at or above ``vocab_size`` are read as the unknown id 1.
+
+  Attributes:
+    num_outputs: number of classes.
+    vocab_size: embedding rows (the dataset's vocabulary size).
+    embed_dim: embedding width.
+    cell: ``lstm``, ``gru`` or ``simple``.
+    hidden: recurrent state width (per direction).
+    layers: number of stacked recurrent layers.
+    bidirectional: also read each sequence right to left.
+    pooling: ``last`` (the state after the last real token; bidirectional:
+      with the backward state after the first), ``mean`` or ``max`` over
+      the real tokens. A row of padding only pools to zeros.
+    kernel_init: name in :data:`INITIALIZERS` for the input kernels and the
+      output layer; recurrent kernels are orthogonal
+      (:func:`jaxsweep.components.models.layers.orthogonal`).
+  """
+
+  num_outputs: int = 2
+  vocab_size: int = 20000
+  embed_dim: int = 64
+  cell: str = "lstm"
+  hidden: int = 128
+  layers: int = 1
+  bidirectional: bool = False
+  pooling: str = "last"
+  kernel_init: str = "lecun_normal"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, dropout_rate=0.0):
+    """Class logits ``[B, num_outputs]`` for int tokens ``x`` ``[B, T]`` (0 = padding)."""
+    if x.ndim != 2:
+      raise ValueError(f"the rnn_classifier model needs int tokens [B, T], got shape {x.shape}")
+    init = layers_lib.initializer(self.kernel_init)
+    x = x.astype(jnp.int32)
+    mask = x != 0
+    ids = jnp.where(x < self.vocab_size, x, 1)
+    h = nn.Embed(self.vocab_size, self.embed_dim)(ids) * mask[..., None]
+    steps = jnp.arange(x.shape[1])
+    # One past the last real token of each row (0 for a row of padding).
+    lengths = jnp.max(jnp.where(mask, steps + 1, 0), axis=1)
+
+    def cell():
+      return CELLS[self.cell](features=self.hidden, kernel_init=init,
+                              recurrent_kernel_init=layers_lib.orthogonal())
+
+    for _ in range(self.layers):
+      forward = nn.RNN(cell())(h, seq_lengths=lengths)
+      if self.bidirectional:
+        backward = nn.RNN(cell(), reverse=True, keep_order=True)(h, seq_lengths=lengths)
+        h = jnp.concatenate([forward, backward], axis=-1)
+      else:
+        h = forward
+      if train and not layers_lib.is_zero(dropout_rate):
+        h = layers_lib.dropout(h, dropout_rate, self.make_rng("dropout"), train=train)
+    any_token = lengths > 0
+    if self.pooling == "last":
+      last = jnp.maximum(lengths - 1, 0)
+      pooled = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]
+      if self.bidirectional:  # The backward direction ends at the first token.
+        pooled = jnp.concatenate([pooled[:, :self.hidden], h[:, 0, self.hidden:]], axis=-1)
+    elif self.pooling == "mean":
+      pooled = (jnp.sum(h * mask[..., None], axis=1)
+                / jnp.maximum(jnp.sum(mask, axis=1), 1)[:, None].astype(h.dtype))
+    else:
+      pooled = jnp.max(jnp.where(mask[..., None], h, jnp.finfo(h.dtype).min), axis=1)
+    pooled = jnp.where(any_token[:, None], pooled, 0.0)
+    return nn.Dense(self.num_outputs, kernel_init=init)(pooled)
+
+
 # --------------------------------------------------------------------------
 # Registry of named model factories (``model: {name: mlp, ...}`` in configs).
 
@@ -244,6 +330,35 @@ def rnn(*, embed_dim: int = 32, cell: str = "lstm", hidden: int = 128,
   return RecurrentLM(num_outputs=int(num_outputs), embed_dim=int(embed_dim),
                      cell=cell, hidden=int(hidden), layers=int(layers),
                      kernel_init=kernel_init)
+
+
+@REGISTRY.register("rnn_classifier")
+def rnn_classifier(*, vocab_size: int = 20000, embed_dim: int = 64, cell: str = "lstm",
+                   hidden: int = 128, layers: int = 1, bidirectional: bool = False,
+                   pooling: str = "last", num_outputs: int = 2,
+                   kernel_init: str = "lecun_normal") -> RNNClassifier:
+  """The recurrent text classifier (:class:`RNNClassifier`).
+
+  ``num_outputs`` (the number of classes) and ``vocab_size`` are filled
+  from the data when not given (the ``text_classification`` dataset says
+  its vocabulary size in ``info["model_args"]``).
+  """
+  if not isinstance(cell, str) or cell not in CELLS:
+    raise errors.unknown_key("model.cell", CELLS, what="recurrent cell", name=str(cell))
+  if not isinstance(pooling, str) or pooling not in RNN_POOLINGS:
+    raise errors.unknown_key("model.pooling", RNN_POOLINGS, what="pooling", name=str(pooling))
+  for k, v, low in (("vocab_size", vocab_size, 2), ("embed_dim", embed_dim, 1),
+                    ("hidden", hidden, 1), ("layers", layers, 1),
+                    ("num_outputs", num_outputs, 1)):
+    if (isinstance(v, bool) or not isinstance(v, numbers.Real) or not float(v).is_integer()
+        or int(v) < low):
+      raise errors.ConfigError(f"{k} must be a whole number >= {low}, got {v!r}.",
+                               key=f"model.{k}")
+  layers_lib.initializer(kernel_init)
+  return RNNClassifier(num_outputs=int(num_outputs), vocab_size=int(vocab_size),
+                       embed_dim=int(embed_dim), cell=cell, hidden=int(hidden),
+                       layers=int(layers), bidirectional=bool(bidirectional),
+                       pooling=pooling, kernel_init=kernel_init)
 
 
 def build(name: str, **kwargs) -> nn.Module:
