@@ -61,7 +61,7 @@ def _stable_name(obj: Any) -> Any:
   if isinstance(obj, registry.Registry):
     return f"registry:{obj.kind}"
   if isinstance(obj, data_lib.Dataset):
-    return f"dataset:{obj.describe()}"
+    return f"dataset:{obj.describe()}:{_stable_value(obj.info.get('augment'))}"
   if isinstance(obj, functools.partial):
     return ["partial", _stable_name(obj.func), [_stable_value(a) for a in obj.args],
             sorted([k, _stable_value(v)] for k, v in obj.keywords.items())]
