@@ -171,11 +171,35 @@ def chance_levels(dataset: data_lib.Dataset) -> dict[str, float]:
   return out
 
 
-def num_params(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> int:
-  """Trainable parameters of one variant of a group."""
+def num_params(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram
+               ) -> int | dict[int, int]:
+  """Trainable parameters of one variant of a group.
+
+  Where a model factory argument is a vectorized choice (e.g. widths padded
+  to one network), each variant counts the parameters of the model built
+  with its own value alone: ``{variant: count}``.
+  """
+  def count(params) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+  x = jax.ShapeDtypeStruct((1, *np.shape(built.dataset.train["x"])[1:]),
+                           np.asarray(built.dataset.train["x"]).dtype)
+  chosen = [k for k in group.choices
+            if k.slot == "model" and k.arg in group.signature.accepted["model"]]
+  if chosen:
+    static = dict(built.model_args)
+    out, cache = {}, {}
+    for i in group.members:
+      own = {k.arg: plan.variants[i][k] for k in chosen}
+      ck = keys.freeze(own)
+      if ck not in cache:
+        fns = plan_lib.build_model(plan.components, {**static, **own})
+        cache[ck] = count(jax.eval_shape(fns.init, jax.random.key(0), x)["params"])
+      out[i] = cache[ck]
+    return out
   hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   state = jax.eval_shape(built.program.init, hp, abstract_data(built.dataset))
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+  return count(state.params)
 
 
 def train_flag(train: bool, mesh=None):
@@ -203,6 +227,7 @@ class GroupProgram:
     compiled: compiled programs by shape and mesh (see :func:`compile`).
     loss: the loss as the program calls it (static arguments bound).
     metrics: name -> metric function; ``None`` for the task's defaults.
+    model_args: the factory arguments the model was built with.
   """
 
   program: train_lib.Program
@@ -215,6 +240,7 @@ class GroupProgram:
   compiled: dict = dataclasses.field(default_factory=dict)
   loss: Callable | None = None
   metrics: Mapping[str, Callable] | None = None
+  model_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _CACHE: collections.OrderedDict[tuple, GroupProgram] = collections.OrderedDict()
@@ -297,7 +323,7 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
       program=program, dataset=dataset, model=model_fns, metric_names=tuple(metrics),
       derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),
       period=jax.vmap(program.period, in_axes=(0, 0, None)), loss=loss_bound,
-      metrics=metrics)
+      metrics=metrics, model_args=factory_static)
   _CACHE[cache_key] = built
   while len(_CACHE) > _CACHE_SIZE:
     _CACHE.popitem(last=False)

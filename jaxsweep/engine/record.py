@@ -49,7 +49,7 @@ class Record:
     snap.extra["lineage"] = self.lineage
     self.derived: dict[int, Mapping] = {}   # group -> derived metrics
     self.chance: dict[int, dict] = {}       # group -> chance levels
-    self.params: dict[int, int] = {}        # group -> parameters per variant
+    self.params: dict[int, Any] = {}        # group -> parameters per variant (or {variant: n})
 
   def period(self, group: int, stats: Mapping[int, Mapping[str, float]], step: int) -> None:
     """One evaluation of every variant in ``stats`` (variant -> metrics)."""
@@ -156,7 +156,7 @@ class Record:
           "group": g, "status": status, "note": note,
           "diverged_step": f["at"] if f["status"] == results_lib.STATUS_DIVERGED else None,
           "stopped_step": f["at"] if f["status"] == results_lib.STATUS_STOPPED else None,
-          "steps": f["step"], "params": self.params.get(g), "seconds": share.get(g)})
+          "steps": f["step"], "params": _own(self.params.get(g), i), "seconds": share.get(g)})
       row.update(dict(columns).get(i, {}))
       for k in metric_keys:
         row[k] = last.get(k)
@@ -180,3 +180,8 @@ def _best(history: list[dict], metric: str, mode: str) -> tuple[float, int] | No
     return None
   pick = max if mode == "max" else min
   return pick(values, key=lambda vs: (vs[0], -vs[1]) if mode == "max" else (vs[0], vs[1]))
+
+
+def _own(count, variant: int):
+  """A group's parameter count, or a variant's own where they differ."""
+  return count.get(variant) if isinstance(count, dict) else count

@@ -155,7 +155,8 @@ def make_train(model: models_lib.ModelFns,
     key = jax.random.key(jnp.asarray(hparams["seed"], jnp.uint32))
     k_init, k_run = jax.random.split(key)
     x0 = data["train"]["x"][:1]
-    variables = dict(model.init(k_init, x0))
+    init_kw = {k: v for k, v in model_hp(hparams).items() if k in model.init_args}
+    variables = dict(model.init(k_init, x0, **init_kw))
     params = variables.pop("params")
     if "init_scale" in hparams:
       params = scale_weights(params, hparams["init_scale"])

@@ -37,19 +37,24 @@ class ModelFns(NamedTuple):
   """A model as pure functions, for one variant.
 
   Attributes:
-    init: ``(key, x) -> variables``, a dict of collections with ``"params"``.
+    init: ``(key, x, **hparams) -> variables``, a dict of collections with
+      ``"params"``; it receives the traced call arguments named in
+      ``init_args`` (e.g. ``features_index``, which picks the variant's
+      widths in a padded network), the same values ``apply`` gets.
     apply: ``(variables, x, *, train, rng, **hparams) -> (outputs, updates)``
       where ``updates`` holds the new values of mutable collections (e.g.
       ``batch_stats``) when ``train`` is true, else ``{}``.
     call_args: names of traced keyword arguments that ``apply`` accepts.
     call_defaults: their defaults, where known (used for variants that do
       not set them).
+    init_args: the call arguments ``init`` takes too.
   """
 
   init: Callable[..., Any]
   apply: Callable[..., Any]
   call_args: tuple[str, ...] = ()
   call_defaults: Mapping[str, Any] = types.MappingProxyType({})
+  init_args: tuple[str, ...] = ()
 
 
 def _train_flag(fn) -> tuple[str | None, bool]:
@@ -115,10 +120,10 @@ def from_linen(module: nn.Module) -> ModelFns:
       return {}
     return {flag: train if train_value else not train}
 
-  def init(key, x):
+  def init(key, x, **hparams):
     k_params, k_dropout = jax.random.split(key)
     variables = module.init({"params": k_params, "dropout": k_dropout}, x,
-                            **flag_kwargs(False))
+                            **flag_kwargs(False), **hparams)
     return dict(variables)
 
   def apply(variables, x, *, train: bool, rng=None, **hparams):
@@ -131,7 +136,7 @@ def from_linen(module: nn.Module) -> ModelFns:
     out = module.apply(variables, x, rngs=rngs, **flag_kwargs(train), **hparams)
     return out, {}
 
-  return ModelFns(init, apply, call_args, _call_defaults(call, call_args))
+  return ModelFns(init, apply, call_args, _call_defaults(call, call_args), call_args)
 
 
 def from_pair(init_fn: Callable, apply_fn: Callable) -> ModelFns:

@@ -20,22 +20,30 @@ import jax.numpy as jnp
 from jaxsweep import errors
 from jaxsweep.components import registry
 from jaxsweep.components.models import layers as layers_lib
+from jaxsweep.components.models import masked
 from jaxsweep.components.models.layers import Activation
 
 
 class MLP(nn.Module):
   """A multi-layer perceptron.
 
+  Every kernel is drawn unit by unit (:class:`~jaxsweep.components.models.masked.ColumnDense`),
+  so the same MLP padded to a wider or deeper population starts from the
+  same parameters (see :mod:`jaxsweep.components.models.masked`).
+
   Attributes:
-    features: hidden layer widths (depth = len(features)).
+    features: hidden layer widths (depth = len(features)), or a tuple of
+      such tuples: one compiled network padded to the widest and deepest,
+      each variant picking its widths by the traced ``features_index``.
     num_outputs: width of the output layer.
     activation: name in :data:`ACTIVATIONS`, or a tuple of names chosen per
       variant by the traced ``activation_index`` call argument.
     batch_norm: batch normalisation after each hidden Dense.
-    kernel_init: name in :data:`INITIALIZERS`.
+    kernel_init: name in :data:`INITIALIZERS` (``orthogonal`` cannot be
+      padded, so it needs a single ``features``).
   """
 
-  features: Sequence[int] = (128, 128)
+  features: Sequence[int] | Sequence[Sequence[int]] = (128, 128)
   num_outputs: int = 10
   activation: Activation = "relu"
   batch_norm: bool = False
@@ -43,7 +51,7 @@ class MLP(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool = False, dropout_rate=0.0,
-               activation_index=0):
+               activation_index=0, features_index=0):
     """Logits for ``x`` (any trailing shape, flattened).
 
     Args:
@@ -52,16 +60,58 @@ class MLP(nn.Module):
       dropout_rate: traced dropout rate after each hidden layer.
       activation_index: traced index into a tuple ``activation`` (ignored
         for a single name).
+      features_index: traced index into a choice of ``features`` (ignored
+        for a single tuple of widths).
     """
     x = x.reshape((x.shape[0], -1))
-    for width in self.features:
-      x = nn.Dense(int(width), kernel_init=layers_lib.initializer(self.kernel_init))(x)
+    if masked.is_choice(self.features):
+      return self._masked(x, train, dropout_rate, activation_index, features_index)
+    for layer, width in enumerate(self.features):
+      x = self._dense(int(width), f"hidden_{layer}")(x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{layer}")(x)
       x = layers_lib.apply_activation(self.activation, x, activation_index)
-      if train and not layers_lib.is_zero(dropout_rate):
-        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
-    return nn.Dense(self.num_outputs, kernel_init=layers_lib.initializer(self.kernel_init))(x)
+      x = self._dropout(x, train, dropout_rate)
+    return self._dense(self.num_outputs, "output")(x)
+
+  def _dense(self, width: int, name: str):
+    # Named, so a layer's parameter key is the same padded or not.
+    if self.kernel_init in masked.COLUMN_INITIALIZERS:
+      return masked.ColumnDense(width, kernel_init=self.kernel_init, name=name)
+    return nn.Dense(width, kernel_init=layers_lib.initializer(self.kernel_init), name=name)
+
+  def _dropout(self, x, train, rate):
+    if not train or layers_lib.is_zero(rate):
+      return x
+    return masked.column_dropout(x, rate, self.make_rng("dropout"))
+
+  def _masked(self, x, train, dropout_rate, activation_index, features_index):
+    """Every option padded to the widest layer and the deepest stack.
+
+    A padded unit is zero after its activation; a layer beyond the variant's
+    depth passes its input through; the next layer's fan-in and rows follow
+    the last real layer. Their parameters start at zero and receive zero
+    gradients, so they stay zero (see :mod:`~jaxsweep.components.models.masked`).
+    """
+    depth, width, table = masked.width_table(self.features)
+    widths = table[layers_lib.switch_index(features_index)]
+    units = jnp.arange(width)
+    h, last = x, jnp.asarray(x.shape[-1], jnp.int32)
+    for layer in range(depth):
+      w = widths[layer]
+      real = units < w
+      y = masked.ColumnDense(width, kernel_init=self.kernel_init, name=f"hidden_{layer}")(
+          h, fan_in=last, fan_out=w, rows_mask=None if layer == 0 else units < last,
+          cols_mask=real)
+      if self.batch_norm:
+        y = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{layer}",
+                         scale_init=lambda key, shape, dtype=jnp.float32: real.astype(dtype))(y)
+      y = jnp.where(real, layers_lib.apply_activation(self.activation, y, activation_index), 0.0)
+      y = self._dropout(y, train, dropout_rate)
+      h = y if layer == 0 else jnp.where(w > 0, y, h)
+      last = jnp.where(w > 0, w, last)
+    return masked.ColumnDense(self.num_outputs, kernel_init=self.kernel_init, name="output")(
+        h, fan_in=last, rows_mask=units < last)
 
 
 POOLINGS = ("max", "avg", "none")
@@ -278,9 +328,17 @@ def mlp(*, features: Sequence[int] = (128, 128), num_outputs: int = 10,
   """The MLP; ``features`` is the width of each hidden layer.
 
   ``activation`` may be a list of names: the module then picks one per
-  variant from the traced call argument ``activation_index``.
+  variant from the traced call argument ``activation_index``. ``features``
+  may be a list of width lists (``vectorize: [model.features]`` passes one):
+  one network padded to the widest and deepest, each variant masked to its
+  own widths by the traced ``features_index``.
   """
-  features = layers_lib.check_widths(features, "model.features", allow_empty=True)
+  if masked.is_choice(features):
+    features = tuple(layers_lib.check_widths(o, "model.features") for o in features)
+    masked.width_table(features)
+    masked.check_initializer(kernel_init)
+  else:
+    features = layers_lib.check_widths(features, "model.features", allow_empty=True)
   activation = layers_lib.check_activation(activation)
   layers_lib.initializer(kernel_init)
   return MLP(features=features, num_outputs=int(num_outputs),
