@@ -36,6 +36,7 @@ from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import proposals
 from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
@@ -59,6 +60,9 @@ class Config:
     method: the search method (``sweep.method``: a name or a mapping with
       options), ``None`` for a plain sweep.
     early_stopping: the ``early_stopping`` section, if any.
+    search: for a proposal method (``sweep.method: tpe|gp|qmc``), the
+      search space (:class:`jaxsweep.engine.proposals.Space`) the sampler
+      draws from; ``points`` is then ``[{}]``.
   """
 
   raw: dict[str, Any]
@@ -70,6 +74,7 @@ class Config:
   run: dict[str, Any]
   method: Any = None
   early_stopping: dict[str, Any] | None = None
+  search: proposals.Space | None = None
 
   @property
   def components(self) -> plan_lib.Components:
@@ -235,13 +240,20 @@ def _load(raw, path, overrides, max_variants) -> Config:
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
   run_opts = _run_options(raw.get("run"))
   limit = max_variants or run_opts.get("max_variants") or space.DEFAULT_MAX_VARIANTS
+  search = None
+  if proposals.method_name(method):
+    proposals.options(method)  # Checked now, the file named.
+    search = proposals.search_space(sweep_obj, parsed_override)
+    for k in search.names():
+      keys.parse(k)
   parts = []
-  if isinstance(sweep_obj, space.Sweep):
-    parts.append(sweep_obj)
-  elif sweep_obj:
-    parts.append(space.parse(sweep_obj, file=path))
-  if parsed_override is not None:
-    parts.append(parsed_override)
+  if search is None:  # A sweep's variants.
+    if isinstance(sweep_obj, space.Sweep):
+      parts.append(sweep_obj)
+    elif sweep_obj:
+      parts.append(space.parse(sweep_obj, file=path))
+    if parsed_override is not None:
+      parts.append(parsed_override)
   if not parts:
     points = [{}]
   elif len(parts) == 1:
@@ -264,4 +276,4 @@ def _load(raw, path, overrides, max_variants) -> Config:
                              fix="write early_stopping: {patience: 3, min_delta: 0.001}")
   return Config(raw=raw_out, path=path, base=base, points=points,
                 target=raw.get("target"), mode=mode, run=run_opts, method=method,
-                early_stopping=stopping)
+                early_stopping=stopping, search=search)

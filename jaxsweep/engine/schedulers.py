@@ -502,6 +502,10 @@ def make(method: Any = None, *, early_stopping: Mapping | None = None):
     name = method or "grid"
     factories = {"grid": None, "random": None, "halving": Halving,
                  "hyperband": Halving, "pbt": PBT, "replay": Replay}
+    if name in ("tpe", "gp", "qmc"):
+      raise errors.ConfigError(
+          f"method {name} proposes variants between rounds: it is not a scheduler.",
+          key="sweep.method", fix="give it to js.run(method=...) or a config's sweep.method")
     if name not in factories:
       raise errors.unknown_key("sweep.method", [*factories, "tpe", "gp", "qmc"],
                                what="method", name=str(name))
