@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                       "accelerator's memory, or 75%% of free RAM on CPU); groups that do "
                       "not fit run in chunks")
   r.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
-                 help="take the sweep from a W&B sweep file (method grid/random) "
-                      "instead of the config's sweep section")
+                 help="take the sweep from a W&B sweep file instead of the config's "
+                      "sweep section (grid/random variants, bayes as TPE proposals, "
+                      "metric as the target, hyperband early_terminate as halving)")
   _add_output_flags(r)
   pl = sub.add_parser("plan", help="dry run: variants, compile groups, vectorized vs "
                                    "grouped keys and memory, without training")

@@ -37,6 +37,7 @@ from jaxsweep.components import optim
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
+from jaxsweep.space import wandb as wandb_lib
 from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
@@ -167,18 +168,30 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
     raw: a config dict instead of a file.
     max_variants: refuse to expand more variants (None: the config's
       ``run.max_variants`` or 10,000).
-    wandb: a W&B sweep file whose parameters replace the config's sweep.
+    wandb: a W&B sweep file whose parameters replace the config's sweep;
+      its ``method: bayes`` becomes TPE proposals, its hyperband
+      ``early_terminate`` the ``halving`` method, its ``metric`` the target
+      and mode (:mod:`jaxsweep.space.wandb`).
   """
   try:
     if raw is None:
       raw = read_yaml(path)
     raw = copy.deepcopy(dict(raw))
+    imported = None
     if wandb is not None:
       try:
-        raw["sweep"] = space.from_wandb(read_yaml(wandb), file=wandb)
+        imported = space.read_wandb(read_yaml(wandb), file=wandb)
+        raw["sweep"] = imported.sweep
+        for name, value in (("target", imported.target), ("mode", imported.mode)):
+          if value is not None and raw.get(name) not in (None, value):
+            raise errors.ConfigError(
+                f"the W&B metric says {name} {value}, the config {raw[name]}.", key="metric",
+                fix=f"remove {name}: from the config, or make them agree")
+          if value is not None:
+            raw[name] = value
       except errors.ConfigError as e:
         raise e.with_file(wandb) from None
-    cfg = _load(raw, path, list(overrides), max_variants)
+    cfg = _load(raw, path, list(overrides), max_variants, imported)
     if wandb is not None:  # Keep config.yaml plain YAML: name the source.
       cfg.raw["sweep"] = {"imported_from_wandb": os.path.abspath(wandb)}
     return cfg
@@ -210,7 +223,7 @@ def _run_options(run: Any) -> dict[str, Any]:
   return {k: v for k, v in run.items() if v is not None}
 
 
-def _load(raw, path, overrides, max_variants) -> Config:
+def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   for k in raw:
     if k not in TOP_LEVEL:
       raise errors.unknown_key(str(k), TOP_LEVEL, what="top-level key")
@@ -238,6 +251,18 @@ def _load(raw, path, overrides, max_variants) -> Config:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
   base = keys.flatten(raw)
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
+  if imported is not None and imported.method is not None:
+    method = imported.method
+  elif imported is not None and imported.early_terminate is not None:
+    steps = base.get("train.steps")
+    if not isinstance(steps, int):
+      raise errors.ConfigError("early_terminate needs train.steps in the config.",
+                               key="train.steps", fix="write train: {steps: 1000, ...}")
+    try:
+      method = wandb_lib.halving_method(imported.early_terminate, steps=steps,
+                                        eval_every=base.get("train.eval_every") or steps)
+    except errors.ConfigError as e:
+      raise (e.with_file(imported.file) if imported.file else e) from None
   run_opts = _run_options(raw.get("run"))
   limit = max_variants or run_opts.get("max_variants") or space.DEFAULT_MAX_VARIANTS
   search = None

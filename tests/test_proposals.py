@@ -1,4 +1,5 @@
-"""Batched Bayesian proposals through Optuna."""
+"""Batched Bayesian proposals through Optuna, and W&B sweep files mapped onto
+jaxsweep's methods."""
 
 import json
 import sys
@@ -252,3 +253,96 @@ def test_missing_optuna_and_torch_are_config_errors(monkeypatch):
 def test_a_proposal_method_is_not_a_scheduler():
   with pytest.raises(js.ConfigError, match="not a scheduler"):
     js.engine.schedulers.make("tpe")
+
+
+# ----------------------------------------------------------------------------
+# W&B sweep files.
+
+BASE = """
+data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
+model: {name: mlp, features: [16]}
+optimizer: {name: adam}
+train: {steps: 90, batch_size: 16, eval_every: 10}
+"""
+PARAMS = {"optimizer.learning_rate": {"distribution": "log_uniform_values",
+                                      "min": 1e-4, "max": 0.1},
+          "optimizer.b1": {"values": [0.8, 0.9]}}
+GRID = {"optimizer.learning_rate": {"values": [1e-3, 1e-2]}}
+
+
+def _load(tmp_path, wb, base=BASE):
+  (tmp_path / "c.yaml").write_text(base)
+  (tmp_path / "w.yaml").write_text(yaml.safe_dump(wb))
+  return config_lib.load(str(tmp_path / "c.yaml"), wandb=str(tmp_path / "w.yaml"))
+
+
+def test_wandb_bayes_is_tpe_and_the_metric_is_the_target(tmp_path):
+  cfg = _load(tmp_path, {"method": "bayes", "run_cap": 12, "parameters": PARAMS,
+                         "metric": {"name": "val_nll", "goal": "minimize"}})
+  assert cfg.method == {"name": "tpe", "samples": 12}
+  assert dict(cfg.search.params)["optimizer.b1"] == space.Choice((0.8, 0.9))
+  assert (cfg.target, cfg.mode) == ("val_nll", "min")
+  cfg = _load(tmp_path, {"method": "random", "run_cap": 3, "parameters": PARAMS,
+                         "metric": {"name": "val_accuracy", "goal": "maximize"}})
+  assert (cfg.target, cfg.mode, len(cfg.points)) == ("val_accuracy", "max", 3)
+  assert _load(tmp_path, {"method": "grid", "parameters": {"seed": {"values": [0, 1]}},
+                          "metric": {"name": "val_accuracy"}}).mode is None
+
+
+@pytest.mark.parametrize("early, expected", [
+    # min_iter evaluations of eval_every (10) steps: the first rung.
+    ({"type": "hyperband", "min_iter": 3}, {"name": "halving", "eta": 3, "min_steps": 30}),
+    ({"type": "hyperband", "min_iter": 2, "eta": 2},
+     {"name": "halving", "eta": 2, "min_steps": 20}),
+    # W&B's brackets max_iter / eta**s ... max_iter / eta: 1 and 3 iterations.
+    ({"type": "hyperband", "max_iter": 9, "s": 2},
+     {"name": "halving", "eta": 3, "min_steps": 10, "max_rungs": 2}),
+])
+def test_wandb_hyperband_is_halving_from_min_iter_times_eval_every(tmp_path, early,
+                                                                    expected):
+  cfg = _load(tmp_path, {"method": "grid", "parameters": GRID, "early_terminate": early})
+  assert cfg.method == expected
+  halving = js.engine.schedulers.make(cfg.method)
+  first = expected["min_steps"]
+  rungs = halving.rungs(first, 90, 10)
+  assert rungs[0] == first
+  if "max_rungs" in expected:
+    assert rungs == [10, 30]
+
+
+@pytest.mark.parametrize("wb, key, needle", [
+    ({"method": "grid", "early_terminate": {"type": "envelope"}}, "early_terminate.type",
+     "hyperband"),
+    ({"method": "grid", "early_terminate": {"type": "hyperband", "min_iter": 3,
+                                            "strict": True}}, "early_terminate.strict",
+     "synchronously"),
+    ({"method": "grid", "early_terminate": {"type": "hyperband", "max_iter": 27}},
+     "early_terminate.s", "needs s"),
+    ({"method": "grid", "early_terminate": {"type": "hyperband", "min_iter": 9}},
+     "early_terminate.min_iter", "eval_every"),
+    ({"method": "bayes", "run_cap": 8, "early_terminate": {"type": "hyperband",
+                                                            "min_iter": 3}},
+     "early_terminate", "median pruner"),
+    ({"method": "bayes"}, "run_cap", "number of runs"),
+    ({"method": "grid", "metric": {"name": "val_nll", "target": 0.1}}, "metric.target",
+     "remove target"),
+    ({"method": "grid", "metric": {"name": "val_nll", "goal": "lower"}}, "metric.goal",
+     "maximize"),
+])
+def test_wandb_refusals_name_the_key(tmp_path, wb, key, needle):
+  with pytest.raises(js.ConfigError, match=needle) as e:
+    _load(tmp_path, {"parameters": PARAMS if wb["method"] == "bayes" else GRID, **wb})
+  assert e.value.key == key and e.value.fix
+  assert "w.yaml" in str(e.value)
+
+
+def test_wandb_metric_that_contradicts_the_config_is_refused(tmp_path):
+  with pytest.raises(js.ConfigError, match="metric"):
+    _load(tmp_path, {"method": "grid", "parameters": GRID,
+                     "metric": {"name": "val_nll", "goal": "minimize"}},
+          base=BASE + "target: val_accuracy\n")
+
+
+def test_from_wandb_refuses_what_a_sweep_cannot_hold():
+  with pytest.raises(js.ConfigError, match="read_wandb"):
+    space.from_wandb({"method": "bayes", "run_cap": 4, "parameters": PARAMS})

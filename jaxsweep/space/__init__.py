@@ -73,7 +73,8 @@ Conditional example::
 
 Command-line overrides (:func:`parse_overrides`) use Hydra's ``key=value``
 with ``key=v1,v2,...`` for a product axis; W&B sweep files are read by
-:func:`from_wandb`.
+:func:`from_wandb` (the variants) and :func:`read_wandb` (method, metric
+and early_terminate too).
 
 Modules, each importing only those above it:
 
@@ -121,7 +122,7 @@ from jaxsweep.space.grammar import (
 from jaxsweep.space.introspect import describe, is_log_scaled, keys
 from jaxsweep.space.nodes import METHODS, Axis, Chain, Product, Random, Sweep, When, Zip
 from jaxsweep.space.overrides import parse_overrides
-from jaxsweep.space.wandb import from_wandb
+from jaxsweep.space.wandb import from_wandb, read_wandb
 from jaxsweep.space.yaml12 import load_yaml
 
 __all__ = [
@@ -157,6 +158,7 @@ __all__ = [
     "parse_overrides",
     "product",
     "random",
+    "read_wandb",
     "seeds",
     "uniform",
     "values",
