@@ -126,7 +126,12 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     method: how the population is searched: ``None``/``"grid"`` (every
       variant trains to the end), ``"halving"``, ``"hyperband"``, ``"pbt"``,
       ``"replay"``, a mapping with options (``{"name": "halving", "eta": 3,
-      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`).
+      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`);
+      or Bayesian proposals through Optuna, ``{"name": "tpe" | "gp" | "qmc",
+      "samples": 64, "batch": 16, "seed": 0, "storage": URL, "study": NAME,
+      "pruner": "median" | "none"}`` (:mod:`jaxsweep.engine.proposals`): the
+      sweep's distributions are then sampled, ``batch`` trials a round
+      trained as one population (``resume`` is refused).
     early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
       validation target has not improved for ``patience`` evaluations stops.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
@@ -245,7 +250,11 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                 checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
                 config=cfg.raw)
   try:
-    if cfg.search is not None and (method is None or proposals.method_name(method)):
+    if cfg.search is not None:
+      if method is not None and not proposals.method_name(method):
+        raise errors.ConfigError(
+            "the config's sweep is a search space for a proposal method, not variants.",
+            key="sweep.method", fix="give method= tpe, gp or qmc, or a config with a sweep")
       return run_search(cfg.components, cfg.base, cfg.search, **common)
     return run_plan(cfg.components, cfg.base, cfg.points, **common)
   except errors.ConfigError as e:

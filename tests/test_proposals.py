@@ -234,6 +234,8 @@ def test_search_space_errors(sweep, key, needle):
     ({"name": "tpe", "samples": 4, "batchsize": 2}, "batch"),
     ({"name": "tpe", "samples": 4, "pruner": "hyperband"}, "median"),
     ({"name": "tpe", "samples": 0}, "positive"),
+    ({"name": "tpe", "samples": 4, "study": "x", "storage": 3}, "URL"),
+    ({"name": "tpe", "samples": 4, "study": object()}, "Study"),
 ])
 def test_method_option_errors(method, needle):
   with pytest.raises(js.ConfigError, match=needle):

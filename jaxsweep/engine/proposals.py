@@ -149,9 +149,9 @@ def options(method: Any) -> Options:
   if storage is not None and not isinstance(storage, str):
     raise errors.ConfigError(f"storage must be a URL, got {storage!r}.",
                              key="sweep.method.storage", fix="write storage: sqlite:///study.db")
-  if isinstance(study, (str, type(None))):
-    pass
-  elif type(study).__name__ != "Study" or any(k in opts for k in ("storage", "pruner", "seed")):
+  if study is not None and not isinstance(study, str) and (
+      not isinstance(study, _optuna().Study)
+      or any(k in opts for k in ("storage", "pruner", "seed"))):
     raise errors.ConfigError(
         "study is a name, or (from Python) an optuna Study used as it is.",
         key="sweep.method.study",
