@@ -238,6 +238,10 @@ def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
                       *(["--wandb", args.wandb] if args.wandb else []),
                       "--out", out, "--resume"])
   ckpt = rundir.checkpoint_path(out)
+  if hasattr(e, "exit_code") and getattr(e, "saved", "") is None:
+    # Not checkpointed (a proposal search's rounds): its study keeps the told trials.
+    print("jaxsweep: interrupted; no checkpoint was saved.", file=sys.stderr)
+    return e.exit_code
   if hasattr(e, "exit_code"):  # The engine saved the population, then stopped.
     step = getattr(e, "step", None) or watch.step
     saved = f"the population was saved{f' at step {step}' if step is not None else ''}"
