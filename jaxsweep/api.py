@@ -36,6 +36,7 @@ from jaxsweep.engine import distributed
 from jaxsweep.engine import execute
 from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import proposals
 from jaxsweep.engine import schedulers
 from jaxsweep.engine import sharding
 from jaxsweep.engine import xla_cache
@@ -129,7 +130,12 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     method: how the population is searched: ``None``/``"grid"`` (every
       variant trains to the end), ``"halving"``, ``"hyperband"``, ``"pbt"``,
       ``"replay"``, a mapping with options (``{"name": "halving", "eta": 3,
-      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`).
+      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`);
+      or Bayesian proposals through Optuna, ``{"name": "tpe" | "gp" | "qmc",
+      "samples": 64, "batch": 16, "seed": 0, "storage": URL, "study": NAME,
+      "pruner": "median" | "none"}`` (:mod:`jaxsweep.engine.proposals`): the
+      sweep's distributions are then sampled, ``batch`` trials a round
+      trained as one population (``resume`` is refused).
     early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
       validation target has not improved for ``patience`` evaluations stops.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
@@ -179,11 +185,14 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     loss = losses_lib.mse if task == "regression" else losses_lib.cross_entropy
   components = plan_lib.Components(model=model, optimizer=optimizer, loss=loss, data=data,
                                    metrics=metrics)
-  points = expand_sweep(sweep, max_variants=max_variants)
+  # A proposal method (tpe, gp, qmc) searches the sweep's distributions as they are.
+  search = proposals.search_space(sweep) if proposals.method_name(method) else None
+  points = [{}] if search else expand_sweep(sweep, max_variants=max_variants)
   fixed = dict(fixed or {})
-  names = list(dict.fromkeys([*fixed, *(k for p in points for k in p)]))
-  model_kwargs = {k: v for k, v in {**fixed, **points[0]}.items()
-                  if k in components.accepted("model")}
+  swept = search.names() if search else [k for p in points for k in p]
+  names = list(dict.fromkeys([*fixed, *swept]))
+  model_kwargs = {k: v for k, v in {**fixed, **(dict(search.fixed) if search else points[0])
+                                    }.items() if k in components.accepted("model")}
   qualified = plan_lib.qualify(names, components, model_kwargs)
   components = plan_lib.Components(
       model=model, optimizer=optimizer, loss=loss, data=data, metrics=metrics,
@@ -193,14 +202,16 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
           "train.eval_every": eval_every if eval_every is not None else steps,
           "train.eval_batch_size": eval_batch_size, "seed": seed}
   base.update({qualified[k]: v for k, v in fixed.items()})
-  q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
   display = {q: n for n, q in qualified.items()}
-  return run_plan(components, base, q_points, display=display, target=target, mode=mode,
-                  method=method, early_stopping=early_stopping,
-                  chunk_size=chunk_size, lanes=lanes, unstable_factor=unstable_factor,
-                  memory_budget=memory_budget, mesh=mesh, out=out,
-                  resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
-                  outputs=outputs, progress=progress)
+  common = dict(display=display, target=target, mode=mode, method=method,
+                early_stopping=early_stopping, chunk_size=chunk_size, lanes=lanes,
+                unstable_factor=unstable_factor, memory_budget=memory_budget, mesh=mesh,
+                out=out, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
+                outputs=outputs, progress=progress)
+  if search is not None:
+    return run_search(components, base, search.renamed(qualified), **common)
+  q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
+  return run_plan(components, base, q_points, **common)
 
 
 def _keys(qualified: Mapping[str, str]) -> frozenset:
@@ -232,17 +243,24 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
   """
   if not isinstance(cfg, config_lib.Config):
     cfg = config_lib.load(cfg, overrides)
+  common = dict(target=cfg.target, mode=cfg.mode,
+                chunk_size=chunk_size or cfg.run.get("chunk_size"),
+                lanes=lanes or cfg.run.get("lanes"),
+                unstable_factor=unstable_factor or cfg.run.get("unstable_factor"),
+                method=method or cfg.method,
+                early_stopping=early_stopping or cfg.early_stopping,
+                memory_budget=memory_budget or cfg.run.get("memory_budget"),
+                mesh=mesh, out=out, resume=resume, overwrite=overwrite,
+                checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
+                config=cfg.raw)
   try:
-    return run_plan(cfg.components, cfg.base, cfg.points, target=cfg.target, mode=cfg.mode,
-                    chunk_size=chunk_size or cfg.run.get("chunk_size"),
-                    lanes=lanes or cfg.run.get("lanes"),
-                    unstable_factor=unstable_factor or cfg.run.get("unstable_factor"),
-                    method=method or cfg.method,
-                    early_stopping=early_stopping or cfg.early_stopping,
-                    memory_budget=memory_budget or cfg.run.get("memory_budget"),
-                    mesh=mesh, out=out, resume=resume, overwrite=overwrite,
-                    checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
-                    config=cfg.raw)
+    if cfg.search is not None:
+      if method is not None and not proposals.method_name(method):
+        raise errors.ConfigError(
+            "the config's sweep is a search space for a proposal method, not variants.",
+            key="sweep.method", fix="give method= tpe, gp or qmc, or a config with a sweep")
+      return run_search(cfg.components, cfg.base, cfg.search, **common)
+    return run_plan(cfg.components, cfg.base, cfg.points, **common)
   except errors.ConfigError as e:
     # A problem of the output directory is not the config file's.
     raise (e.with_file(cfg.path) if cfg.path and e.key != "out" else e) from None
@@ -265,25 +283,19 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   With ``out``, the directory is prepared (checked, locked) before anything
   trains, and its files written after (see :func:`run`).
   """
+  if proposals.method_name(method):
+    raise errors.ConfigError(
+        f"method {proposals.method_name(method)} searches the sweep's distributions, not "
+        "expanded variants.", key="sweep.method",
+        fix="pass the sweep to js.run(method=...), or set sweep.method in the config")
   if mesh is None:  # The CLI's layout: one virtual CPU device per core (if not started).
     sharding.configure_cpu_devices()
   xla_cache.enable()  # Compiled programs kept for the next run (JAXSWEEP_COMPILE_CACHE).
   plan = plan_lib.make_plan(components, base, points, display=display)
   if target is not None:  # Before training: an objective of varied losses is refused.
     results_lib.check_comparable(target, plan.variants)
-  if out is None and (resume or overwrite):
-    raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",
-                             key="out", fix="give out=DIR: the run directory to act on")
-  if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
-    raise errors.ConfigError(f"checkpoint_every must be a number of seconds >= 0, not "
-                             f"{checkpoint_every!r}.", key="checkpoint_every",
-                             fix="give e.g. 300, or 0 to save at every period boundary")
-  if callable(progress):
-    callback = progress
-  elif progress:
-    callback = report.ProgressPrinter()
-  else:
-    callback = None
+  _check_run_options(out, resume, overwrite, checkpoint_every)
+  callback = _callback(progress)
   scheduler = schedulers.make(method, early_stopping=early_stopping)
   train = dict(mesh=mesh, chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
                callback=callback, resume=resume, checkpoint_every=checkpoint_every,
@@ -302,6 +314,74 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
   return res
+
+
+def run_search(components: plan_lib.Components, base: Mapping[str, Any],
+               space: proposals.Space, *, method: Any,
+               display: Mapping[str, str] | None = None, target: str | None = None,
+               mode: str | None = None, chunk_size: int | None = None,
+               lanes: int | None = None, unstable_factor: float | None = None,
+               early_stopping: Mapping[str, Any] | None = None,
+               memory_budget: int | str | None = None, mesh=None,
+               out: str | None = None, resume: bool = False, overwrite: bool = False,
+               checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+               outputs: Mapping[str, Any] | None = None,
+               progress: bool | Callable[[dict], None] = False,
+               config: Mapping[str, Any] | None = None) -> results_lib.Results:
+  """Runs a proposal search (``method: tpe|gp|qmc``): rounds of trials, each
+  round one population (:func:`jaxsweep.engine.proposals.search`).
+
+  Arguments as for :func:`run_plan`, with the qualified search ``space``
+  instead of points. Resuming is refused: a run with the same ``storage``
+  and ``study`` goes on with the study instead (its sampler knows every
+  earlier trial). ``checkpoint_every`` is unused (rounds are not
+  checkpointed).
+
+  Raises:
+    ConfigError: for ``resume=True``, bad method options, a missing Optuna,
+      or any error of a sweep.
+  """
+  del checkpoint_every  # Rounds are not checkpointed.
+  opts = proposals.options(method)
+  if resume:
+    raise errors.ConfigError(
+        f"method {opts.name} cannot resume a run: finished rounds are not checkpointed.",
+        key="resume", fix="run again with the same storage: and study: to go on with the "
+                          "study (its sampler knows every told trial), without --resume")
+  _check_run_options(out, resume, overwrite, 0)
+  callback = _callback(progress)
+  train = dict(display=display, target=target, mode=mode, early_stopping=early_stopping,
+               callback=callback, mesh=mesh, chunk_size=chunk_size, lanes=lanes,
+               memory_budget=memory_budget,
+               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR)
+  if out is None or not distributed.is_primary():
+    return proposals.search(components, base, space, opts, **train)
+  sweep_id = proposals.fingerprint(components, base, space, opts)
+  with rundir.prepare(out, sweep_id=sweep_id, overwrite=overwrite,
+                      estimate_bytes=4 * 2**20 + 4_000 * opts.samples) as rd:
+    if callback is not None:
+      callback({"event": "rundir", "dir": rd.path, "resumed": False})
+    res = proposals.search(components, base, space, opts, **train)
+    paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
+    if callback is not None:
+      callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
+  return res
+
+
+def _check_run_options(out, resume: bool, overwrite: bool, checkpoint_every) -> None:
+  if out is None and (resume or overwrite):
+    raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",
+                             key="out", fix="give out=DIR: the run directory to act on")
+  if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
+    raise errors.ConfigError(f"checkpoint_every must be a number of seconds >= 0, not "
+                             f"{checkpoint_every!r}.", key="checkpoint_every",
+                             fix="give e.g. 300, or 0 to save at every period boundary")
+
+
+def _callback(progress: bool | Callable[[dict], None]) -> Callable[[dict], None] | None:
+  if callable(progress):
+    return progress
+  return report.ProgressPrinter() if progress else None
 
 
 def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,

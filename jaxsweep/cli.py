@@ -85,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                       "accelerator's memory, or 75%% of free RAM on CPU); groups that do "
                       "not fit run in chunks")
   r.add_argument("--wandb", default=None, metavar="SWEEP.yaml",
-                 help="take the sweep from a W&B sweep file (method grid/random) "
-                      "instead of the config's sweep section")
+                 help="take the sweep from a W&B sweep file instead of the config's "
+                      "sweep section (grid/random variants, bayes as TPE proposals, "
+                      "metric as the target, hyperband early_terminate as halving)")
   _add_output_flags(r)
   b = sub.add_parser("bench", help="measure how a config's population runs fastest on "
                                    "this machine (lanes x population size, against one "
@@ -267,6 +268,10 @@ def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
                       *(["--wandb", args.wandb] if args.wandb else []),
                       "--out", out, "--resume"])
   ckpt = rundir.checkpoint_path(out)
+  if hasattr(e, "exit_code") and getattr(e, "saved", "") is None:
+    # Not checkpointed (a proposal search's rounds): its study keeps the told trials.
+    print("jaxsweep: interrupted; no checkpoint was saved.", file=sys.stderr)
+    return e.exit_code
   if hasattr(e, "exit_code"):  # The engine saved the population, then stopped.
     step = getattr(e, "step", None) or watch.step
     saved = f"the population was saved{f' at step {step}' if step is not None else ''}"

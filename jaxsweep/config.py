@@ -36,6 +36,8 @@ from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import proposals
+from jaxsweep.space import wandb as wandb_lib
 from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
@@ -61,6 +63,9 @@ class Config:
     method: the search method (``sweep.method``: a name or a mapping with
       options), ``None`` for a plain sweep.
     early_stopping: the ``early_stopping`` section, if any.
+    search: for a proposal method (``sweep.method: tpe|gp|qmc``), the
+      search space (:class:`jaxsweep.engine.proposals.Space`) the sampler
+      draws from; ``points`` is then ``[{}]``.
   """
 
   raw: dict[str, Any]
@@ -72,6 +77,7 @@ class Config:
   run: dict[str, Any]
   method: Any = None
   early_stopping: dict[str, Any] | None = None
+  search: proposals.Space | None = None
 
   @property
   def components(self) -> plan_lib.Components:
@@ -165,20 +171,32 @@ def load(path: str | None = None, overrides: Sequence[str] = (), *,
     raw: a config dict instead of a file.
     max_variants: refuse to expand more variants (None: the config's
       ``run.max_variants`` or 10,000).
-    wandb: a W&B sweep file whose parameters replace the config's sweep.
+    wandb: a W&B sweep file whose parameters replace the config's sweep;
+      its ``method: bayes`` becomes TPE proposals, its hyperband
+      ``early_terminate`` the ``halving`` method, its ``metric`` the target
+      and mode (:mod:`jaxsweep.space.wandb`).
   """
   try:
     if raw is None:
       raw = read_yaml(path)
     raw = copy.deepcopy(dict(raw))
+    imported = None
     if wandb is not None:
       try:
-        raw["sweep"] = space.from_wandb(read_yaml(wandb), file=wandb)
+        imported = space.read_wandb(read_yaml(wandb), file=wandb)
+        raw["sweep"] = imported.sweep
+        for name, value in (("target", imported.target), ("mode", imported.mode)):
+          if value is not None and raw.get(name) not in (None, value):
+            raise errors.ConfigError(
+                f"the W&B metric says {name} {value}, the config {raw[name]}.", key="metric",
+                fix=f"remove {name}: from the config, or make them agree")
+          if value is not None:
+            raw[name] = value
       except errors.ConfigError as e:
         raise e.with_file(wandb) from None
     # cfg.raw holds the effective sweep (overrides and W&B file included) in
     # the grammar: the run's config.yaml expands to the same variants.
-    return _load(raw, path, list(overrides), max_variants)
+    return _load(raw, path, list(overrides), max_variants, imported)
   except errors.ConfigError as e:
     raise (e.with_file(path) if path else e) from None
 
@@ -207,7 +225,7 @@ def _run_options(run: Any) -> dict[str, Any]:
   return {k: v for k, v in run.items() if v is not None}
 
 
-def _load(raw, path, overrides, max_variants) -> Config:
+def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   for k in raw:
     if k not in TOP_LEVEL:
       raise errors.unknown_key(str(k), TOP_LEVEL, what="top-level key")
@@ -235,15 +253,34 @@ def _load(raw, path, overrides, max_variants) -> Config:
       sweep_obj = {k: v for k, v in sweep_obj.items() if k != key} or None
   base = keys.flatten(raw)
   base.setdefault("seed", 0)  # The seed of variants whose sweep does not set one.
+  if imported is not None and imported.method is not None:
+    method = imported.method
+  elif imported is not None and imported.early_terminate is not None:
+    steps = base.get("train.steps")
+    if not isinstance(steps, int):
+      raise errors.ConfigError("early_terminate needs train.steps in the config.",
+                               key="train.steps", fix="write train: {steps: 1000, ...}")
+    try:
+      method = wandb_lib.halving_method(imported.early_terminate, steps=steps,
+                                        eval_every=base.get("train.eval_every") or steps)
+    except errors.ConfigError as e:
+      raise (e.with_file(imported.file) if imported.file else e) from None
   run_opts = _run_options(raw.get("run"))
   limit = max_variants or run_opts.get("max_variants") or space.DEFAULT_MAX_VARIANTS
+  search = None
+  if proposals.method_name(method):
+    proposals.options(method)  # Checked now, the file named.
+    search = proposals.search_space(sweep_obj, parsed_override)
+    for k in search.names():
+      keys.parse(k)
   parts = []
-  if isinstance(sweep_obj, space.Sweep):
-    parts.append(sweep_obj)
-  elif sweep_obj:
-    parts.append(space.parse(sweep_obj, file=path))
-  if parsed_override is not None:
-    parts.append(parsed_override)
+  if search is None:  # A sweep's variants.
+    if isinstance(sweep_obj, space.Sweep):
+      parts.append(sweep_obj)
+    elif sweep_obj:
+      parts.append(space.parse(sweep_obj, file=path))
+    if parsed_override is not None:
+      parts.append(parsed_override)
   if not parts:
     points = [{}]
   elif len(parts) == 1:
@@ -277,7 +314,7 @@ def _load(raw, path, overrides, max_variants) -> Config:
                              fix="write early_stopping: {patience: 3, min_delta: 0.001}")
   return Config(raw=raw_out, path=path, base=base, points=points,
                 target=raw.get("target"), mode=mode, run=run_opts, method=method,
-                early_stopping=stopping)
+                early_stopping=stopping, search=search)
 
 
 def effective_sweep(sweep: Any, override: space.Sweep | None) -> dict[str, Any] | None:

@@ -92,6 +92,8 @@ class Halving:
       period.
     brackets: Hyperband's brackets (``None``: plain successive halving; an
       int: that many brackets, the most aggressive first).
+    max_rungs: at most this many rungs per bracket (W&B's ``s``); default:
+      every rung before the end.
     metric, mode: what ranks the variants (default: the run's target).
     seed: draws the assignment of variants to brackets.
   """
@@ -99,8 +101,8 @@ class Halving:
   name = "halving"
 
   def __init__(self, *, eta: float = 3, min_steps: int | None = None,
-               brackets: int | None = None, metric: str | None = None,
-               mode: str | None = None, seed: int = 0):
+               brackets: int | None = None, max_rungs: int | None = None,
+               metric: str | None = None, mode: str | None = None, seed: int = 0):
     if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 1):
       raise errors.ConfigError(f"eta must be a number above 1, got {eta!r}.",
                                key="sweep.method.eta", fix="use eta: 3 (or 2)")
@@ -108,7 +110,12 @@ class Halving:
                                  or brackets < 1):
       raise errors.ConfigError(f"brackets must be a positive integer, got {brackets!r}.",
                                key="sweep.method.brackets", fix="use e.g. brackets: 3")
+    if max_rungs is not None and (not isinstance(max_rungs, int) or isinstance(max_rungs, bool)
+                                  or max_rungs < 1):
+      raise errors.ConfigError(f"max_rungs must be a positive integer, got {max_rungs!r}.",
+                               key="sweep.method.max_rungs", fix="use e.g. max_rungs: 2")
     self.eta, self.min_steps, self.brackets = float(eta), min_steps, brackets
+    self.max_rungs = max_rungs
     self.metric, self.mode, self.seed = metric, mode, seed
     self._rungs: dict[int, list[int]] = {}    # bracket -> rung steps
     self._bracket: dict[int, int] = {}        # variant -> bracket
@@ -141,7 +148,7 @@ class Halving:
       if not out or step > out[-1]:
         out.append(step)
       r *= self.eta
-    return out
+    return out[:self.max_rungs]
 
   def start_group(self, plan: plan_lib.Plan, group: plan_lib.Group, settings) -> None:
     first = self._check_steps(settings)
@@ -502,6 +509,10 @@ def make(method: Any = None, *, early_stopping: Mapping | None = None):
     name = method or "grid"
     factories = {"grid": None, "random": None, "halving": Halving,
                  "hyperband": Halving, "pbt": PBT, "replay": Replay}
+    if name in ("tpe", "gp", "qmc"):
+      raise errors.ConfigError(
+          f"method {name} proposes variants between rounds: it is not a scheduler.",
+          key="sweep.method", fix="give it to js.run(method=...) or a config's sweep.method")
     if name not in factories:
       raise errors.unknown_key("sweep.method", [*factories, "tpe", "gp", "qmc"],
                                what="method", name=str(name))

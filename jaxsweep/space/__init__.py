@@ -73,7 +73,8 @@ Conditional example::
 
 Command-line overrides (:func:`parse_overrides`) use Hydra's ``key=value``
 with ``key=v1,v2,...`` for a product axis; W&B sweep files are read by
-:func:`from_wandb`.
+:func:`from_wandb` (the variants) and :func:`read_wandb` (method, metric
+and early_terminate too).
 
 Modules, each importing only those above it:
 
@@ -124,7 +125,7 @@ from jaxsweep.space.introspect import describe, is_log_scaled, is_sampled, keys
 from jaxsweep.space.nodes import METHODS, Axis, Chain, Product, Random, Sweep, When, Zip
 from jaxsweep.space.overrides import parse_overrides
 from jaxsweep.space.unparse import unparse
-from jaxsweep.space.wandb import from_wandb
+from jaxsweep.space.wandb import from_wandb, read_wandb
 from jaxsweep.space.yaml12 import load_yaml
 
 __all__ = [
@@ -161,6 +162,7 @@ __all__ = [
     "parse_overrides",
     "product",
     "random",
+    "read_wandb",
     "seeds",
     "uniform",
     "unparse",

@@ -1,0 +1,576 @@
+"""Batched Bayesian proposals: Optuna proposes, the population trains them at once.
+
+A round asks an Optuna study for ``batch`` trials, trains them as ONE
+population (grouped by structural values as any sweep, through
+:func:`jaxsweep.engine.plan.make_plan` and
+:func:`jaxsweep.engine.execute.execute`), reports every trial's validation
+target at each period boundary (``trial.report``: the study's pruner may
+stop it there, told ``PRUNED``) and tells the study the final value
+(``study.tell``). ``ceil(samples / batch)`` rounds; each round's proposals
+know every earlier round's results::
+
+  for round in range(ceil(samples / batch)):
+    trials = [study.ask(space) for _ in range(batch)]   # TPE, GP or QMC
+    train them as one population; at each boundary: report, maybe prune
+    study.tell(trial, final value) for each
+
+Samplers: ``tpe`` (``optuna.samplers.TPESampler``, with the constant liar so
+the trials of one batch spread out), ``gp`` (``GPSampler``, needs torch),
+``qmc`` (scrambled Sobol, ``QMCSampler``); pruners: ``median``
+(``MedianPruner``, the default) or ``none``. With ``storage``
+(``sqlite:///study.db``) the study is visible in optuna-dashboard, and a
+later run with the same ``study`` name goes on with it (its sampler sees
+every earlier trial).
+
+Seeds: a trial is a configuration. Where seeds are swept, each trial trains
+every seed (one row, one variant per seed, the same ``trial`` number), its
+reported and told values are the mean over its seeds that did not diverge;
+a pruned trial stops all its seeds. A trial whose every seed diverged (or
+whose value is not finite) is told ``FAIL``, as Optuna does for an
+objective that returns NaN: the sampler leaves it out.
+
+Optuna is optional: ``pip install jaxsweep[search]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsweep import errors
+from jaxsweep import keys
+from jaxsweep import results as results_lib
+from jaxsweep import space as space_lib
+from jaxsweep.engine import execute
+from jaxsweep.engine import fingerprint as fingerprint_lib
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import program as program_lib
+from jaxsweep.engine import schedulers
+from jaxsweep.space import domains
+from jaxsweep.space import grammar
+
+METHODS = ("tpe", "gp", "qmc")
+PRUNERS = ("median", "none")
+OPTIONS = ("samples", "batch", "seed", "storage", "study", "pruner")
+# The default batch: about four rounds (the sampler learns from three), at
+# least MIN_BATCH trials per population, at most MAX_BATCH.
+MIN_BATCH, MAX_BATCH, ROUNDS = 8, 32, 4
+_INSTALL = "pip install 'jaxsweep[search]' (or pip install optuna)"
+
+
+def method_name(method: Any) -> str | None:
+  """The proposal method's name (``tpe``, ``gp``, ``qmc``), or None for any other."""
+  name = method.get("name") if isinstance(method, Mapping) else method
+  return name if isinstance(name, str) and name in METHODS else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """A proposal search's options (``method: {name: tpe, ...}``).
+
+  Attributes:
+    name: ``tpe``, ``gp`` or ``qmc``.
+    samples: trials in all.
+    batch: trials per round (one population).
+    seed: the sampler's seed.
+    storage: an Optuna storage URL (``sqlite:///study.db``), or None (memory).
+    study: the study's name, or an ``optuna.Study`` used as it is.
+    pruner: ``median`` or ``none``.
+  """
+
+  name: str
+  samples: int
+  batch: int
+  seed: int = 0
+  storage: str | None = None
+  study: Any = None
+  pruner: str = "median"
+
+  @property
+  def rounds(self) -> int:
+    return math.ceil(self.samples / self.batch)
+
+
+def default_batch(samples: int) -> int:
+  """Trials per round by default: ``ceil(samples / 4)`` within ``[8, 32]``, at
+  most ``samples``.
+
+  About four rounds lets the sampler learn from three; fewer than 8 trials
+  leave a population (and the machine) mostly idle while the round's fixed
+  costs (start, step-0 evaluation) stay; beyond 32, proposals made without
+  feedback spread the budget like random search.
+
+  Examples:
+    >>> [default_batch(n) for n in (5, 20, 64, 100, 1000)]
+    [5, 8, 16, 25, 32]
+  """
+  return min(samples, MAX_BATCH, max(MIN_BATCH, math.ceil(samples / ROUNDS)))
+
+
+def options(method: Any) -> Options:
+  """The checked options of ``method`` (a name or ``{name: tpe, ...}``).
+
+  Raises:
+    ConfigError: for a missing ``samples``, an unknown option or a bad value.
+  """
+  opts = dict(method) if isinstance(method, Mapping) else {"name": method}
+  name = opts.pop("name", None)
+  if method_name(name) is None:
+    raise errors.unknown_key("sweep.method", METHODS, what="proposal method", name=str(name))
+  for k in opts:
+    if k not in OPTIONS:
+      raise errors.unknown_key(f"sweep.method.{k}", [f"sweep.method.{o}" for o in OPTIONS],
+                               what=f"{name} option")
+  if "samples" not in opts:
+    raise errors.ConfigError(f"method {name} needs samples: the number of trials.",
+                             key="sweep.method.samples",
+                             fix=f"write method: {{name: {name}, samples: 32}}")
+  samples = domains.check_count(opts["samples"], "sweep.method.samples", "samples")
+  batch = opts.get("batch")
+  batch = (default_batch(samples) if batch is None
+           else domains.check_count(batch, "sweep.method.batch", "batch"))
+  seed = domains.check_seed(opts.get("seed", 0), "sweep.method.seed")
+  pruner = opts.get("pruner", "median")
+  if pruner is None:
+    pruner = "none"
+  if pruner not in PRUNERS:
+    raise domains.unknown_option(pruner, PRUNERS, key="sweep.method.pruner", what="pruner")
+  storage, study = opts.get("storage"), opts.get("study")
+  if storage is not None and not isinstance(storage, str):
+    raise errors.ConfigError(f"storage must be a URL, got {storage!r}.",
+                             key="sweep.method.storage", fix="write storage: sqlite:///study.db")
+  if study is not None and not isinstance(study, str) and (
+      not isinstance(study, _optuna().Study)
+      or any(k in opts for k in ("storage", "pruner", "seed"))):
+    raise errors.ConfigError(
+        "study is a name, or (from Python) an optuna Study used as it is.",
+        key="sweep.method.study",
+        fix="give study: NAME (with storage:, seed:, pruner:), or a Study alone")
+  return Options(name, samples, min(batch, samples), seed, storage, study, pruner)
+
+
+# --------------------------------------------------------------------------
+# The search space.
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+  """What the sampler searches, what stays fixed, and the seeds of every trial.
+
+  Attributes:
+    params: ``((key, domain), ...)``: :class:`~jaxsweep.space.Choice` (lists
+      and grids), ``Uniform``, ``LogUniform`` or ``IntUniform`` (no sizes).
+    fixed: ``((key, value), ...)`` settings every trial shares.
+    seeds: the seeds each trial trains, or None (the run's seed).
+  """
+
+  params: tuple[tuple[str, domains.Domain], ...]
+  fixed: tuple[tuple[str, Any], ...] = ()
+  seeds: tuple[int, ...] | None = None
+
+  def renamed(self, names: Mapping[str, str]) -> Space:
+    """The same space with keys renamed (``learning_rate`` -> qualified)."""
+    return Space(tuple((names.get(k, k), d) for k, d in self.params),
+                 tuple((names.get(k, k), v) for k, v in self.fixed), self.seeds)
+
+  def names(self) -> list[str]:
+    return [k for k, _ in self.params] + [k for k, _ in self.fixed]
+
+
+_REFUSED = ("product", "zip", "chain", "random", "when", "if", "then")
+
+
+def search_space(*parts: Any) -> Space:
+  """The space of a sweep written for a proposal method.
+
+  Each part is a mapping in the sweep grammar (``{key: {log_uniform: [lo,
+  hi]}, key: [a, b], key: value, seeds: 3, fixed: {...}}``) or a sweep object
+  (axes, their product, ``random(params)``); None is skipped.
+  Distributions are written without ``num``/``samples`` (the sampler draws
+  the values); a list of values, ``choice`` or a grid (``num:``) is
+  categorical; a scalar stays fixed; ``seed``/``seeds`` are trained for every
+  trial.
+
+  Raises:
+    ConfigError: for combinators (``product``, ``zip``, ``when``...), sampled
+      distributions (``samples:``), a searched seed, or nothing to search.
+
+  Examples:
+    >>> s = search_space({"lr": {"log_uniform": [1e-4, 1.0]}, "act": ["relu", "tanh"],
+    ...                   "steps": 100, "seeds": 2})
+    >>> [k for k, _ in s.params], s.fixed, s.seeds
+    (['lr', 'act'], (('steps', 100),), (0, 1))
+  """
+  params: dict[str, domains.Domain] = {}
+  fixed: dict[str, Any] = {}
+  seeds: list[tuple[int, ...] | None] = [None]
+  for part in parts:
+    if part is None:
+      continue
+    for key, domain in _entries(part):
+      if key in params or key in fixed:
+        raise errors.ConfigError("set twice in the search space.", key=key,
+                                 fix="give each key once")
+      if key == keys.SEED:
+        seeds[0] = _seeds(domain)
+      elif isinstance(domain, domains.Fixed):
+        fixed[key] = domain.value
+      else:
+        params[key] = domain
+  if not params:
+    raise errors.ConfigError(
+        "a proposal method needs something to search: every key is fixed.", key="sweep",
+        fix="give a distribution, e.g. optimizer.learning_rate: {log_uniform: [1.0e-4, 1.0]}")
+  return Space(tuple(params.items()), tuple(fixed.items()), seeds[0])
+
+
+def _entries(part: Any) -> list[tuple[str, domains.Domain]]:
+  """(key, checked domain) pairs of one part of a search space."""
+  if isinstance(part, space_lib.Axis):
+    return [(part.key, _searchable(part.key, part.domain))]
+  if isinstance(part, space_lib.Product):
+    return [e for p in part.parts for e in _entries(p)]
+  if isinstance(part, space_lib.Random):
+    return [(k, _searchable(k, d)) for k, d in part.params]
+  if isinstance(part, space_lib.Sweep):
+    raise errors.ConfigError(
+        f"a proposal method searches a flat space, not a {type(part).__name__}.", key="sweep",
+        fix="write key: distribution (or a list) per searched key; no zip/chain/when")
+  if not isinstance(part, Mapping):
+    raise errors.ConfigError(
+        f"the search space must be a mapping of keys to distributions, got {part!r}.",
+        key="sweep", fix="write sweep: {optimizer.learning_rate: {log_uniform: [1.0e-4, 1.0]}}")
+  out = []
+  for key, v in part.items():
+    if key == "seeds":
+      out.append((keys.SEED, space_lib.seeds(v).domain))
+    elif key == "fixed" and isinstance(v, Mapping):
+      out.extend((k, domains.Fixed(domains.freeze_lists(x))) for k, x in v.items())
+    elif key in _REFUSED:
+      raise errors.ConfigError(
+          f"'{key}' cannot be searched by a proposal method: the sampler needs one "
+          "flat space.", key=str(key),
+          fix="write key: distribution (or a list of values) for each searched key")
+    elif isinstance(v, space_lib.Sweep):
+      out.extend(_entries(v))
+    else:
+      key = grammar.check_key(key, where="the search space")
+      out.append((key, _searchable(key, _as_domain(v, key))))
+  return out
+
+
+def _as_domain(v: Any, key: str) -> domains.Domain:
+  if isinstance(v, domains.Domain):
+    return v
+  if isinstance(v, Mapping):
+    return domains.from_mapping(v, key)
+  if isinstance(v, (list, tuple, range, np.ndarray)):
+    return domains.values(*v)
+  return domains.Fixed(v)
+
+
+def _searchable(key: str, domain: domains.Domain) -> domains.Domain:
+  """A domain as the sampler takes it: fixed, categorical or a distribution."""
+  if isinstance(domain, domains.Uniform) and domain.samples is not None:
+    raise errors.ConfigError(
+        f"{domain.kind} with samples= draws its own values; here the sampler draws them.",
+        key=key, fix=f"write {{{domain.kind}: [{domain.low}, {domain.high}]}} without samples")
+  if isinstance(domain, domains.Uniform) and domain.num is not None:
+    grid = [p[key] for p in space_lib.expand({key: domain}, max_variants=None)]
+    return domains.check(domains.Choice(tuple(grid)), key, in_random=True)
+  return domains.check(domain, key, in_random=True)
+
+
+def _seeds(domain: domains.Domain) -> tuple[int, ...]:
+  if isinstance(domain, domains.Fixed):
+    return (domain.value,)
+  if isinstance(domain, (domains.Values, domains.Choice)):
+    items = domain.items if isinstance(domain, domains.Values) else domain.options
+    return tuple(items)
+  raise errors.ConfigError("seeds are not searched: every trial trains each seed.",
+                           key=keys.SEED, fix="write seed: [0, 1, 2] or seeds: 3")
+
+
+# --------------------------------------------------------------------------
+# Optuna.
+
+def _optuna():
+  try:
+    import optuna  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise errors.ConfigError("proposal methods (tpe, gp, qmc) need Optuna.",
+                             key="sweep.method", fix=_INSTALL) from None
+  return optuna
+
+
+def _sampler(optuna, opts: Options):
+  with warnings.catch_warnings():  # Chosen by name here: not a surprise.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    if opts.name == "tpe":
+      return optuna.samplers.TPESampler(seed=opts.seed, constant_liar=True)
+    if opts.name == "gp":
+      if importlib.util.find_spec("torch") is None:
+        raise errors.ConfigError("method gp (optuna's GPSampler) needs PyTorch.",
+                                 key="sweep.method", fix="pip install torch, or use tpe")
+      return optuna.samplers.GPSampler(seed=opts.seed)
+    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=opts.seed)
+
+
+def _study(optuna, opts: Options, mode: str):
+  direction = "maximize" if mode == "max" else "minimize"
+  if opts.study is not None and not isinstance(opts.study, str):
+    study = opts.study
+  else:
+    pruner = (optuna.pruners.MedianPruner() if opts.pruner == "median"
+              else optuna.pruners.NopPruner())
+    try:
+      study = optuna.create_study(storage=opts.storage, sampler=_sampler(optuna, opts),
+                                  pruner=pruner, study_name=opts.study, direction=direction,
+                                  load_if_exists=opts.study is not None)
+    except (ValueError, ImportError, RuntimeError) as e:
+      if isinstance(e, errors.ConfigError):
+        raise
+      raise errors.ConfigError(f"cannot open the study: {errors.first_line(e)}",
+                               key="sweep.method.storage",
+                               fix="give a storage URL such as sqlite:///study.db") from e
+  if [d.name.lower() for d in study.directions] != [direction]:
+    raise errors.ConfigError(
+        f"the study '{study.study_name}' is not to {direction} one value, as the target "
+        f"needs.", key="sweep.method.study", fix="give another study name, or mode:")
+  return study
+
+
+def _distributions(optuna, space: Space) -> tuple[dict, dict]:
+  """Optuna distributions of the searched keys, and how to decode choices."""
+  dists, decode = {}, {}
+  for key, d in space.params:
+    if isinstance(d, domains.Choice):
+      # Optuna's choices are scalars: a tuple value is named by its JSON.
+      names = [v if v is None or isinstance(v, (bool, int, float, str))
+               else domains.canonical(v) for v in d.options]
+      decode[key] = dict(zip(names, d.options))
+      dists[key] = optuna.distributions.CategoricalDistribution(names)
+    elif isinstance(d, domains.IntUniform):
+      dists[key] = optuna.distributions.IntDistribution(d.low, d.high)
+    else:
+      dists[key] = optuna.distributions.FloatDistribution(
+          d.low, d.high, log=isinstance(d, domains.LogUniform))
+  return dists, decode
+
+
+class Pruning:
+  """The scheduler of a round: reports each trial's mean target, stops pruned ones.
+
+  Args:
+    trials: trial number -> the ``optuna.Trial`` asked for it.
+    members: trial number -> its variants (one per seed) in the round's plan.
+    target: the metric reported (as the run ranks on it).
+  """
+
+  name = "pruning"
+
+  def __init__(self, trials: Mapping[int, Any], members: Mapping[int, Sequence[int]],
+               target: str):
+    self.trials, self.members, self.target = dict(trials), dict(members), target
+    self.pruned: dict[int, int] = {}  # trial number -> step
+
+  def boundary(self, b: execute.Boundary) -> execute.Decision:
+    if self.target not in b.metrics:
+      raise errors.ConfigError(f"the target '{self.target}' is not evaluated.", key="target",
+                               fix=f"give target= one of: {', '.join(sorted(b.metrics))}")
+    index = {v: j for j, v in enumerate(b.variants)}
+    values = np.asarray(b.metrics[self.target], np.float64)
+    stop: set[int] = set()
+    for number, variants in self.members.items():
+      live = [index[v] for v in variants if v in index and not b.stopped[index[v]]]
+      finite = [values[j] for j in live if math.isfinite(values[j])]
+      if number in self.pruned or not finite:
+        continue
+      trial = self.trials[number]
+      trial.report(float(np.mean(finite)), b.step)
+      if b.step < b.steps and trial.should_prune():
+        self.pruned[number] = b.step
+        stop |= {v for v in variants if v in index}
+    return execute.Decision(stop=frozenset(stop))
+
+
+# --------------------------------------------------------------------------
+# The search.
+
+def fingerprint(components: plan_lib.Components, base: Mapping[str, Any], space: Space,
+                opts: Options) -> str:
+  """A stable id of a search (its run directory records it).
+
+  The fingerprint of a plan of the space's first point (components, base
+  and fixed settings), with the space and the options.
+  """
+  point = {k: (d.options[0] if isinstance(d, domains.Choice) else d.low)
+           for k, d in space.params}
+  plan = plan_lib.make_plan(components, {**base, **dict(space.fixed)}, [point])
+  desc = {"plan": fingerprint_lib.fingerprint(plan), "space": repr(space),
+          "options": repr(dataclasses.replace(opts, study=_study_name(opts)))}
+  return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+
+
+def _study_name(opts: Options) -> str | None:
+  return opts.study if opts.study is None or isinstance(opts.study, str) else (
+      opts.study.study_name)
+
+
+def _target(components: plan_lib.Components, base: Mapping[str, Any],
+            target: str | None, mode: str | None) -> tuple[str, str]:
+  """The metric told to the study, and its direction, before anything trains."""
+  if target is None:
+    task = None
+    data = {k.partition(".")[2]: v for k, v in base.items() if k.startswith("data.")}
+    try:
+      task = program_lib.load_data(components, data).task
+    except (errors.ConfigError, TypeError, ValueError):
+      pass  # A factory that needs searched settings: the common default.
+    target, default_mode = results_lib.default_target(
+        ["val_accuracy", "val_nll", "val_mse", "val_objective"], task)
+    return target, mode or default_mode
+  return target, mode or results_lib.mode_of(target)
+
+
+def search(components: plan_lib.Components, base: Mapping[str, Any], space: Space,
+           opts: Options, *, display: Mapping[str, str] | None = None,
+           target: str | None = None, mode: str | None = None,
+           early_stopping: Mapping[str, Any] | None = None,
+           callback: Callable[[dict], None] | None = None,
+           **execute_kwargs) -> results_lib.Results:
+  """Runs ``opts.rounds`` rounds of proposals, each trained as one population.
+
+  Args:
+    components: what is trained.
+    base: qualified settings shared by all trials.
+    space: the search space, qualified (:func:`search_space`, renamed).
+    opts: the method's options (:func:`options`).
+    display: column name per qualified key.
+    target, mode: the metric reported and told (default: the task's
+      validation metric), and its direction (the study's).
+    early_stopping: as for any sweep (a stopped trial is told its value).
+    callback: receives the engine's events of every round, and
+      ``{"event": "round", "round", "rounds", "trials"}`` before each.
+    **execute_kwargs: passed on to :func:`jaxsweep.engine.execute.execute`
+      (mesh, lanes, chunk_size, memory_budget, unstable_factor).
+
+  Returns:
+    :class:`~jaxsweep.results.Results` with every trial of every round: one
+    row per trial and seed, with ``round``, ``trial`` (the study's trial
+    number) and ``told`` (``complete``, ``pruned`` or ``fail``).
+
+  Raises:
+    ConfigError: for a missing Optuna, a study of the other direction, or
+      any error a sweep raises; trials asked but not told are told ``FAIL``.
+  """
+  optuna = _optuna()
+  if jax.process_count() > 1 and (opts.storage is not None or not isinstance(
+      opts.study, (str, type(None)))):
+    # Each process asks its own sampler: only an in-memory study with a seed
+    # proposes the same trials in every process.
+    raise errors.ConfigError(
+        "a shared study in a multi-process run: every process would ask for trials.",
+        key="sweep.method.storage", fix="run the search in one process, or drop storage:")
+  target, mode = _target(components, base, target, mode)
+  dists, decode = _distributions(optuna, space)
+  base = {**base, **dict(space.fixed)}
+  seeds = space.seeds or (None,)
+  emit = callback or (lambda event: None)
+  parts = []
+  t0 = time.perf_counter()
+  verbosity = optuna.logging.get_verbosity()
+  optuna.logging.set_verbosity(optuna.logging.WARNING)  # jaxsweep reports progress.
+  try:
+    study = _study(optuna, opts, mode)
+    for r in range(opts.rounds):
+      n = min(opts.batch, opts.samples - r * opts.batch)
+      emit({"event": "round", "round": r, "rounds": opts.rounds, "trials": n})
+      trials = [study.ask(dists) for _ in range(n)]
+      told: dict[int, str] = {}
+      try:
+        points, owner = [], []
+        for t in trials:
+          values = {k: decode[k][v] if k in decode else v for k, v in t.params.items()}
+          for s in seeds:
+            points.append(values if s is None else {**values, keys.SEED: s})
+            owner.append(t.number)
+        plan = plan_lib.make_plan(components, base, points, display=display)
+        members: dict[int, list[int]] = {}
+        for v, number in enumerate(owner):
+          members.setdefault(number, []).append(v)
+        pruning = Pruning({t.number: t for t in trials}, members, target)
+        scheduler = schedulers.make(pruning, early_stopping=early_stopping)
+        res = execute.execute(plan, scheduler=scheduler, callback=callback, target=target,
+                              mode=mode, **execute_kwargs)
+        told = _tell(optuna, study, trials, members, res, pruning.pruned, r)
+      finally:
+        for t in trials:
+          if t.number not in told:
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+      parts.append((res, owner, told))
+  finally:
+    optuna.logging.set_verbosity(verbosity)
+  return _merge(parts, target, mode, time.perf_counter() - t0)
+
+
+def _tell(optuna, study, trials, members, res: results_lib.Results,
+          pruned: Mapping[int, int], round_: int) -> dict[int, str]:
+  """Tells the study each trial's result; returns trial number -> state told."""
+  state = optuna.trial.TrialState
+  told = {}
+  for t in trials:
+    rows = [res.rows[v] for v in members[t.number]]
+    t.set_user_attr("jaxsweep_round", round_)
+    t.set_user_attr("jaxsweep_status", [r["status"] for r in rows])
+    values = [r[res.target] for r in rows if r["status"] != results_lib.STATUS_DIVERGED
+              and isinstance(r.get(res.target), float) and math.isfinite(r[res.target])]
+    if t.number in pruned:
+      study.tell(t, state=state.PRUNED)
+      told[t.number] = "pruned"
+    elif values:
+      study.tell(t, float(np.mean(values)))
+      told[t.number] = "complete"
+    else:
+      study.tell(t, state=state.FAIL)
+      told[t.number] = "fail"
+  return told
+
+
+def _merge(parts, target: str, mode: str, seconds: float) -> results_lib.Results:
+  """One Results of every round: variants, groups renumbered in round order."""
+  rows, history, settings, states, lineage, groups, metrics = [], {}, {}, {}, {}, [], []
+  offset = group_offset = 0
+  for r, (res, owner, told) in enumerate(parts):
+    for row in res.rows:
+      i = row["variant"]
+      number = owner[i]
+      new = {"variant": i + offset, "id": row["id"], "round": r, "trial": number,
+             "told": told.get(number)}
+      new.update({k: v for k, v in row.items() if k not in new})
+      new["group"] = row["group"] + group_offset
+      rows.append(new)
+      history[i + offset] = res.history[i]
+      settings[i + offset] = res.settings[i]
+      if i in res.lineage:
+        lineage[i + offset] = res.lineage[i]
+      # The engine made these Results: its trained arrays move with the rows.
+      if i in res._states:  # pylint: disable=protected-access
+        states[i + offset] = res._states[i]  # pylint: disable=protected-access
+    groups.extend({**g, "group": g["group"] + group_offset, "round": r} for g in res.groups)
+    metrics.extend(m for m in res.metrics if m not in metrics)
+    offset += len(res.rows)
+    group_offset += len(res.groups)
+  swept = parts[0][0].swept if parts else []
+  return results_lib.Results(rows, history, swept=swept, target=target, mode=mode,
+                             groups=groups, settings=settings, states=states,
+                             seconds=seconds, metrics=metrics, lineage=lineage)
