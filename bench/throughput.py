@@ -478,11 +478,21 @@ def main(argv=None) -> int:
                  help="also run lanes = N / cores at this N (W=128), which pads")
   p.add_argument("--no-optuna", dest="optuna", action="store_false")
   p.add_argument("--no-headline", dest="headline", action="store_false")
+  p.add_argument("--from-json", default=None, metavar="JSON",
+                 help="only rewrite RESULTS.md and the plot (in --out) from a results file")
   p.add_argument("--wait-quiet", type=float, default=None, metavar="SECONDS",
                  help="wait up to this long for the load average to drop below 1.0 "
                       "(default 1800, 0 with --quick)")
   args = p.parse_args(argv)
 
+  if args.from_json:
+    with open(args.from_json) as f:
+      result = json.load(f)
+    out = args.out or os.path.dirname(os.path.abspath(args.from_json))
+    report.plot(result, os.path.join(out, "throughput.png"))
+    report.update_results_md(os.path.join(out, "RESULTS.md"), report.markdown(result))
+    log(f"rewrote {out}/RESULTS.md and throughput.png from {args.from_json}")
+    return 0
   q = args.quick
   args.sizes = args.sizes or ([1, 8] if q else [1, 8, 32, 128, 512])
   args.wide_sizes = args.wide_sizes if args.wide_sizes is not None else (
@@ -526,7 +536,7 @@ def main(argv=None) -> int:
     with open(os.path.join(out, "throughput.partial.json"), "w") as f:
       json.dump({"peak": peak, "grid": grid}, f)
     headline = run_headline(args, cores, tmp) if args.headline else None
-  cmd = "python bench/throughput.py" + (" --quick" if q else "")
+  cmd = " ".join(["python bench/throughput.py"] + list(sys.argv[1:] if argv is None else argv))
   result = {
       "meta": {"cpu": cpu_name(), "cores": cores, "versions": versions(),
                "date": datetime.date.today().isoformat(), "quick": q, "command": cmd,

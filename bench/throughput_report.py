@@ -246,6 +246,7 @@ def plot(result, path) -> bool:
   rows = result["grid"]
   widths = sorted({r["width"] for r in rows})
   fig, axes = plt.subplots(1, len(widths), figsize=(5.2 * len(widths), 4.2), squeeze=False)
+  colors = {k: f"C{i % 10}" for i, k in enumerate(order_keys(rows))}
   for ax, w in zip(axes[0], widths, strict=True):
     wr = [r for r in rows if r["width"] == w and "steady_vsps" in r and r.get("note") != "padded"]
     for k in order_keys(wr):
@@ -253,7 +254,7 @@ def plot(result, path) -> bool:
       if not pts:
         continue
       style = "-o" if k.startswith("jaxsweep") else "--s"
-      ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=k, ms=4)
+      ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=k, ms=4, color=colors[k])
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("variants N")
