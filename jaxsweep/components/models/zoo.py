@@ -105,7 +105,7 @@ class MLP(nn.Module):
           cols_mask=real)
       if self.batch_norm:
         y = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{layer}",
-                         scale_init=lambda key, shape, dtype=jnp.float32: real.astype(dtype))(y)
+                         scale_init=lambda key, shape, dtype=jnp.float32, r=real: r.astype(dtype))(y)
       y = jnp.where(real, layers_lib.apply_activation(self.activation, y, activation_index), 0.0)
       y = self._dropout(y, train, dropout_rate)
       h = y if layer == 0 else jnp.where(w > 0, y, h)
