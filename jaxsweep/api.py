@@ -39,6 +39,7 @@ from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
 from jaxsweep.engine import schedulers
 from jaxsweep.engine import sharding
+from jaxsweep.engine import structure
 from jaxsweep.engine import xla_cache
 from jaxsweep.report import rundir
 
@@ -70,7 +71,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         fixed: Mapping[str, Any] | None = None, steps: int = 1000,
         batch_size: int = 128, eval_every: int | None = None,
         eval_batch_size: int = 1024, seed: int = 0, static: Iterable[str] = (),
-        vectorize: Iterable[str] = (),
+        vectorize: Iterable[str] | bool = (), group: Iterable[str] = (),
         target: str | None = None, mode: str | None = None,
         chunk_size: int | None = None, lanes: int | None = None,
         unstable_factor: float | None = None, memory_budget: int | str | None = None,
@@ -113,9 +114,14 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     seed: the seed of variants whose sweep does not set ``seed``.
     static: names to treat as structural even though numeric.
     vectorize: structural string choices to select per variant inside one
-      compiled program (an int index + ``lax.switch``) instead of one program
-      per value; the model factory must accept a tuple of options for them
-      (the built-in models do for ``activation``).
+      compiled program (an int index + ``lax.switch``, or masks for widths)
+      instead of one program per value; the model factory must accept a
+      tuple of options for them (the built-in models do for ``activation``
+      and ``features``). Keys in neither ``vectorize`` nor ``group`` are
+      decided from cost estimates (see ``jaxsweep plan``);
+      ``vectorize=False`` groups every key not listed.
+    group: structural keys forced to split compile groups (one program per
+      value).
     target, mode: the metric to rank on and ``"max"``/``"min"`` (default: the
       validation accuracy, nll or mse, by task; ``test_*`` only for data
       without a validation split). An ``*_objective`` is refused when the
@@ -197,7 +203,10 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   components = plan_lib.Components(
       model=model, optimizer=optimizer, loss=loss, data=data, metrics=metrics,
       static=_keys(plan_lib.qualify(list(static), components, model_kwargs)),
-      vectorize=_keys(plan_lib.qualify(list(vectorize), components, model_kwargs)))
+      vectorize=_keys(plan_lib.qualify(
+          [] if isinstance(vectorize, bool) else list(vectorize), components, model_kwargs)),
+      group=_keys(plan_lib.qualify(list(group), components, model_kwargs)),
+      auto=vectorize is not False)
   base = {"train.steps": steps, "train.batch_size": batch_size,
           "train.eval_every": eval_every if eval_every is not None else steps,
           "train.eval_batch_size": eval_batch_size, "seed": seed}
@@ -291,7 +300,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
   if mesh is None:  # The CLI's layout: one virtual CPU device per core (if not started).
     sharding.configure_cpu_devices()
   xla_cache.enable()  # Compiled programs kept for the next run (JAXSWEEP_COMPILE_CACHE).
-  plan = plan_lib.make_plan(components, base, points, display=display)
+  plan = structure.make_plan(components, base, points, display=display)
   if target is not None:  # Before training: an objective of varied losses is refused.
     results_lib.check_comparable(target, plan.variants)
   _check_run_options(out, resume, overwrite, checkpoint_every)

@@ -24,9 +24,9 @@ from jaxsweep import errors
 from jaxsweep import report
 from jaxsweep.engine import distributed
 from jaxsweep.engine import memory as memory_lib
-from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import strategy
+from jaxsweep.engine import structure
 from jaxsweep.engine import xla_cache
 from jaxsweep.report import rundir
 
@@ -301,7 +301,7 @@ def _bench(args) -> int:
   if args.steps < 1:
     raise errors.ConfigError(f"--steps {args.steps} must be positive.", key="steps")
   cfg = config_lib.load(args.config, args.overrides)
-  plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
+  plan = structure.make_plan(cfg.components, cfg.base, cfg.points)
   if not 0 <= args.group < len(plan.groups):
     raise errors.ConfigError(f"there is no group {args.group} ({len(plan.groups)} groups).",
                              key="group", fix=f"use 0..{len(plan.groups) - 1}")
@@ -342,7 +342,7 @@ def _plan(args) -> int:
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   try:
-    plan = plan_lib.make_plan(cfg.components, cfg.base, cfg.points)
+    plan = structure.make_plan(cfg.components, cfg.base, cfg.points)
     kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
               "chunk_size": args.chunk_size or cfg.run.get("chunk_size"),
               "lanes": cfg.run.get("lanes")} if args.memory else {}

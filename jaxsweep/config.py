@@ -42,8 +42,7 @@ from jaxsweep.space import yaml12
 
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
-             "early_stopping",
-             "vectorize")
+             "early_stopping", "vectorize", "group")
 RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor")
 
 
@@ -81,26 +80,41 @@ class Config:
 
   @property
   def components(self) -> plan_lib.Components:
-    return registry_components(self.raw.get("vectorize") or ())
+    vectorize = self.raw.get("vectorize")
+    return registry_components(() if vectorize is None else vectorize,
+                               self.raw.get("group") or ())
 
 
-def registry_components(vectorize=()) -> plan_lib.Components:
+def registry_components(vectorize: Any = (), group: Any = ()) -> plan_lib.Components:
   """Components looked up by name in jaxsweep's registries.
 
   Args:
     vectorize: config paths of string choices to select per variant inside
-      one compiled program (``model.activation``, ``loss.name``).
+      one compiled program (``model.activation``, ``model.features``,
+      ``loss.name``); ``False``: group every key not listed in ``vectorize``
+      (no automatic choice).
+    group: config paths forced to split compile groups (one program per
+      value). Keys in neither are decided by the planner's estimates.
   """
-  vectorize = [vectorize] if isinstance(vectorize, str) else list(vectorize)
-  for key in vectorize:
-    if key not in VECTORIZABLE:
-      raise errors.ConfigError(
-          f"'{key}' cannot be vectorized.{errors.did_you_mean(str(key), VECTORIZABLE)}",
-          key="vectorize", fix=f"vectorize one of: {', '.join(VECTORIZABLE)} (other "
-                               "structural keys form compile groups)")
+  auto = vectorize is not False
+  lists = {}
+  for field, value in (("vectorize", vectorize), ("group", group)):
+    if isinstance(value, bool):
+      value = ()
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, (list, tuple)):
+      raise errors.ConfigError(f"{field} must be a list of keys, got {value!r}.", key=field,
+                               fix=f"write {field}: [model.activation, loss.name]")
+    for key in value:
+      if key not in VECTORIZABLE:
+        raise errors.ConfigError(
+            f"'{key}' is not a structural choice.{errors.did_you_mean(str(key), VECTORIZABLE)}",
+            key=field, fix=f"{field} takes keys among: {', '.join(VECTORIZABLE)} (other "
+                           "structural keys always form compile groups)")
+    lists[field] = frozenset(keys.parse(k) for k in value)
   return plan_lib.Components(
       model=models_lib.REGISTRY, optimizer=optim.REGISTRY, loss=losses_lib.REGISTRY,
-      data=data_lib.REGISTRY, vectorize=frozenset(keys.parse(k) for k in vectorize))
+      data=data_lib.REGISTRY, vectorize=lists["vectorize"], group=lists["group"], auto=auto)
 
 
 # String choices that the built-in models and losses can select per variant.

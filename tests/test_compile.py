@@ -16,6 +16,7 @@ train: {steps: 4, batch_size: 8, eval_every: 2}
 sweep:
   optimizer.learning_rate: [1.0e-3, 1.0e-2]
   model.activation: [relu, tanh]
+group: [model.activation]  # Two programs (the planner would switch them in one).
 """
 
 

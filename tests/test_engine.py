@@ -230,12 +230,12 @@ def test_no_recompile_when_values_change(population):
 
 def test_structural_keys_form_groups():
   res = helpers.run({"features": [(8,), (16,)], "learning_rate": [1e-2, 3e-2]},
-                    fixed={})
+                    fixed={}, group=["features"])
   assert len(res.groups) == 2
   assert [g["variants"] for g in res.groups] == [2, 2]
   assert sorted({r["group"] for r in res.rows}) == [0, 1]
   assert [tuple(r["features"]) for r in res.rows] == [(8,), (8,), (16,), (16,)]
-  shapes = {tuple(res.params(i)["Dense_0"]["kernel"].shape) for i in range(4)}
+  shapes = {tuple(res.params(i)["hidden_0"]["kernel"].shape) for i in range(4)}
   assert shapes == {(8, 8), (8, 16)}
 
 

@@ -72,7 +72,10 @@ class Components:
     static: keys forced static even when numeric.
     vectorize: keys of string choices (``model.activation``, ``loss.name``)
       selected per variant inside one program (an int index and
-      ``lax.switch``) instead of splitting compile groups.
+      ``lax.switch``, or masks) instead of splitting compile groups.
+    group: keys forced to split compile groups.
+    auto: whether :func:`jaxsweep.engine.structure.make_plan` decides the
+      other vectorizable keys from its cost estimates.
   """
 
   model: Any
@@ -82,6 +85,8 @@ class Components:
   metrics: Mapping[str, Callable] | None = None
   static: frozenset[Key] = frozenset()
   vectorize: frozenset[Key] = frozenset()
+  group: frozenset[Key] = frozenset()
+  auto: bool = True
 
   def named(self, slot: str) -> bool:
     """Whether the slot's component is chosen by name from a registry."""
@@ -390,6 +395,8 @@ class Plan:
     display: key -> column name in tables (the user's name for it).
     groups: the compile groups.
     ids: each variant's stable id (from its swept values).
+    structure: how each swept structural key is trained (vectorized or
+      grouped, and why): :class:`jaxsweep.engine.structure.Choice`.
   """
 
   components: Components
@@ -398,6 +405,7 @@ class Plan:
   display: dict[Key, str]
   groups: list[Group]
   ids: list[str]
+  structure: tuple = ()
 
   @property
   def num_variants(self) -> int:

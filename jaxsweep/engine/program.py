@@ -194,7 +194,8 @@ def num_params(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram
       ck = keys.freeze(own)
       if ck not in cache:
         fns = plan_lib.build_model(plan.components, {**static, **own})
-        cache[ck] = count(jax.eval_shape(fns.init, jax.random.key(0), x)["params"])
+        cache[ck] = count(jax.eval_shape(  # The key made in the trace: no compile.
+            lambda x, fns=fns: fns.init(jax.random.key(0), x), x)["params"])
       out[i] = cache[ck]
     return out
   hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))

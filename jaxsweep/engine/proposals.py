@@ -56,6 +56,7 @@ from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import schedulers
+from jaxsweep.engine import structure
 from jaxsweep.space import domains
 from jaxsweep.space import grammar
 
@@ -504,7 +505,7 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
           for s in seeds:
             points.append(values if s is None else {**values, keys.SEED: s})
             owner.append(t.number)
-        plan = plan_lib.make_plan(components, base, points, display=display)
+        plan = structure.make_plan(components, base, points, display=display)
         members: dict[int, list[int]] = {}
         for v, number in enumerate(owner):
           members.setdefault(number, []).append(v)

@@ -153,6 +153,13 @@ def describe(plan: plan_lib.Plan, *, memory: bool | str = False,
     for k, kind in kinds.items():
       n = len({repr(v[k]) for v in plan.variants if k in v})
       lines.append(f"  {plan.column(k):<{width}}  {kind:<20} {n} value(s)")
+  if plan.structure:
+    lines.append("structural keys (vectorized: one program, padded or switched compute; "
+                 "grouped: one program per value, exact compute; decided in turn, cheapest "
+                 "extra compute first; force with vectorize: / group:):")
+    width = max(len(plan.column(c.key)) for c in plan.structure)
+    for c in plan.structure:
+      lines.append(f"  {plan.column(c.key):<{width}}  {c.describe()}")
   split = varying_static(plan)
   lines.append("groups:")
   for g in plan.groups:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsweep import errors
 
@@ -120,7 +121,7 @@ class ColumnDense(nn.Module):
     return x @ kernel + bias
 
 
-def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, jax.Array]:
+def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, np.ndarray]:
   """``(depth, width, table)``: the padded depth and width of a choice of
   layer widths, and each option's widths ``[options, depth]`` (0: no layer).
 
@@ -136,8 +137,9 @@ def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, jax.Array]:
                                     "(leave model.features out of vectorize)")
   depth = max(len(o) for o in options)
   width = max(max(o) for o in options)
-  table = jnp.asarray([[o[i] if i < len(o) else 0 for i in range(depth)] for o in options],
-                      jnp.int32)
+  # numpy: a constant of the traced program, and building it compiles nothing.
+  table = np.asarray([[o[i] if i < len(o) else 0 for i in range(depth)] for o in options],
+                     np.int32)
   return depth, width, table
 
 

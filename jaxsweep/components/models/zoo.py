@@ -94,7 +94,7 @@ class MLP(nn.Module):
     gradients, so they stay zero (see :mod:`~jaxsweep.components.models.masked`).
     """
     depth, width, table = masked.width_table(self.features)
-    widths = table[layers_lib.switch_index(features_index)]
+    widths = jnp.asarray(table)[layers_lib.switch_index(features_index)]
     units = jnp.arange(width)
     h, last = x, jnp.asarray(x.shape[-1], jnp.int32)
     for layer in range(depth):

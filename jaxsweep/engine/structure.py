@@ -1,0 +1,307 @@
+"""Vectorize or group: the planner's choice for each structural key.
+
+A swept structural key (``model.activation``, ``model.features``,
+``loss.name``, ``optimizer.name``, ``optimizer.schedule``) can be trained two
+ways:
+
+- **grouped**: one compiled program per value, each computing exactly its
+  variants' network;
+- **vectorized**: one program for all values, each variant selecting its own
+  by a traced index (``lax.switch``, which under ``vmap`` computes every
+  branch), or, for widths and depths, by masks inside a network padded to
+  the widest and deepest option.
+
+Grouping pays a compilation per value; vectorizing pays the extra compute
+of the branches or of the padding. :func:`decide` compares the two from
+estimates, and :func:`make_plan` applies it to each key the user did not
+force (``vectorize=`` forces one way, ``group=`` the other).
+
+The estimates are deliberately simple and deterministic (the same config
+always gets the same decision, hence the same bits): a compilation costs
+:attr:`Profile.compile_s` seconds per program, and a variant-step costs
+``6 * batch_size * parameters`` floating-point operations (a dense
+network's forward and backward pass) at :attr:`Profile.flops_per_s`. They
+do not depend on the compilation cache's state, and nothing is measured at
+plan time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxsweep import errors
+from jaxsweep import keys
+from jaxsweep.engine import plan as plan_lib
+from jaxsweep.engine import program as program_lib
+from jaxsweep.keys import Key
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+  """A platform's costs, for the estimates.
+
+  Attributes:
+    compile_s: seconds to compile one group's program.
+    flops_per_s: floating-point operations per second a vmapped population
+      of small networks reaches.
+    compile_growth: a vectorized program's compile time grows by this
+      fraction per extra option (more branches to compile).
+  """
+
+  compile_s: float
+  flops_per_s: float
+  compile_growth: float = 0.06
+
+
+def profile(platform: str | None = None) -> Profile:
+  """The cost profile of a platform (default: JAX's default backend).
+
+  CPU: measured on a 2-core AMD EPYC (jax 0.10.2): 3.5-4 s to compile a
+  digits-MLP group, 23 GFLOP/s for a population of 64-64 MLPs at batch 128
+  (``bench/choice_vs_groups.json``). GPU and TPU: assumed, not measured
+  here (a few seconds per compile, ~10 TFLOP/s for small networks); force
+  the choice there when it matters. The profile does not read the machine
+  (its cores, the compilation cache), so a config gets the same decision,
+  hence the same program, on every machine of a platform.
+  """
+  platform = platform or jax.default_backend()
+  if platform == "cpu":
+    return Profile(compile_s=4.0, flops_per_s=2.3e10)
+  if platform == "tpu":
+    return Profile(compile_s=8.0, flops_per_s=2e13)
+  return Profile(compile_s=3.0, flops_per_s=1e13)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """The decision for one swept structural key.
+
+  Attributes:
+    key: the key.
+    options: how many values it takes.
+    grouped_s: estimated seconds (compilation + training) when grouped.
+    vectorized_s: the same when vectorized.
+    vectorize: the decision.
+    forced: the user's (``vectorize=`` / ``group=``), not the estimate's.
+    why: one line: what the vectorized program costs extra, or why the key
+      cannot be vectorized.
+    programs: (programs compiled when grouped, when vectorized), counting
+      the keys decided before this one.
+  """
+
+  key: Key
+  options: int
+  grouped_s: float | None
+  vectorized_s: float | None
+  vectorize: bool
+  forced: bool = False
+  why: str = ""
+  programs: tuple[int, int] | None = None
+
+  def describe(self) -> str:
+    how = "vectorized" if self.vectorize else "grouped"
+    if self.forced:
+      return f"{how} (forced)"
+    if self.grouped_s is None:
+      return f"{how} ({self.why})"
+    progs = f"{self.programs[0]} -> {self.programs[1]} programs; " if self.programs else ""
+    return (f"{how}: {progs}est. {self.grouped_s:.0f} s grouped vs "
+            f"{self.vectorized_s:.0f} s vectorized ({self.why})")
+
+
+def decide(key: Key, *, options: int, programs: int, merged_programs: int, compute_flops: float,
+           extra_flops: float, prof: Profile, why: str = "") -> Choice:
+  """Vectorize a key or group by it, whichever the estimates say is faster.
+
+  Args:
+    key: the key.
+    options: its number of values.
+    programs: programs compiled when it is grouped.
+    merged_programs: programs compiled when it is vectorized.
+    compute_flops: the sweep's training compute when grouped (exact).
+    extra_flops: what vectorizing adds (switch branches, padded units).
+    prof: the platform's costs.
+    why: a description of the extra compute, for :attr:`Choice.why`.
+
+  Examples:
+    >>> p = Profile(compile_s=4.0, flops_per_s=1e10)
+    >>> k = Key("model", "features")
+    >>> decide(k, options=4, programs=4, merged_programs=1, compute_flops=1e10,
+    ...        extra_flops=3e10, prof=p).vectorize  # 12 s of compiles saved, 3 s spent.
+    True
+    >>> decide(k, options=4, programs=4, merged_programs=1, compute_flops=1e12,
+    ...        extra_flops=9e12, prof=p).vectorize  # Padding: 900 s for 12 s.
+    False
+  """
+  grouped = programs * prof.compile_s + compute_flops / prof.flops_per_s
+  vectorized = (merged_programs * prof.compile_s * (1 + prof.compile_growth * (options - 1))
+                + (compute_flops + extra_flops) / prof.flops_per_s)
+  return Choice(key, options, grouped, vectorized, vectorized <= grouped, why=why,
+                programs=(programs, merged_programs))
+
+
+# Extra compute of a vectorized switch, as a fraction of a variant-step's
+# dense compute per extra option: an activation is ~10 flops per unit for
+# ~6 * fan_in flops of matmul; a loss is negligible next to the network; an
+# optimizer's update is ~20 flops per parameter per step, not per example
+# (the fraction is divided by the batch size); a schedule is a scalar.
+SWITCH_COST = {"activation": 0.03, "loss": 0.005, "schedule": 0.0}
+OPTIMIZER_FLOPS_PER_PARAM = 20.0
+
+
+def vectorizable(plan: plan_lib.Plan, key: Key) -> bool:
+  """Whether every group's components can select ``key`` per variant."""
+  values = {keys.freeze(v[key]) for v in plan.variants if key in v}
+  if len(values) < 2 or any(isinstance(v, (int, float, bool)) or v is None for v in values):
+    return False
+  if key.arg == "name":
+    return key.slot in plan_lib.CHOOSERS and plan.components.named(key.slot)
+  index = plan_lib.index_key(key).arg
+  for g in plan.groups:
+    sig = g.signature
+    if key.slot == "model" and index not in sig.call_args:
+      return False
+    if key.slot != "model" and index not in sig.accepted.get(key.slot, {}):
+      return False
+  return True
+
+
+def make_plan(components: plan_lib.Components, base: Mapping[str, Any],
+              points: Sequence[Mapping[str, Any]], *, display: Mapping[str, str] | None = None,
+              prof: Profile | None = None) -> plan_lib.Plan:
+  """:func:`jaxsweep.engine.plan.make_plan`, with the structural keys decided.
+
+  Keys the user named in ``components.vectorize`` or ``components.group``
+  are forced; with ``components.auto``, every other vectorizable swept key
+  is decided by :func:`decide` (switches first, cheapest extra compute
+  first; each decision counts the programs left by the ones before). The
+  returned plan's ``structure`` lists every decision.
+
+  Raises:
+    ConfigError: what :func:`jaxsweep.engine.plan.make_plan` raises, and a
+      key both forced to vectorize and to group.
+  """
+  both = components.vectorize & components.group
+  if both:
+    k = sorted(map(str, both))[0]
+    raise errors.ConfigError(f"'{k}' is both vectorized and grouped.", key="vectorize",
+                             fix=f"take {k} out of vectorize or out of group")
+  plan = plan_lib.make_plan(components, base, points, display=display)
+  forced = [Choice(k, _options(plan, k), None, None, k in components.vectorize, forced=True)
+            for k in plan.swept if k in components.vectorize | components.group]
+  if not components.auto:
+    return dataclasses.replace(plan, structure=tuple(forced))
+  candidates = [k for k in plan.swept if k not in components.vectorize
+                and k not in components.group and any(k in g.static for g in plan.groups) and vectorizable(plan, k)]
+  if not candidates:
+    return dataclasses.replace(plan, structure=tuple(forced))
+  decided = _decide_all(plan, candidates, prof or profile())
+  chosen = frozenset(c.key for c in decided if c.vectorize)
+  if chosen:
+    plan = plan_lib.make_plan(
+        dataclasses.replace(components, vectorize=components.vectorize | chosen),
+        base, points, display=display)
+  return dataclasses.replace(plan, structure=tuple(forced) + tuple(decided))
+
+
+def _options(plan: plan_lib.Plan, key: Key) -> int:
+  return len({keys.freeze(v.get(key)) for v in plan.variants})
+
+
+def _programs(plan: plan_lib.Plan, removed: frozenset[Key]) -> int:
+  return len({keys.freeze({k: v for k, v in g.static.items() if k not in removed})
+              for g in plan.groups})
+
+
+def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile) -> list[Choice]:
+  params = _params(plan)  # variant -> parameters (its own network).
+  step_flops = {i: 6.0 * _train(v, "batch_size") * params[i] for i, v in enumerate(plan.variants)}
+  steps = {i: _train(v, "steps") for i, v in enumerate(plan.variants)}
+  compute = sum(step_flops[i] * steps[i] for i in step_flops)
+  extras: dict[Key, tuple[float, str]] = {}
+  for k in candidates:
+    try:
+      extras[k] = _extra(plan, k, params, step_flops, steps)
+    except errors.ConfigError as e:  # The model cannot mask it (e.g. its initializer).
+      extras[k] = (float("inf"), f"cannot vectorize: {errors.first_line(e)}")
+  removed: frozenset[Key] = frozenset()
+  out = []
+  for k in sorted(candidates, key=lambda c: extras[c][0]):
+    extra, why = extras[k]
+    if extra == float("inf"):
+      out.append(Choice(k, _options(plan, k), None, None, False, why=why))
+      continue
+    c = decide(k, options=_options(plan, k), programs=_programs(plan, removed),
+               merged_programs=_programs(plan, removed | {k}), compute_flops=compute,
+               extra_flops=extra, prof=prof, why=why)
+    if c.vectorize:
+      removed |= {k}
+      compute += extra
+    out.append(c)
+  return sorted(out, key=lambda c: plan.swept.index(c.key))
+
+
+def _train(variant: Mapping[Key, Any], arg: str) -> int:
+  value = variant.get(Key("train", arg))
+  return int(value) if isinstance(value, (int, np.integer)) and value > 0 else 1
+
+
+def _extra(plan: plan_lib.Plan, key: Key, params: Mapping[int, int],
+           step_flops: Mapping[int, float], steps: Mapping[int, int]) -> tuple[float, str]:
+  """(extra flops of vectorizing ``key``, a description)."""
+  n = _options(plan, key)
+  total = sum(step_flops[i] * steps[i] for i in step_flops)
+  if key.slot == "optimizer" and key.arg == "name":
+    extra = sum(OPTIMIZER_FLOPS_PER_PARAM * params[i] * steps[i] * (n - 1) for i in params)
+    return extra, f"{n} optimizer updates per step"
+  if key.slot != "model" or key.arg == "activation":
+    frac = SWITCH_COST.get(key.arg if key.arg != "name" else key.slot, 0.03)
+    return total * frac * (n - 1), f"{n} branches"
+  # A factory argument masked inside one padded network.
+  padded = _padded_params(plan, key)
+  extra = sum(step_flops[i] * steps[i] * max(padded / params[i] - 1, 0.0) for i in params)
+  waste = extra / (total + extra) if total + extra else 0.0
+  return extra, f"padding wastes {waste:.0%} of the compute"
+
+
+def _representatives(plan: plan_lib.Plan) -> dict[tuple, plan_lib.Group]:
+  """One group per distinct model (its static model settings)."""
+  out: dict[tuple, plan_lib.Group] = {}
+  for g in plan.groups:
+    out.setdefault(keys.freeze(g.static_args("model")), g)
+  return out
+
+
+def _params(plan: plan_lib.Plan) -> dict[int, int]:
+  out: dict[int, int] = {}
+  reps = _representatives(plan)
+  counted: dict[tuple, Any] = {}
+  for g in plan.groups:
+    mk = keys.freeze(g.static_args("model"))
+    if mk not in counted:
+      rep = reps[mk]
+      counted[mk] = program_lib.num_params(plan, rep, program_lib.build(plan, rep))
+    n = counted[mk]
+    for i in g.members:
+      out[i] = n[i] if isinstance(n, dict) and i in n else (
+          next(iter(n.values())) if isinstance(n, dict) else n)
+  return out
+
+
+def _padded_params(plan: plan_lib.Plan, key: Key) -> int:
+  """Parameters of the network padded to hold every option of ``key``."""
+  options = tuple(dict.fromkeys(keys.freeze(v[key]) for v in plan.variants if key in v))
+  group = plan.groups[0]
+  built = program_lib.build(plan, group)
+  static = {k: v for k, v in built.model_args.items() if k != key.arg}
+  fns = plan_lib.build_model(plan.components, {**static, key.arg: options})
+  x = jax.ShapeDtypeStruct((1, *np.shape(built.dataset.train["x"])[1:]),
+                           np.asarray(built.dataset.train["x"]).dtype)
+  # The key is made inside the trace: nothing is compiled.
+  shapes = jax.eval_shape(lambda x: fns.init(jax.random.key(0), x), x)
+  return int(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes["params"])))
