@@ -52,7 +52,9 @@ def _trajectory(tx, hparams, *, init=None):
   def step(carry, _):
     params, opt_state = carry
     loss, grads = jax.value_and_grad(_loss)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    # As train.py calls it: the loss as value= (reduce_on_plateau reads it).
+    updates, opt_state = optax.with_extra_args_support(tx).update(grads, opt_state, params,
+                                                                  value=loss)
     return (optax.apply_updates(params, updates), opt_state), loss
 
   (params, _), losses = jax.lax.scan(step, (PARAMS, state), None, length=STEPS)
@@ -90,6 +92,7 @@ SCHEDULE_VARIANTS = {
     "warmup_cosine": {"warmup_steps": [0.0, 2.0, 3.0], "total_steps": [4.0, 6.0, 10.0]},
     "exponential": {"decay_rate": [0.5, 0.1, 0.9], "decay_steps": [2.0, 3.0, 5.0]},
     "step": {"decay_rate": [0.5, 0.1, 0.9], "total_steps": [4.0, 6.0, 8.0]},
+    "reduce_on_plateau": {"decay_rate": [0.5, 0.1, 0.9], "patience": [1.0, 2.0, 3.0]},
 }
 
 
@@ -181,7 +184,9 @@ def _plain_trajectory(tx):
   def step(carry, _):
     params, opt_state = carry
     loss, grads = jax.value_and_grad(_loss)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    # As train.py calls it: the loss as value= (reduce_on_plateau reads it).
+    updates, opt_state = optax.with_extra_args_support(tx).update(grads, opt_state, params,
+                                                                  value=loss)
     return (optax.apply_updates(params, updates), opt_state), loss
 
   (params, _), losses = jax.lax.scan(step, (PARAMS, state), None, length=STEPS)

@@ -3,9 +3,17 @@
 An optimizer is a *factory* whose keyword arguments are hyperparameters, e.g.
 ``lambda learning_rate, weight_decay: optax.adamw(learning_rate,
 weight_decay=weight_decay)``. jaxsweep wraps it once with
-``optax.inject_hyperparams`` so every numeric argument lives in
-``opt_state.hyperparams`` as a traced float32 array; each variant's values are
-written there at init (optax#932), so changing values never recompiles.
+``optax.inject_hyperparams`` so every traced argument (floats, and any swept
+number) lives in ``opt_state.hyperparams`` as a float32 array; each
+variant's values are written there at init (optax#932), so changing values
+never recompiles. Other arguments (integers such as ``decay_steps=200``,
+strings, bools) are passed as Python values: Optax checks step counts in
+Python (``if not decay_steps > 0``).
+
+The engine passes the loss to ``tx.update`` as ``value=`` (Optax's extra
+arguments), so ``optax.contrib.reduce_on_plateau`` works inside a factory;
+:func:`reduce_on_plateau` is the same transformation with traceable
+arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxsweep import errors
@@ -25,6 +34,13 @@ from jaxsweep.components import registry
 def is_numeric(value: Any) -> bool:
   """Numbers are value hyperparameters; bools and strings are structural."""
   return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def traced_by_default(value: Any) -> bool:
+  """Whether an optimizer argument with this value (or default) is traced
+  unless marked static: floats are; integers, like other non-floats, are
+  step counts or sizes that Optax reads in Python, traced only when swept."""
+  return isinstance(value, (float, np.floating))
 
 
 def is_static_zero(value: Any) -> bool:
@@ -43,13 +59,19 @@ class Injected(NamedTuple):
 
   Attributes:
     tx: the transformation, built once (outside ``vmap``) with placeholder
-      values; ``tx.update`` reads each variant's values from its state.
+      values; ``tx.update`` reads each variant's values from its state and
+      passes extra arguments (``value=``) on.
     rebuild: ``values -> transformation`` with those values, used by
       :func:`init_state` so values read at ``init`` are honoured per variant.
+    factory: the user's factory, and ``static`` / ``traced`` its arguments
+      as :func:`wrap` received them (for :func:`untraceable`).
   """
 
   tx: optax.GradientTransformationExtraArgs
   rebuild: Callable[[Mapping[str, Any]], optax.GradientTransformationExtraArgs]
+  factory: Callable[..., optax.GradientTransformation] | None = None
+  static: Mapping[str, Any] = {}
+  traced: Mapping[str, float] = {}
 
 
 def wrap(opt_factory: Callable[..., optax.GradientTransformation],
@@ -61,7 +83,9 @@ def wrap(opt_factory: Callable[..., optax.GradientTransformation],
     static: structural arguments (bools, strings, numbers marked static),
       bound as Python values.
     traced: numeric arguments with placeholder values; per-variant values
-      are written with :func:`init_state`.
+      are written with :func:`init_state`. An argument in neither keeps its
+      default: traced if it is a float (:func:`traced_by_default`), else
+      passed as a Python value.
 
   Returns:
     An :class:`Injected` optimizer.
@@ -73,15 +97,19 @@ def wrap(opt_factory: Callable[..., optax.GradientTransformation],
     >>> float(state.hyperparams["learning_rate"])
     0.5
   """
+  # inject_hyperparams traces every numeric default it binds, ints included.
+  defaults = registry.signature_args(opt_factory)
+  static_args = (*static, *(a for a, d in defaults.items() if a not in static
+                            and a not in traced and not traced_by_default(d)))
   # hyperparam_dtype: optax#1414 (float32 whatever the placeholder's type).
   injectable = optax.inject_hyperparams(
-      opt_factory, static_args=tuple(static), hyperparam_dtype=jnp.float32)
+      opt_factory, static_args=static_args, hyperparam_dtype=jnp.float32)
   placeholders = {k: float(v) for k, v in traced.items()}
 
   def rebuild(values: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
     return injectable(**static, **{**placeholders, **values})
 
-  return Injected(rebuild({}), rebuild)
+  return Injected(rebuild({}), rebuild, opt_factory, dict(static), placeholders)
 
 
 def transformation(opt: Injected | optax.GradientTransformation
@@ -127,6 +155,102 @@ def init_state(opt: Injected | optax.GradientTransformation, params,
   return set_hparams(state, values)
 
 
+_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+                  jax.errors.TracerIntegerConversionError,
+                  jax.errors.TracerArrayConversionError)
+
+
+def untraceable(opt: Injected, params) -> tuple[str, ...]:
+  """The traced arguments a factory cannot take as traced values.
+
+  Each traced argument is traced alone (the others bound as Python values)
+  through the factory and ``init``; those that raise a tracer error are
+  used in Python control flow, by the factory or by Optax inside it
+  (``optax.warmup_cosine_decay_schedule`` tests ``peak_value == 0.0``).
+
+  Args:
+    opt: the optimizer from :func:`wrap`.
+    params: one variant's parameters (arrays or shape structs).
+  """
+  out = []
+  for name, value in opt.traced.items():
+    others = {k: v for k, v in opt.traced.items() if k != name}
+    try:
+      one = wrap(opt.factory, {**opt.static, **others}, {name: value})
+      jax.eval_shape(lambda v, p, one=one, name=name: init_state(one, p, {name: v}),
+                     jnp.float32(value), params)
+    except _TRACER_ERRORS:
+      out.append(name)
+    except Exception:  # pylint: disable=broad-except  # Another fault: not this one's.
+      pass
+  return tuple(out)
+
+
+def reduce_on_plateau(factor=0.1, patience=10, *, rtol=1e-4, atol=0.0, cooldown=0,
+                      accumulation_size=1, min_scale=0.0
+                      ) -> optax.GradientTransformationExtraArgs:
+  """``optax.contrib.reduce_on_plateau`` with every argument traceable.
+
+  The same state (``optax.contrib.ReduceLROnPlateauState``) and arithmetic
+  as Optax's, whose argument checks (``if factor <= 0.0``) need Python
+  numbers: here ``factor`` and ``patience`` may be per-variant values. The
+  update scales the updates by the current scale and reads the loss from
+  ``update(..., value=loss)``, which the engine passes.
+
+  Args:
+    factor: the scale is multiplied by it after ``patience`` windows
+      without improvement; 1 never reduces.
+    patience: windows without improvement before reducing (a float is
+      compared with the integer count).
+    rtol, atol: an improvement is ``avg < (1 - rtol) * best - atol``.
+    cooldown: windows to wait after a reduction.
+    accumulation_size: losses averaged per window (the engine passes each
+      step's training batch loss).
+    min_scale: the scale never goes below it.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxsweep as js
+    >>> tx = js.optim.reduce_on_plateau(factor=0.5, patience=1)
+    >>> params = {"w": jnp.ones(2)}
+    >>> state = tx.init(params)
+    >>> for loss in (1.0, 1.0, 1.0):
+    ...   _, state = tx.update(params, state, params, value=jnp.asarray(loss))
+    >>> float(state.scale)
+    0.25
+  """
+  def init_fn(params):
+    low, high = optax.tree.dtype(params, "lowest"), optax.tree.dtype(params, "highest")
+    return optax.contrib.ReduceLROnPlateauState(
+        scale=jnp.asarray(1.0, low), best_value=jnp.asarray(jnp.inf, high),
+        plateau_count=jnp.asarray(0, jnp.int32), cooldown_count=jnp.asarray(0, jnp.int32),
+        count=jnp.asarray(0, jnp.int32), avg_value=jnp.asarray(0.0, high))
+
+  def update_scale(state):
+    improved = state.avg_value < (1 - rtol) * state.best_value - atol
+    plateau = jnp.where(improved, 0, state.plateau_count + 1)
+    hit = plateau == patience
+    cooling = state.cooldown_count > 0  # Optax's lax.cond, as selects.
+    scale = jnp.maximum(jnp.where(hit, state.scale * factor, state.scale), min_scale)
+    return state._replace(
+        best_value=jnp.where(improved, state.avg_value, state.best_value
+                             ).astype(state.best_value.dtype),
+        plateau_count=jnp.where(cooling | hit, 0, plateau).astype(jnp.int32),
+        scale=jnp.where(cooling, state.scale, scale).astype(state.scale.dtype),
+        cooldown_count=jnp.where(cooling, state.cooldown_count - 1,
+                                 jnp.where(hit, cooldown, 0)).astype(jnp.int32),
+        count=jnp.asarray(0, jnp.int32), avg_value=jnp.zeros_like(state.avg_value))
+
+  def update_fn(updates, state, params=None, *, value, **extra_args):
+    del params, extra_args  # Unused.
+    count = state.count + 1
+    avg = (state.count * state.avg_value + jnp.asarray(value, state.avg_value.dtype)) / count
+    state = state._replace(avg_value=avg.astype(state.avg_value.dtype), count=count)
+    state = jax.lax.cond(count == accumulation_size, update_scale, lambda s: s, state)
+    return jax.tree.map(lambda g: state.scale * g, updates), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 # --------------------------------------------------------------------------
 # Learning-rate schedules written in jnp arithmetic so that every numeric
 # parameter (warmup, decay steps, rates) can be a traced per-variant value.
@@ -137,9 +261,12 @@ def schedule(name: str | tuple[str, ...], learning_rate, *, total_steps, warmup_
   """Returns ``count -> lr`` for a named schedule (all parameters traced).
 
   Args:
-    name: ``constant``, ``cosine``, ``warmup_cosine``, ``exponential`` or
-      ``step``; or a tuple of them, picked per variant by the traced
-      ``index`` (``lax.switch``: one compiled program for every schedule).
+    name: ``constant``, ``cosine``, ``warmup_cosine``, ``exponential``,
+      ``step`` or ``reduce_on_plateau`` (constant here: the registered
+      optimizers add :func:`reduce_on_plateau`, with factor ``decay_rate``
+      and their ``patience``, which scales the updates); or a tuple of them,
+      picked per variant by the traced ``index`` (``lax.switch``: one
+      compiled program for every schedule).
     learning_rate: the peak learning rate.
     total_steps: training steps (cosine decays over them).
     warmup_steps: linear warmup length (``warmup_cosine``; also honoured by
@@ -166,7 +293,7 @@ def schedule(name: str | tuple[str, ...], learning_rate, *, total_steps, warmup_
     span = jnp.maximum(total - warm, 1.0)
 
     def factor_of(n):
-      if n == "constant":
+      if n in ("constant", "reduce_on_plateau"):  # The latter scales the updates.
         return jnp.ones([], jnp.float32)
       if n in ("cosine", "warmup_cosine"):
         frac = jnp.clip(after / span, 0.0, 1.0)
@@ -186,7 +313,8 @@ def schedule(name: str | tuple[str, ...], learning_rate, *, total_steps, warmup_
   return fn
 
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step",
+             "reduce_on_plateau")
 
 
 def _index(index) -> jax.Array:
@@ -221,6 +349,17 @@ names = REGISTRY.names
 get = REGISTRY.get
 
 
+def _on_plateau(tx, schedule_name, factor, patience, index) -> optax.GradientTransformation:
+  """``tx`` then :func:`reduce_on_plateau` when the schedule is (or may be,
+  in a vectorized choice) ``reduce_on_plateau``; other choices get factor 1."""
+  names = schedule_name if isinstance(schedule_name, tuple) else (schedule_name,)
+  if "reduce_on_plateau" not in names:
+    return tx
+  if len(names) > 1:
+    factor = jnp.where(_index(index) == names.index("reduce_on_plateau"), factor, 1.0)
+  return optax.chain(tx, reduce_on_plateau(factor, patience))
+
+
 def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
         decay_steps, schedule_index=0.0):
   # The constant schedule is exact (lr * 1 * 1) when warmup_steps is 0.
@@ -232,11 +371,12 @@ def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
 @REGISTRY.register("sgd")
 def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-        decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+        decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """SGD (momentum when ``momentum > 0``; Nesterov with ``nesterov: true``)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   tx = optax.sgd(lr, momentum=momentum, nesterov=nesterov)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
@@ -244,45 +384,50 @@ def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
 def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
                  weight_decay=0.0, grad_clip=0.0, schedule="constant",
                  warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-                 total_steps=1000.0, schedule_index=0.0):
+                 total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """SGD with heavy-ball momentum (0.9 by default)."""
   return sgd(learning_rate, momentum=momentum, nesterov=nesterov,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
              warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index)
+             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index,
+             patience=patience)
 
 
 @REGISTRY.register("nesterov")
 def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
                  grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, patience=10.0,
+                 schedule_index=0.0):
   """SGD with Nesterov momentum."""
   return sgd(learning_rate, momentum=momentum, nesterov=True,
              weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
              warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index)
+             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index,
+             patience=patience)
 
 
 @REGISTRY.register("adam")
 def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+         decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """Adam; ``weight_decay`` here is L2 added to the gradient (use adamw for
   decoupled decay)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
 @REGISTRY.register("adamw")
 def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
           grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-          decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+          decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip)
 
 
@@ -292,7 +437,7 @@ def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
 def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
             centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
             grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-            decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+            decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """RMSProp (Hinton 2012); ``centered`` divides by the gradient's std.
 
   ``momentum`` is always passed on (a trace with decay 0 is the identity), so
@@ -303,43 +448,48 @@ def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
            schedule_index)
   tx = optax.rmsprop(lr, decay=decay, eps=eps, momentum=momentum, centered=centered,
                      nesterov=nesterov, eps_in_sqrt=eps_in_sqrt)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
 @REGISTRY.register("adagrad")
 def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
             weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-            decay_rate=0.1, decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+            decay_rate=0.1, decay_steps=None, total_steps=1000.0, patience=10.0,
+            schedule_index=0.0):
   """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
   L2 on the gradient."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   # init_state builds each variant's accumulator from its own initial value.
   tx = optax.adagrad(lr, initial_accumulator_value=initial_accumulator_value, eps=eps)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
 
 
 @REGISTRY.register("lamb")
 def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, schedule_index=0.0):
+         decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """LAMB (You et al. 2020): Adam with decoupled decay and a per-layer trust
   ratio."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip)
 
 
 @REGISTRY.register("lion")
 def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
          schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-         total_steps=1000.0, schedule_index=0.0):
+         total_steps=1000.0, patience=10.0, schedule_index=0.0):
   """Lion (Chen et al. 2023): sign updates, so its learning rate is typically
   3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
   lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
            schedule_index)
   tx = optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay)
+  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
   return _with_extras(tx, grad_clip=grad_clip)
 
 
@@ -393,16 +543,17 @@ def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
     def init_fn(params):
       return tuple(tx.init(params) for tx in txs)
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
       def branch(i):
-        def run(updates, state, params):
-          new, inner = txs[i].update(updates, state[i], params)
+        def run(updates, state, params, extra_args):
+          new, inner = optax.with_extra_args_support(txs[i]).update(
+              updates, state[i], params, **extra_args)
           return new, tuple(inner if j == i else s for j, s in enumerate(state))
         return run
       return jax.lax.switch(_index(optimizer_index), [branch(i) for i in range(len(txs))],
-                            updates, state, params)
+                            updates, state, params, extra_args)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
   factory.__signature__ = inspect.Signature(params)
   factory.__name__ = factory.__qualname__ = "choice_" + "_".join(names)

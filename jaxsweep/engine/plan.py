@@ -9,13 +9,16 @@ The first stage of the engine, pure Python (no JAX computation)::
        or CHOICE (a string picked per variant by a traced index)
     -> groups: variants with equal static settings share one program.
 
-What is traced: ``seed``; numeric optimizer and loss arguments; numeric
-keyword arguments of the model's ``__call__`` (``dropout_rate``) and
-``model.init_scale``. What is static: model-factory arguments, strings,
-bools, data and train settings, and any name the user marks static.
-Every numeric argument of a group's optimizer is traced even when not swept
+What is traced: ``seed``; float optimizer arguments and any swept numeric
+one; numeric loss arguments; numeric keyword arguments of the model's
+``__call__`` (``dropout_rate``) and ``model.init_scale``. What is static:
+model-factory arguments, strings, bools, integer optimizer arguments that
+are not swept (``decay_steps=200``: Optax branches on step counts in
+Python), data and train settings, and any name the user marks static.
+Every float argument of a group's optimizer is traced even when not set
 (``optax.inject_hyperparams`` keeps them in ``opt_state.hyperparams``), so
-sweeping one more of them later is a new value, not a new program.
+sweeping one more of them later is a new value, not a new program; one
+marked static keeps its default as a Python value.
 
 The next stage, :mod:`jaxsweep.engine.program`, builds each group's program
 from the group's classification; nothing downstream re-derives it.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -173,15 +176,26 @@ class Signature:
   var_kwargs: frozenset[str]
   call_args: Mapping[str, Any]
 
-  def classify(self, key: Key, value: Any, components: Components) -> str:
-    """The role of one setting: :data:`STATIC`, :data:`TRACED` or :data:`CHOICE`."""
+  def classify(self, key: Key, value: Any, components: Components,
+               swept: Collection[Key] = ()) -> str:
+    """The role of one setting: :data:`STATIC`, :data:`TRACED` or :data:`CHOICE`.
+
+    Args:
+      key: the setting.
+      value: its value for one variant.
+      components: what is trained (its ``static`` and ``vectorize`` keys).
+      swept: the keys the sweep varies: an integer optimizer argument is
+        traced only when swept.
+    """
     if key.is_seed:
       return TRACED
     if key in components.vectorize and not key.is_seed and not optim.is_numeric(value):
       return CHOICE
     if key in components.static or not optim.is_numeric(value):
       return STATIC
-    if key.slot in ("optimizer", "loss"):
+    if key.slot == "optimizer":
+      return TRACED if (optim.traced_by_default(value) or key in swept) else STATIC
+    if key.slot == "loss":
       return TRACED
     if key.slot == "model" and key.arg not in self.accepted["model"]:
       return TRACED if (key.arg in self.call_args or key == INIT_SCALE) else STATIC
@@ -440,6 +454,7 @@ def make_plan(components: Components, base: Mapping[str, Any],
   shown = {keys.parse(k): v for k, v in (display or {}).items()}
   shown = {k: shown.get(k, str(k)) for k in swept}
 
+  swept_set = frozenset(swept)
   groups: dict[tuple, Group] = {}
   sig_cache: dict[tuple, Signature] = {}
   model_cache: dict = {}
@@ -457,7 +472,7 @@ def make_plan(components: Components, base: Mapping[str, Any],
     _check_values(settings, sig.accepted, sig.call_args)
     static, traced, chosen = {}, [], {}
     for k, v in settings.items():
-      role = sig.classify(k, v, components)
+      role = sig.classify(k, v, components, swept_set)
       if role == CHOICE:
         chosen[k] = v
       elif role == TRACED:
@@ -483,20 +498,33 @@ def make_plan(components: Components, base: Mapping[str, Any],
         accepted[key.slot] = components.accepted(key.slot, options)
         g.signature = dataclasses.replace(g.signature, accepted=accepted)
     g.traced += _unswept_optimizer_args(components, g)
+    g.static.update(_unswept_static_args(components, g))
     g.defaults = _traced_defaults(g)
   ids = [space.variant_id({str(k): v[k] for k in swept if k in v}) for v in variants]
   return Plan(components, variants, swept, shown, list(groups.values()), ids)
 
 
 def _unswept_optimizer_args(components: Components, group: Group) -> tuple[Key, ...]:
-  """Every numeric optimizer argument not set static becomes traced."""
+  """Every float optimizer default not set and not marked static becomes traced."""
   out = []
   for arg, default in group.signature.accepted["optimizer"].items():
     key = Key("optimizer", arg)
-    if (optim.is_numeric(default) and key not in components.static
+    if (optim.traced_by_default(default) and key not in components.static
         and key not in group.static and key not in group.traced):
       out.append(key)
   return tuple(out)
+
+
+def _unswept_static_args(components: Components, group: Group) -> dict[Key, Any]:
+  """Optimizer defaults the user marked static (``static=["decay_steps"]``)
+  without setting them: the factory receives the default as a Python value."""
+  out = {}
+  for arg, default in group.signature.accepted["optimizer"].items():
+    key = Key("optimizer", arg)
+    if (key in components.static and optim.is_numeric(default)
+        and key not in group.static and key not in group.traced):
+      out[key] = default
+  return out
 
 
 def _traced_defaults(group: Group) -> dict[Key, Any]:

@@ -229,6 +229,7 @@ class GroupProgram:
     loss: the loss as the program calls it (static arguments bound).
     metrics: name -> metric function; ``None`` for the task's defaults.
     model_args: the factory arguments the model was built with.
+    optimizer: the optimizer as the program calls it (:func:`jaxsweep.optim.wrap`).
   """
 
   program: train_lib.Program
@@ -242,6 +243,7 @@ class GroupProgram:
   loss: Callable | None = None
   metrics: Mapping[str, Callable] | None = None
   model_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  optimizer: Any = None
 
 
 _CACHE: collections.OrderedDict[tuple, GroupProgram] = collections.OrderedDict()
@@ -324,7 +326,7 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
       program=program, dataset=dataset, model=model_fns, metric_names=tuple(metrics),
       derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),
       period=jax.vmap(program.period, in_axes=(0, 0, None)), loss=loss_bound,
-      metrics=metrics, model_args=factory_static)
+      metrics=metrics, model_args=factory_static, optimizer=opt)
   _CACHE[cache_key] = built
   while len(_CACHE) > _CACHE_SIZE:
     _CACHE.popitem(last=False)
@@ -372,6 +374,49 @@ def _raised(e: Exception, what: str, key: str) -> errors.ModelError:
           "before training)")
 
 
+def _init_error(plan: plan_lib.Plan, built: GroupProgram, hp, data, e: Exception
+                ) -> errors.ConfigError:
+  """Why a variant failed to initialise: its model, or its optimizer (then
+  naming a traced argument the factory uses in Python control flow)."""
+  try:
+    x = data["train"]["x"]
+    init_kw = {k: v for k, v in hp["model"].items() if k in built.model.init_args}
+    variables = jax.eval_shape(
+        lambda key, x: built.model.init(key, x, **init_kw), jax.random.key(0),
+        jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
+  except Exception:  # pylint: disable=broad-except  # The model's fault: e says it.
+    return errors.ModelError(
+        f"the model failed to initialise on inputs of shape "
+        f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
+        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
+        key="model", fix="fix the model at the line named (it was traced once on one "
+                         "example, before training)")
+  opt, cause = built.optimizer, f"{errors.user_frame(e)}({type(e).__name__}: " \
+                                f"{errors.first_line(e)})"
+  names = ()
+  if isinstance(opt, optim.Injected) and isinstance(e, _TRACER_ERRORS):
+    names = optim.untraceable(opt, dict(variables)["params"])
+  if not names:
+    return errors.ConfigError(
+        f"the optimizer failed to initialise, {cause}", key="optimizer",
+        fix="fix the optimizer factory at the line named (it was traced once, before "
+            "training)")
+  name = names[0]
+  why = ("it is swept" if Key("optimizer", name) in plan.swept else
+         "a float is traced unless marked static, so sweeping it never recompiles")
+  factory = getattr(opt.factory, "__name__", "<lambda>")
+  factory = "" if factory == "<lambda>" else f" {factory}"
+  return errors.ConfigError(
+      f"the optimizer factory{factory} cannot take {name} as a traced per-variant value "
+      f"({why}): it, or Optax inside it, uses the value in Python control flow, {cause}",
+      key=f"optimizer.{name}",
+      fix=f"mark it static (static={list(names)}: one compiled program per value), or "
+          "use it only in arithmetic: js.optim.schedule(name, learning_rate, ...) and "
+          "js.optim.reduce_on_plateau(factor, patience) take traced values, and "
+          "lambda count: learning_rate * sched(count) scales an Optax schedule built "
+          "from constants")
+
+
 def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> None:
   """Checks a group's data, then traces one variant abstractly, before anything
   compiles.
@@ -396,12 +441,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram) -> No
   except errors.ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise errors.ModelError(
-        f"the model failed to initialise on inputs of shape "
-        f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
-        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
-        key="model", fix="fix the model at the line named (it was traced once on one "
-                         "example, before training)") from e
+    raise _init_error(plan, built, hp, data, e) from e
   batch = {k: jax.ShapeDtypeStruct((settings.batch_size,) + np.shape(a)[1:],
                                     np.asarray(a).dtype)
            for k, a in built.dataset.train.items()}

@@ -112,7 +112,9 @@ def make_train(model: models_lib.ModelFns,
   Args:
     model: the model as pure functions (:func:`jaxsweep.models.to_model_fns`).
     opt: the optimizer, built once with :func:`jaxsweep.optim.wrap` (or a
-      plain optax transformation: then no value is per variant).
+      plain optax transformation: then no value is per variant). Its
+      ``update`` receives the batch loss as ``value=`` when it takes extra
+      arguments (``optax.GradientTransformationExtraArgs``).
     loss_fn: ``loss(outputs, batch, **hparams["loss"]) -> scalar``.
     metrics: name -> ``metric(outputs, batch) -> scalar or [B]``.
     settings: steps, batch size, eval period.
@@ -147,6 +149,13 @@ def make_train(model: models_lib.ModelFns,
   """
   steps, batch_size = settings.steps, settings.batch_size
   tx = optim.transformation(opt)
+
+  def extra(loss) -> dict:
+    """Optax's extra arguments: the batch loss as ``value=``
+    (``optax.contrib.reduce_on_plateau`` reads it; the others ignore it)."""
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+      return {"value": loss}
+    return {}
 
   def model_hp(hparams):
     return dict(hparams.get("model", {}))
@@ -195,7 +204,7 @@ def make_train(model: models_lib.ModelFns,
       return loss_fn(out, batch, **hparams.get("loss", {})), updates
 
     (loss, updates), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra(loss))
     params = optax.apply_updates(state.params, param_updates)
     model_state = {**state.model_state, **updates}
 

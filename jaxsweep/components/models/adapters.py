@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -169,10 +170,21 @@ def from_pair(init_fn: Callable, apply_fn: Callable) -> ModelFns:
 def from_nnx(factory: Callable[..., Any]) -> ModelFns:
   """Wraps a Flax NNX model built by ``factory(rngs=nnx.Rngs(...))``.
 
-  The model is only used through ``nnx.split``/``nnx.merge``: parameters
-  (``nnx.Param``) are trained, other state (e.g. batch statistics) is carried
-  as mutable model state, per variant. Dropout layers draw from an
-  ``nnx.Rngs`` stream that jaxsweep re-seeds from the variant's key each step.
+  The model is only used through ``nnx.split``/``nnx.merge``, with its state
+  held as plain arrays (pure dicts), so every variant has its own:
+
+  * ``nnx.Param`` values are the trained ``params``;
+  * other variables (``nnx.BatchStat``: ``nnx.BatchNorm``'s running mean and
+    variance) are mutable model state under ``nnx_state``, updated by each
+    training step and read at evaluation;
+  * RNG streams (``nnx.RngKey`` / ``nnx.RngCount``, e.g. the stream an
+    ``nnx.Dropout`` keeps) are not carried: each training step reseeds every
+    stream from the variant's own key for that step, so dropout masks differ
+    between variants and between steps.
+
+  ``factory`` gets ``nnx.Rngs(key, params=key, dropout=...)`` from the
+  variant's seed. Evaluation calls ``model.eval()`` (running averages, no
+  dropout): deterministic.
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxsweep as js
@@ -183,32 +195,56 @@ def from_nnx(factory: Callable[..., Any]) -> ModelFns:
     (3, 2)
   """
   def build(key):
-    return factory(rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
+    return factory(rngs=nnx.Rngs(jax.random.fold_in(key, 2), params=key,
+                                 dropout=jax.random.fold_in(key, 1)))
 
-  graphdef_box = {}
+  static = {}
 
-  def graphdef():
-    if "g" not in graphdef_box:  # Static structure, identical for all variants.
+  def structure():
+    """The graph (static, the same for every variant) and the RNG state's
+    shapes, from an abstract model."""
+    if not static:
       abstract = nnx.eval_shape(lambda: build(jax.random.key(0)))
-      graphdef_box["g"] = nnx.split(abstract, nnx.Param, ...)[0]
-    return graphdef_box["g"]
+      graphdef, _, rngs, _ = nnx.split(abstract, nnx.Param, nnx.RngState, ...)
+      static["graphdef"], static["rngs"] = graphdef, nnx.to_pure_dict(rngs)
+    return static["graphdef"], static["rngs"]
 
-  def init(key, x):
-    del x  # Unused: NNX models know their input size at construction.
-    _, params, rest = nnx.split(build(key), nnx.Param, ...)
+  def split(model):
+    _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    return nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+  def rng_state(rng):
+    """Every stream's key from ``rng`` (the i-th stream's ``fold_in(rng,
+    i)``), every count 0."""
+    leaves, treedef = jax.tree.flatten(structure()[1])
+    out = []
+    for i, leaf in enumerate(leaves):
+      if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        key = jax.random.fold_in(rng, i)
+        out.append(jax.random.split(key, leaf.shape) if leaf.shape else key)
+      else:
+        out.append(jnp.zeros(leaf.shape, leaf.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+  def init(key, x, **hparams):
+    del x, hparams  # Unused: NNX models know their input size at construction.
+    params, rest = split(build(key))
     return {"params": params, "nnx_state": rest}
 
   def apply(variables, x, *, train: bool, rng=None, **hparams):
-    model = nnx.merge(graphdef(), variables["params"], variables["nnx_state"])
+    graphdef, _ = structure()
+    # Eval needs no randomness; a fixed key keeps it deterministic.
+    rngs = rng_state(jax.random.key(0) if rng is None else rng)
+    # As jax arrays: NNX writes batch statistics in place (not into numpy's).
+    params, rest = jax.tree.map(jnp.asarray,
+                                (variables["params"], variables["nnx_state"]))
+    model = nnx.merge(graphdef, params, rngs, rest)
     if train:
       model.train()
     else:
       model.eval()
-    if rng is not None:
-      nnx.reseed(model, dropout=rng)
     out = model(x, **hparams)
-    _, _, rest = nnx.split(model, nnx.Param, ...)
-    return out, ({"nnx_state": rest} if train else {})
+    return out, ({"nnx_state": split(model)[1]} if train else {})
 
   return ModelFns(init, apply, ())
 
