@@ -175,7 +175,8 @@ def test_padded_parameters_stay_zero_under_weight_decay(runs):
   variant: exactly 0 after training with weight decay."""
   m = runs["masked"]
   for i in range(len(m.rows)):
-    _assert_padding_zero(m.params(i), tuple(m.rows[i]["features"]), i)
+    params = m.params(i)
+    _assert_padding_zero(params, _real_slices(tuple(m.rows[i]["features"]), params), i)
   shallow = [i for i in range(len(m.rows)) if len(m.rows[i]["features"]) == 1]
   for i in shallow:
     for name in ("hidden_1", "bn_1"):
@@ -206,55 +207,67 @@ def _optimizers():
   return out
 
 
-def test_every_optimizer_keeps_padded_parameters_and_their_state_zero():
-  """Three steps of each registered optimizer on the shallow, narrow variant
-  padded to the deep, wide network (batch norm, dropout): padded params
-  and every padded entry of the optimizer state stay exactly 0. One jitted
-  program for all optimizers (compiling each apart costs more)."""
-  option, index = OPTIONS[0], 0
-  model = js.models.mlp(features=OPTIONS, num_outputs=4, batch_norm=True)
-  variables = model.init({"params": KEY, "dropout": KEY}, X, features_index=index)
-  opts = _optimizers()
+def _train_every_optimizer(model, x, y, index):
+  """Three steps of each registered optimizer (weight decay 0.1 where it
+  takes one) on variant ``index`` of ``model``, train mode, dropout 0.2.
+  One jitted program for all (compiling each apart costs more).
 
-  def loss(params, stats, t):
-    logits, _ = model.apply({"params": params, **stats}, X, train=True, dropout_rate=0.2,
-                            features_index=index, mutable=["batch_stats"],
-                            rngs={"dropout": jax.random.fold_in(KEY, t)})
-    return optax.softmax_cross_entropy_with_integer_labels(logits, Y).mean()
+  Returns:
+    name -> (initial params, trained params, trained state, initial state).
+  """
+  variables = model.init({"params": KEY, "dropout": KEY}, x, **index)
+  stats = {k: v for k, v in variables.items() if k != "params"}
+
+  def loss(params, t):
+    logits, _ = model.apply({"params": params, **stats}, x, train=True, dropout_rate=0.2,
+                            mutable=["batch_stats"], rngs={"dropout": jax.random.fold_in(KEY, t)},
+                            **index)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   @jax.jit
-  def train_all(params, stats):
+  def train_all(params):
     out = {}
-    for name, tx in opts.items():
+    for name, tx in _optimizers().items():
       def step(carry, t, tx=tx):
         p, s = carry
-        u, s = tx.update(jax.grad(loss)(p, stats, t), s, p)
+        u, s = tx.update(jax.grad(loss)(p, t), s, p)
         return (optax.apply_updates(p, u), s), None
       start = tx.init(params)
       out[name] = (*jax.lax.scan(step, (params, start), jnp.arange(3))[0], start)
     return out
 
-  stats = {"batch_stats": variables["batch_stats"]}
-  trained = train_all(variables["params"], stats)
+  trained = train_all(variables["params"])
   assert set(trained) == set(optim.REGISTRY.names())
-  params_def = jax.tree.structure(variables["params"])
+  return {k: (variables["params"], *v) for k, v in trained.items()}
 
-  def parts(state):   # Every params-shaped part of a state (moments, traces, sums).
-    return [sub for sub in jax.tree.leaves(
-        state, is_leaf=lambda n: jax.tree.structure(n) == params_def)
-            if jax.tree.structure(sub) == params_def]
 
-  for name, (params, state, start) in trained.items():
-    _assert_padding_zero(params, option, name)
-    assert bool(jnp.any(params["hidden_0"]["kernel"] != variables["params"]["hidden_0"]["kernel"]))
-    # Padded state entries keep their initial values (0; adagrad's 0.1).
+def _assert_padding_stays(trained, slices, moved):
+  """Padded params stay 0 and padded state entries at their initial values
+  (0; adagrad's accumulator 0.1); layer ``moved`` trained."""
+  for name, (params0, params, state, start) in trained.items():
+    params_def = jax.tree.structure(params)
+
+    def parts(state, params_def=params_def):   # Params-shaped parts: moments, traces, sums.
+      return [sub for sub in jax.tree.leaves(
+          state, is_leaf=lambda n: jax.tree.structure(n) == params_def)
+              if jax.tree.structure(sub) == params_def]
+
+    _assert_padding_zero(params, slices, name)
+    assert bool(jnp.any(params[moved]["kernel"] != params0[moved]["kernel"])), name
     for sub, sub0 in zip(parts(state), parts(start), strict=True):
-      _assert_padding_zero(jax.tree.map(jnp.subtract, sub, sub0), option, name)
+      _assert_padding_zero(jax.tree.map(jnp.subtract, sub, sub0), slices, name)
 
 
-def _assert_padding_zero(tree, option, what):
-  """Entries of a params-shaped ``tree`` outside ``option``'s units are 0."""
-  slices = _real_slices(option, tree)
+def test_every_optimizer_keeps_padded_parameters_and_their_state_zero():
+  """The shallow, narrow MLP padded to the deep, wide one (batch norm)."""
+  model = js.models.mlp(features=OPTIONS, num_outputs=4, batch_norm=True)
+  trained = _train_every_optimizer(model, X, Y, {"features_index": 0})
+  _assert_padding_stays(trained, _real_slices(OPTIONS[0], trained["adam"][1]), "hidden_0")
+
+
+def _assert_padding_zero(tree, slices, what):
+  """Entries of a params-shaped ``tree`` outside ``slices`` (layer -> leaf ->
+  the real entries; a layer not named is all padding) are 0."""
   for name, leaves in tree.items():
     for leaf, value in leaves.items():
       rest = np.ones(np.shape(value), bool)
@@ -275,3 +288,84 @@ def test_orthogonal_with_vectorized_widths_is_refused():
     js.run(model=js.models.mlp, optimizer=helpers.adam, data=helpers.DATA,
            sweep={"features": [list(o) for o in OPTIONS]}, fixed={"kernel_init": "orthogonal"},
            vectorize=["features"], steps=1, batch_size=helpers.BATCH)
+
+
+# --------------------------------------------------------------------------
+# The CNN: a vectorized choice of channels (one number of blocks).
+
+CHANNELS = ((4, 8), (8, 4))
+_rng = np.random.default_rng(0)
+IMAGES = js.data.arrays(_rng.normal(size=(32, 8, 8, 1)).astype(np.float32),
+                        _rng.integers(0, 4, 32), _rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+                        _rng.integers(0, 4, 16))
+PIXELS = 2 * 2   # 8x8 pooled twice.
+
+
+def _cnn(channels, batch_norm=False):
+  return js.models.cnn(channels=channels, head=(5,), num_outputs=4, batch_norm=batch_norm)
+
+
+def _cnn_slices(option, params):
+  out, cin = {}, 1
+  for layer, c in enumerate(option):
+    out[f"conv_{layer}"] = {"kernel": np.s_[:, :, :cin, :c], "bias": np.s_[:c]}
+    if f"bn_{layer}" in params:
+      out[f"bn_{layer}"] = {"scale": np.s_[:c], "bias": np.s_[:c]}
+    cin = c
+  out["head_0"] = {"kernel": np.s_[:PIXELS * cin, :], "bias": np.s_[:]}
+  out["output"] = {"kernel": np.s_[:, :], "bias": np.s_[:]}
+  return out
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("index", range(len(CHANNELS)))
+def test_masked_cnn_starts_and_runs_as_the_unpadded_cnn(index, batch_norm):
+  option, x = CHANNELS[index], jnp.asarray(IMAGES.train["x"][:8])
+  padded, alone = _cnn(CHANNELS, batch_norm), _cnn(option, batch_norm)
+  rngs = {"params": KEY, "dropout": jax.random.key(4)}
+  vp = padded.init(rngs, x, channels_index=index)
+  va = alone.init(rngs, x)
+  slices = _cnn_slices(option, vp["params"])
+  _assert_padding_zero(vp["params"], slices, "init")
+  for name, leaves in slices.items():
+    for leaf, s in leaves.items():
+      np.testing.assert_array_equal(vp["params"][name][leaf][s], va["params"][name][leaf])
+  for train, rate in ((False, 0.0), (True, 0.3)):
+    kw = {"train": train, "dropout_rate": rate, "rngs": {"dropout": jax.random.key(5)},
+          "mutable": ["batch_stats"] if train and batch_norm else False}
+    out_p = padded.apply(vp, x, channels_index=index, **kw)
+    out_a = alone.apply(va, x, **kw)
+    if kw["mutable"]:
+      (out_p, _), (out_a, _) = out_p, out_a
+    np.testing.assert_allclose(out_p, out_a, err_msg=f"train={train}", **FORWARD)
+
+
+def test_every_optimizer_keeps_padded_cnn_channels_zero():
+  model = _cnn(CHANNELS, batch_norm=True)
+  x, y = jnp.asarray(IMAGES.train["x"][:8]), jnp.asarray(IMAGES.train["y"][:8])
+  trained = _train_every_optimizer(model, x, y, {"channels_index": 0})
+  _assert_padding_stays(trained, _cnn_slices(CHANNELS[0], trained["adam"][1]), "conv_0")
+
+
+def test_cnn_channels_of_different_depths_are_refused():
+  with pytest.raises(js.ConfigError, match="conv blocks") as e:
+    js.models.cnn(channels=((4,), (4, 8)))
+  assert e.value.key == "model.channels" and "vectorize" in e.value.fix
+
+
+def test_cnn_channels_vectorized_through_run():
+  res = js.run(model=_cnn_factory, optimizer=_sgd, data=IMAGES,
+               sweep={"channels": [list(o) for o in CHANNELS]}, vectorize=["channels"],
+               fixed={"learning_rate": 0.1},
+               steps=2, batch_size=8)
+  assert {r["group"] for r in res.rows} == {0}
+  for i, row in enumerate(res.rows):
+    option = tuple(row["channels"])
+    params = res.params(i)
+    _assert_padding_zero(params, _cnn_slices(option, params), i)
+    alone = _cnn(option).init(KEY, IMAGES.train["x"][:1])["params"]
+    assert row["params"] == js.models.count_params(alone)
+
+
+def _cnn_factory(channels=(4,)):
+  return _cnn(channels)
