@@ -8,6 +8,8 @@ a little more (``TRAINED``). Padded parameters are compared exactly.
 """
 
 import inspect
+import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -369,3 +371,15 @@ def test_cnn_channels_vectorized_through_run():
 
 def _cnn_factory(channels=(4,)):
   return _cnn(channels)
+
+
+# --------------------------------------------------------------------------
+# The opt-in interface for user models, as documented.
+
+def test_the_documented_user_model_example_runs():
+  path = os.path.join(os.path.dirname(__file__), "..", "docs_masked.md")
+  with open(path, encoding="utf-8") as f:
+    blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+  example = [b for b in blocks if "class Net" in b]
+  assert len(example) == 1
+  exec(compile(example[0], path, "exec"), {"__name__": "docs_masked"})  # noqa: S102
