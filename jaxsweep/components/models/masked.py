@@ -16,9 +16,9 @@ A layer beyond a variant's depth has width 0: it is skipped (its input passes
 through unchanged) and its parameters are all zero, so it cannot learn.
 
 :class:`ColumnDense` (and :class:`ColumnConv`, channel by channel) is used
-by the built-in MLP (and CNN) for every kernel, padded or not, so that a variant trained inside a padded population starts from the
-same parameters as the same variant trained alone; they then agree to float
-rounding (the padded matmuls sum over more, zero, terms in another order).
+by the built-in MLP (and CNN) for every kernel, padded or not, so that a
+variant trained inside a padded population starts from the same parameters
+as the same variant trained alone; they then agree to float rounding (the padded matmuls sum over more, zero, terms in another order).
 """
 
 from __future__ import annotations
