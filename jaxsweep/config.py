@@ -118,8 +118,8 @@ def registry_components(vectorize: Any = (), group: Any = ()) -> plan_lib.Compon
 
 
 # String choices that the built-in models and losses can select per variant.
-VECTORIZABLE = ("model.activation", "model.features", "loss.name", "optimizer.name",
-                "optimizer.schedule")
+VECTORIZABLE = ("model.activation", "model.features", "model.channels", "loss.name",
+                "optimizer.name", "optimizer.schedule")
 
 
 def read_yaml(path: str) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def test_factories_fill_num_outputs_and_take_kernel_init():
     assert "num_outputs" in args and "kernel_init" in args
   fns = models.to_model_fns(models.cnn(kernel_init="he_uniform", channels=(4,), head=()))
   v = _numpy_variables(fns, jnp.zeros((1, 8, 8, 1)))
-  assert "Conv_0" in v["params"]
+  assert "conv_0" in v["params"]
 
 
 def test_orthogonal_initializer_without_lapack():
@@ -496,7 +496,7 @@ def test_cnn_trains_with_per_variant_batch_norm():
   assert np.all(hist[-1]["test_accuracy"] > 0.7)
 
   # Batch-norm statistics are per variant and moved away from their init.
-  mean = np.asarray(state.model_state["batch_stats"]["BatchNorm_0"]["mean"])  # [V, C]
+  mean = np.asarray(state.model_state["batch_stats"]["bn_0"]["mean"])  # [V, C]
   assert mean.shape == (4, 8)
   assert np.abs(mean).max() > 1e-3
   for i in range(4):

@@ -15,10 +15,10 @@ width ``w`` when
 A layer beyond a variant's depth has width 0: it is skipped (its input passes
 through unchanged) and its parameters are all zero, so it cannot learn.
 
-:class:`ColumnDense` is used by the built-in MLP for every kernel, padded or
-not, so that a variant trained inside a padded population starts from the
-same parameters as the same variant trained alone; they then agree to float
-rounding (the padded matmuls sum over more, zero, terms in another order).
+:class:`ColumnDense` (and :class:`ColumnConv`, channel by channel) is used
+by the built-in MLP (and CNN) for every kernel, padded or not, so that a
+variant trained inside a padded population starts from the same parameters
+as the same variant trained alone; they then agree to float rounding (the padded matmuls sum over more, zero, terms in another order).
 """
 
 from __future__ import annotations
@@ -57,18 +57,26 @@ def check_initializer(name: str) -> None:
             "or leave model.features out of vectorize")
 
 
-def column_init(name: str, key: jax.Array, rows: int, cols: int, fan_in, fan_out
-                ) -> jax.Array:
-  """A ``[rows, cols]`` kernel drawn column by column, variance-scaled.
+def column_init(name: str, key: jax.Array, rows: int | Sequence[int], cols: int, fan_in,
+                fan_out) -> jax.Array:
+  """A ``[*rows, cols]`` kernel drawn column by column, variance-scaled.
+
+  Column ``j`` (one output unit) is drawn from ``fold_in(key, j)`` with the
+  shape ``rows``; a prefix of its leading axis is the same draw whatever
+  that axis' length (JAX's partitionable threefry), so a layer with fewer
+  inputs or outputs gets a prefix of the wider layer's kernel.
 
   Args:
     name: one of :data:`COLUMN_INITIALIZERS`.
     key: the layer's parameter key.
-    rows, cols: the (padded) shape.
+    rows: the (padded) inputs of one unit: an int (a Dense kernel) or a shape
+      whose leading axis is the one padded (``(in, k, k)`` for a convolution).
+    cols: the (padded) number of units.
     fan_in, fan_out: the variant's own fans (traced ints are fine).
   """
   check_initializer(name)
   scale, mode, dist = COLUMN_INITIALIZERS[name]
+  shape = (rows,) if isinstance(rows, int) else tuple(rows)
   fan_in = jnp.maximum(jnp.asarray(fan_in, jnp.float32), 1.0)
   fan_out = jnp.maximum(jnp.asarray(fan_out, jnp.float32), 1.0)
   fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
@@ -77,11 +85,20 @@ def column_init(name: str, key: jax.Array, rows: int, cols: int, fan_in, fan_out
   def column(j):
     k = jax.random.fold_in(key, j)
     if dist == "truncated_normal":
-      return jax.random.truncated_normal(k, -2.0, 2.0, (rows,), jnp.float32) / _TRUNCATED_STD
-    return jax.random.uniform(k, (rows,), jnp.float32, -1.0, 1.0) * math.sqrt(3.0)
+      return jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32) / _TRUNCATED_STD
+    return jax.random.uniform(k, shape, jnp.float32, -1.0, 1.0) * math.sqrt(3.0)
 
-  unit = jax.vmap(column, out_axes=1)(jnp.arange(cols))
+  unit = jax.vmap(column, out_axes=-1)(jnp.arange(cols))
   return unit * jnp.sqrt(variance)
+
+
+def mask_init(real: jax.Array):
+  """An initializer of ones on real units and zeros on padded ones (a batch
+  norm scale: a zero scale gets zero gradients, so it stays zero)."""
+  def init(key, shape, dtype=jnp.float32):
+    del key, shape  # Unused.
+    return real.astype(dtype)
+  return init
 
 
 class ColumnDense(nn.Module):
@@ -121,7 +138,56 @@ class ColumnDense(nn.Module):
     return x @ kernel + bias
 
 
-def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, np.ndarray]:
+class ColumnConv(nn.Module):
+  """A ``k x k`` SAME convolution whose kernel is drawn channel by channel.
+
+  Output channel ``j``'s kernel ``[in, k, k]`` comes from ``fold_in(key, j)``
+  (:func:`column_init`), so a convolution with fewer input or output
+  channels starts as a prefix of a wider one.
+
+  Attributes:
+    features: output channels (padded).
+    kernel_size: square kernel size.
+    kernel_init: name in :data:`COLUMN_INITIALIZERS`.
+  """
+
+  features: int
+  kernel_size: int = 3
+  kernel_init: str = "lecun_normal"
+
+  @nn.compact
+  def __call__(self, x, *, in_channels=None, out_channels=None, rows_mask=None,
+               cols_mask=None):
+    """The convolution of ``x`` ``[B, H, W, in]``, plus a bias.
+
+    Args:
+      x: images, channels last.
+      in_channels, out_channels: the variant's real channels, for its fans
+        (``k * k * channels``, as flax's variance scaling); default: the shapes.
+      rows_mask, cols_mask: which input and output channels are real.
+    """
+    k, cin = self.kernel_size, x.shape[-1]
+
+    def init(key, shape):
+      del shape  # Unused.
+      kernel = column_init(self.kernel_init, key, (cin, k, k), self.features,
+                           k * k * (cin if in_channels is None else in_channels),
+                           k * k * (self.features if out_channels is None else out_channels))
+      if rows_mask is not None:
+        kernel = kernel * rows_mask[:, None, None, None]
+      if cols_mask is not None:
+        kernel = kernel * cols_mask
+      return jnp.transpose(kernel, (1, 2, 0, 3))   # [k, k, in, out]
+
+    kernel = self.param("kernel", init, (k, k, cin, self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
+def width_table(options: Sequence[Sequence[int]], key: str = "model.features"
+                ) -> tuple[int, int, np.ndarray]:
   """``(depth, width, table)``: the padded depth and width of a choice of
   layer widths, and each option's widths ``[options, depth]`` (0: no layer).
 
@@ -133,8 +199,7 @@ def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, np.ndarray]
     if not o:
       raise errors.ConfigError(
           "a vectorized choice of widths needs at least one layer in every option.",
-          key="model.features", fix="group models without hidden layers apart "
-                                    "(leave model.features out of vectorize)")
+          key=key, fix=f"group models without layers apart (leave {key} out of vectorize)")
   depth = max(len(o) for o in options)
   width = max(max(o) for o in options)
   # numpy: a constant of the traced program, and building it compiles nothing.
@@ -144,17 +209,18 @@ def width_table(options: Sequence[Sequence[int]]) -> tuple[int, int, np.ndarray]
 
 
 def column_dropout(x: jax.Array, rate, rng: jax.Array) -> jax.Array:
-  """Inverted dropout on ``[B, units]`` whose mask is drawn unit by unit.
+  """Inverted dropout on ``[..., units]`` whose mask is drawn unit by unit.
 
-  Unit ``j``'s mask comes from ``fold_in(rng, j)``, so a layer padded to
-  more units drops the same entries of its real units as the unpadded layer.
+  Unit ``j``'s mask (over the leading axes) comes from ``fold_in(rng, j)``,
+  so a layer padded to more units drops the same entries of its real units
+  as the unpadded layer.
   """
   keep = 1.0 - jnp.asarray(rate, jnp.float32)
 
   def column(j):
-    return jax.random.bernoulli(jax.random.fold_in(rng, j), keep, (x.shape[0],))
+    return jax.random.bernoulli(jax.random.fold_in(rng, j), keep, x.shape[:-1])
 
-  mask = jax.vmap(column, out_axes=1)(jnp.arange(x.shape[-1]))
+  mask = jax.vmap(column, out_axes=-1)(jnp.arange(x.shape[-1]))
   return jnp.where(mask, x / jnp.maximum(keep, 1e-6), 0.0).astype(x.dtype)
 
 

@@ -105,7 +105,7 @@ class MLP(nn.Module):
           cols_mask=real)
       if self.batch_norm:
         y = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{layer}",
-                         scale_init=lambda key, shape, dtype=jnp.float32, r=real: r.astype(dtype))(y)
+                         scale_init=masked.mask_init(real))(y)
       y = jnp.where(real, layers_lib.apply_activation(self.activation, y, activation_index), 0.0)
       y = self._dropout(y, train, dropout_rate)
       h = y if layer == 0 else jnp.where(w > 0, y, h)
@@ -122,10 +122,19 @@ class CNN(nn.Module):
 
   Each block is ``Conv(k x k, SAME) -> [BatchNorm] -> activation -> pool(2x2)
   -> dropout``; pooling uses SAME padding so a 1x1 map stays 1x1 (deep
-  stacks on 8x8 digits do not run out of pixels).
+  stacks on 8x8 digits do not run out of pixels). The last block's maps
+  are flattened channel by channel (``[B, C, H, W]``), so a network with
+  fewer channels reads a prefix of a wider one's features.
+
+  With an initializer in :data:`~jaxsweep.components.models.masked.COLUMN_INITIALIZERS`
+  every kernel is drawn unit by unit (:class:`~jaxsweep.components.models.masked.ColumnConv`,
+  :class:`~jaxsweep.components.models.masked.ColumnDense`), so the same CNN
+  padded to more channels starts from the same parameters.
 
   Attributes:
-    channels: output channels of each conv block.
+    channels: output channels of each conv block, or a tuple of such tuples
+      (all of one length): one network padded to the most channels per
+      block, each variant picking its own by the traced ``channels_index``.
     kernel_size: square kernel size.
     pooling: ``max``, ``avg`` or ``none`` (2x2, stride 2).
     head: widths of the hidden dense layers after flattening.
@@ -135,7 +144,7 @@ class CNN(nn.Module):
     kernel_init: name in :data:`INITIALIZERS` (convolutions and dense).
   """
 
-  channels: Sequence[int] = (16, 32)
+  channels: Sequence[int] | Sequence[Sequence[int]] = (16, 32)
   kernel_size: int = 3
   pooling: str = "max"
   head: Sequence[int] = (64,)
@@ -146,7 +155,7 @@ class CNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool = False, dropout_rate=0.0,
-               activation_index=0):
+               activation_index=0, channels_index=0):
     """Logits for images ``x`` of shape ``[B, H, W, C]`` (or ``[B, H, W]``).
 
     Args:
@@ -154,6 +163,8 @@ class CNN(nn.Module):
       train: batch statistics and dropout on.
       dropout_rate: traced dropout rate after each block and head layer.
       activation_index: traced index into a tuple ``activation``.
+      channels_index: traced index into a choice of ``channels`` (ignored
+        for a single tuple).
     """
     if x.ndim == 3:
       x = x[..., None]
@@ -161,28 +172,62 @@ class CNN(nn.Module):
       raise ValueError(
           f"the cnn model needs images [B, H, W, C], got inputs of shape {x.shape}; "
           "for digits set data.as_images: true")
-    init = layers_lib.initializer(self.kernel_init)
+    choice = masked.is_choice(self.channels)
+    if choice:
+      _, width, table = masked.width_table(self.channels, key="model.channels")
+      widths = jnp.asarray(table)[layers_lib.switch_index(channels_index)]
+      sizes = [width] * len(self.channels[0])
+    else:
+      widths = sizes = [int(c) for c in self.channels]
+    column = self.kernel_init in masked.COLUMN_INITIALIZERS
     k = int(self.kernel_size)
     drop = train and not layers_lib.is_zero(dropout_rate)
-    for c in self.channels:
-      x = nn.Conv(int(c), (k, k), padding="SAME", kernel_init=init)(x)
+    last = x.shape[-1]
+    for layer, size in enumerate(sizes):
+      c = widths[layer]
+      real = jnp.arange(size) < c if choice else None
+      name = f"conv_{layer}"
+      if column:
+        x = masked.ColumnConv(size, k, kernel_init=self.kernel_init, name=name)(
+            x, in_channels=last, out_channels=c,
+            rows_mask=jnp.arange(x.shape[-1]) < last if choice and layer else None,
+            cols_mask=real)
+      else:
+        x = nn.Conv(size, (k, k), padding="SAME", name=name,
+                    kernel_init=layers_lib.initializer(self.kernel_init))(x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        scale = nn.initializers.ones if real is None else masked.mask_init(real)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{layer}",
+                         scale_init=scale)(x)
       x = layers_lib.apply_activation(self.activation, x, activation_index)
+      if real is not None:  # A padded channel is 0 (a bias or sigmoid(0) cannot leak).
+        x = jnp.where(real, x, 0.0)
       if self.pooling == "max":
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
       elif self.pooling == "avg":
         x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
                         count_include_pad=False)
       if drop:
-        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
-    x = x.reshape((x.shape[0], -1))
-    for width in self.head:
-      x = nn.Dense(int(width), kernel_init=init)(x)
+        x = masked.column_dropout(x, dropout_rate, self.make_rng("dropout"))
+      last = c
+    pixels = x.shape[1] * x.shape[2]
+    x = jnp.moveaxis(x, -1, 1).reshape((x.shape[0], -1))
+    fan_in = pixels * last
+    rows = jnp.arange(x.shape[-1]) < fan_in if choice else None
+    for layer, width in enumerate((*self.head, self.num_outputs)):
+      name = "output" if layer == len(self.head) else f"head_{layer}"
+      if column:
+        x = masked.ColumnDense(int(width), kernel_init=self.kernel_init, name=name)(
+            x, fan_in=fan_in, rows_mask=rows)
+      else:
+        x = nn.Dense(int(width), kernel_init=layers_lib.initializer(self.kernel_init),
+                     name=name)(x)
+      if name == "output":
+        return x
       x = layers_lib.apply_activation(self.activation, x, activation_index)
       if drop:
-        x = layers_lib.dropout(x, dropout_rate, self.make_rng("dropout"), train=train)
-    return nn.Dense(self.num_outputs, kernel_init=init)(x)
+        x = masked.column_dropout(x, dropout_rate, self.make_rng("dropout"))
+      fan_in, rows = x.shape[-1], None
 
 
 CELLS: dict[str, Callable[..., nn.RNNCellBase]] = {
@@ -354,8 +399,25 @@ def cnn(*, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
   """The CNN (:class:`CNN`): conv blocks of ``channels``, a dense ``head``.
 
   Use it on images, e.g. ``data: {name: digits, as_images: true}``.
+  ``channels`` may be a list of channel lists of one length
+  (``vectorize: [model.channels]`` passes one): one network padded to the
+  most channels per block, each variant masked to its own by the traced
+  ``channels_index``.
   """
-  channels = layers_lib.check_widths(channels, "model.channels")
+  if masked.is_choice(channels):
+    channels = tuple(layers_lib.check_widths(o, "model.channels") for o in channels)
+    if len({len(o) for o in channels}) > 1:
+      raise errors.ConfigError(
+          f"a vectorized choice of channels needs one number of conv blocks, got "
+          f"{sorted({len(o) for o in channels})} (a block halves the image, so a "
+          "skipped one cannot pass its input through).",
+          key="model.channels",
+          fix="give every option as many blocks, or leave model.channels out of vectorize "
+              "(each depth then compiles apart)")
+    masked.width_table(channels, key="model.channels")
+    masked.check_initializer(kernel_init)
+  else:
+    channels = layers_lib.check_widths(channels, "model.channels")
   head = layers_lib.check_widths(head, "model.head", allow_empty=True)
   if int(kernel_size) < 1:
     raise errors.ConfigError(f"kernel_size must be >= 1, got {kernel_size}.",
