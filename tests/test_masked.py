@@ -377,9 +377,11 @@ def _cnn_factory(channels=(4,)):
 # The opt-in interface for user models, as documented.
 
 def test_the_documented_user_model_example_runs():
-  path = os.path.join(os.path.dirname(__file__), "..", "docs_masked.md")
+  path = os.path.join(os.path.dirname(__file__), "..", "README.md")
   with open(path, encoding="utf-8") as f:
-    blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-  example = [b for b in blocks if "class Net" in b]
-  assert len(example) == 1
+    text = f.read()
+  # The first python block after the marker line.
+  example = re.findall(r"<!-- example: masked user model -->\n.*?```python\n(.*?)```",
+                       text, re.S)[:1]
+  assert len(example) == 1 and "class Net" in example[0]
   exec(compile(example[0], path, "exec"), {"__name__": "docs_masked"})  # noqa: S102
