@@ -130,7 +130,7 @@ def _run(sweep, **kw):
 def runs():
   sweep = {"features": [list(o) for o in OPTIONS], "learning_rate": list(LRS)}
   return {"masked": _run(sweep, vectorize=["features"]),
-          "grouped": _run(sweep),
+          "grouped": _run(sweep, group=["features"]),
           "alone": _run({"features": [list(OPTIONS[1])], "learning_rate": [LRS[1]]})}
 
 

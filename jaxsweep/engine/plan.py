@@ -27,7 +27,6 @@ from the group's classification; nothing downstream re-derives it.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.components import registry
+from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
 TRAIN_ARGS = {"steps": None, "batch_size": None, "eval_every": None,
@@ -247,104 +247,6 @@ def _check_known(components: Components, sig: Signature, settings: Mapping[Key, 
       raise errors.unknown_key(str(key), [f"{key.slot}.{a}" for a in accepted], what=what)
 
 
-# Arguments that take a number even when the factory gives no default.
-NUMERIC_ARGS = ("learning_rate", "lr")
-# Arguments that must not be negative.
-NON_NEGATIVE_ARGS = ("learning_rate", "lr")
-
-
-def _is_number(value: Any) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _numeric_default(key: Key, accepted: Mapping, call_args: Mapping) -> tuple[bool, Any]:
-  """(whether ``key`` takes a number, an example value) from the component's
-  signature: a numeric default, or a name in :data:`NUMERIC_ARGS`."""
-  if key == INIT_SCALE:
-    return True, 1.0
-  if key.slot == "model":
-    default = accepted.get("model", {}).get(key.arg, call_args.get(key.arg))
-  elif key.slot in ("optimizer", "loss", "data"):
-    default = accepted.get(key.slot, {}).get(key.arg)
-  else:
-    return False, None
-  if optim.is_numeric(default):
-    return True, default
-  return key.slot == "optimizer" and key.arg in NUMERIC_ARGS, 1e-3
-
-
-def _default_of(key: Key, accepted: Mapping) -> Any:
-  return accepted.get(key.slot, {}).get(key.arg)
-
-
-def _describe(value: Any) -> str:
-  if isinstance(value, str):
-    return f"the string {value!r}"
-  if isinstance(value, (bool, np.bool_)):
-    return f"the boolean {str(bool(value)).lower()}"
-  if value is None:
-    return "null (no value)"
-  if isinstance(value, (list, tuple)):
-    return f"a list {keys.plain(value)}"
-  if _is_number(value):
-    return repr(value.item() if hasattr(value, "item") else value)
-  return f"{type(value).__name__} {value!r}"
-
-
-def _check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapping):
-  """Refuses a non-number where a component's numeric argument belongs, a
-  negative learning rate and a seed that is not a whole number in [0, 2**32).
-
-  A numeric argument is one whose default in the component's signature is a
-  number (``accepted``: slot -> argument -> default; ``call_args``: the
-  model's traced call arguments and their defaults), or a learning rate.
-
-  Raises:
-    ConfigError: naming the key, the value found and the fix.
-  """
-  for key, value in settings.items():
-    if key.is_seed:
-      whole = _is_number(value) and float(value).is_integer()
-      if not whole or not 0 <= value < 2**32:
-        raise errors.ConfigError(
-            f"a seed is a whole number in [0, 2**32), got {_describe(value)}.", key="seed",
-            fix="use seeds like 0, 1, 2 (in a sweep: seed: [0, 1, 2] or seeds: 3)")
-      continue
-    numeric, example = _numeric_default(key, accepted, call_args)
-    if not numeric:
-      if (isinstance(_default_of(key, accepted), bool)
-          and (isinstance(value, (str, list, tuple)) or value is None)):
-        raise errors.ConfigError(f"takes true or false, got {_describe(value)}.",
-                                 key=str(key), fix=f"write {key}: true (or false)")
-      continue
-    whole = key.slot == "data" or (key.slot == "model" and key.arg in accepted.get("model", {}))
-    if (whole and isinstance(example, int) and _is_number(value)
-        and not float(value).is_integer()):  # A structural count: a whole number.
-      raise errors.ConfigError(f"takes a whole number, got {_describe(value)}.", key=str(key),
-                               fix=f"give an integer, e.g. {key}: {example}")
-    if not _is_number(value):
-      if isinstance(value, str) and _as_float(value) is not None:
-        fix = f"write the number without quotes: {key}: {_as_float(value)}"
-      elif isinstance(value, (list, tuple)):
-        fix = (f"give one number; to try several, sweep them (sweep: {{{key}: "
-               f"{keys.plain(value)}}})")
-      else:
-        fix = f"give a number, e.g. {key}: {example}"
-      raise errors.ConfigError(f"takes a number, got {_describe(value)}.", key=str(key),
-                               fix=fix)
-    if key.slot == "optimizer" and key.arg in NON_NEGATIVE_ARGS and value < 0:
-      raise errors.ConfigError(
-          f"a negative learning rate ({value}) climbs the loss instead of descending it.",
-          key=str(key), fix=f"give a positive value, e.g. {key}: {abs(value)}")
-
-
-def _as_float(text: str) -> float | None:
-  try:
-    return float(text)
-  except ValueError:
-    return None
-
-
 def index_key(key: Key) -> Key:
   """The traced int that selects a vectorized choice: ``loss.name`` ->
   ``loss.loss_index``, ``model.activation`` -> ``model.activation_index``."""
@@ -465,11 +367,11 @@ def make_plan(components: Components, base: Mapping[str, Any],
     sig_key = (names, model_static)
     if sig_key not in sig_cache:
       # Factory arguments first: the model is built to read its signature.
-      _check_values(settings, {"model": components.accepted("model", names[0])}, {})
+      validate.check_values(settings, {"model": components.accepted("model", names[0])}, {})
       sig_cache[sig_key] = signature(components, settings, model_cache)
     sig = sig_cache[sig_key]
     _check_known(components, sig, settings)
-    _check_values(settings, sig.accepted, sig.call_args)
+    validate.check_values(settings, sig.accepted, sig.call_args)
     static, traced, chosen = {}, [], {}
     for k, v in settings.items():
       role = sig.classify(k, v, components, swept_set)
