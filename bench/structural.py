@@ -3,7 +3,7 @@
 depth {1, 2, 3, 4} x width {32, 64, 128, 256} x activation {sigmoid, relu,
 tanh} x optimizer {sgd, adam} x learning rate (4) = 384 digits MLPs, each
 trained for the same steps on the same batches, ranked on the validation
-split. Five ways, each in a fresh process, timed from the process start to
+split. Four ways, each in a fresh process, timed from the process start to
 the metrics on the host (imports, data, compilation and training included):
 
 * ``masked``: one program; widths and depths masked inside a 4 x 256
