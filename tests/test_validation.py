@@ -1,6 +1,7 @@
 """Every bad input is answered before training: one ConfigError (or
 ModelError) naming the key, what was found and the fix; exit code 2 and no
-traceback from the CLI. One test per check (docs_checks.md lists them).
+traceback from the CLI. One test per check (README.md lists them under
+"Checks before training").
 
 Checks that run before anything compiles are asserted with a compile
 counter: zero XLA backend compilations happened before the error.
