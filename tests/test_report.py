@@ -466,7 +466,7 @@ EVENTS = [
     {"event": "start", "variants": 6, "groups": 1, "devices": 8},
     {"event": "group", "group": 0, "num_groups": 1, "variants": 6, "steps": 4,
      "chunk_size": 4, "padding": 2, "static": "model.features=(8,)",
-     "dynamic": ["learning_rate", "seed"]},
+     "dynamic": ["learning_rate", "seed"], "lanes": 1, "lanes_source": "default"},
     {"event": "compiled", "group": 0, "seconds": 2.5},
     *[{"event": "period", "group": 0, "chunk_start": c0, "chunk_variants": n,
        "group_variants": 6, "step": step, "steps": 4, "diverged": div,
@@ -486,6 +486,7 @@ def test_progress_plain_for_logs():
   assert "\x1b" not in text and "\r" not in text
   assert len(text.splitlines()) == 5  # start, group, compiled, group end, done.
   assert "compiled in 2.5s" in text and "diverged 2" in text
+  assert "padding 2, lanes 1 (default); vectorized: learning_rate, seed" in text
   assert "2 of 6 variants diverged" in text and "compile 2.5s" in text
 
 

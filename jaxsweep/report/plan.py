@@ -96,8 +96,8 @@ def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
     fmt = memory_lib.format_bytes
     text = (f"{params:,} parameters; state {fmt(state)}/variant; data {fmt(data)} on each "
             f"device\n      at least {fmt(least)}/device for a chunk of {chunk} on {ndev} "
-            "device(s) (state in and out + data; the step's temporaries are not counted: "
-            "--measure-memory compiles for them)")
+            f"device(s), lanes {lanes} (state in and out + data; the step's temporaries are "
+            "not counted: --measure-memory compiles for them)")
     if limit is not None:
       text += f"; {fmt(limit.per_device)}/device available ({limit.source})"
       if least * memory_lib.SAFETY > limit.per_device:

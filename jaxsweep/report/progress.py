@@ -173,7 +173,8 @@ class ProgressPrinter:
       self._last = time.monotonic()
       self._print(f"{t.group_label()}: {event['variants']} variants x {event['steps']} steps "
                   f"({event['static']}); chunk {event['chunk_size']}, padding "
-                  f"{event['padding']}; vectorized: {', '.join(event['dynamic']) or '-'}")
+                  f"{event['padding']}{_lanes(event)}; vectorized: "
+                  f"{', '.join(event['dynamic']) or '-'}")
     elif kind == "compiled":
       self._print(f"  {t.group_label()} compiled in {event['seconds']:.1f}s")
     elif kind == "period":
@@ -235,7 +236,8 @@ class _RichProgress:
     elif kind == "group":
       self.progress.console.print(
           f"{t.group_label()}: {event['variants']} variants x {event['steps']} steps "
-          f"[dim]({event['static']}; vectorized: {', '.join(event['dynamic']) or '-'})[/]",
+          f"[dim]({event['static']}{_lanes(event)}; vectorized: "
+          f"{', '.join(event['dynamic']) or '-'})[/]",
           highlight=False)
       self.task = self.progress.add_task(t.group_label(), total=max(t.total, 1),
                                          info="compiling...")
@@ -261,3 +263,11 @@ class _RichProgress:
       self.progress.stop()
     if self in _LIVE:
       _LIVE.remove(self)
+
+
+def _lanes(event: Mapping[str, Any]) -> str:
+  """``, lanes 8 (measured)``: how the group's variants share a device."""
+  if event.get("lanes") is None:
+    return ""
+  source = event.get("lanes_source")
+  return f", lanes {event['lanes']}" + (f" ({source})" if source else "")
