@@ -271,7 +271,12 @@ class Results:
 
   # -------------------------------------------------------------- trained state
   def params(self, i: int):
-    """Variant ``i``'s trained parameters, unstacked (ready for ``apply``)."""
+    """Variant ``i``'s trained parameters, unstacked (ready for ``apply``).
+
+    For a masked structural choice (widths or channels vectorized), these
+    are the padded arrays its group trained: the padded entries are 0, and
+    ``apply`` needs the variant's ``<arg>_index`` (e.g. ``features_index``).
+    """
     host, j = self._state(i)
     return jax.tree.map(lambda a: a[j], host["params"])
 
