@@ -6,6 +6,7 @@ import contextlib
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -81,3 +82,35 @@ def assert_same_results(a, b, *, params=True):
   if params:
     for i in range(len(a.rows)):
       jax.tree.map(np.testing.assert_array_equal, a.variables(i), b.variables(i))
+
+
+# A scalar problem whose ranking is known (tests/test_search.py,
+# tests/test_proposals.py): one weight w pulled towards SCALAR_TARGET by
+# gradient descent from 0; with a learning rate below 0.5 a larger one ends
+# closer after any number of steps, above 1 it diverges.
+SCALAR_TARGET = 3.0
+
+
+def scalar_init(key, x):
+  del key, x  # Unused.
+  return {"w": jnp.zeros((1,))}
+
+
+def scalar_apply(params, x):
+  return jnp.broadcast_to(params["w"], (x.shape[0], 1))
+
+
+def scalar_loss(out, batch):
+  return jnp.mean((out[:, 0] - batch["y"][:, 0]) ** 2)
+
+
+def scalar_data(noise=0.0, n=64, seed=0, clean_val=False):
+  """Train, test and validation splits of the scalar problem: x = 0, y =
+  SCALAR_TARGET plus Gaussian noise (none on validation with clean_val)."""
+  rng = np.random.default_rng(seed)
+  def split(k, noise):
+    return (np.zeros((k, 1), np.float32),
+            (SCALAR_TARGET + noise * rng.normal(size=(k, 1))).astype(np.float32))
+  (x, y), (xt, yt) = split(n, noise), split(n, noise)
+  xv, yv = split(n, 0.0 if clean_val else noise)
+  return js.data.arrays(x, y, xt, yt, x_val=xv, y_val=yv, task="regression")

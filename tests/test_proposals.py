@@ -4,7 +4,6 @@ jaxsweep's methods."""
 import json
 import sys
 
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -19,33 +18,12 @@ from tests import helpers
 
 optuna = pytest.importorskip("optuna")
 
-# The scalar problem of test_search: one weight pulled towards 3 by gradient
-# descent from 0; below 0.5 a larger learning rate ends closer, above 1 it
-# diverges.
-TARGET = 3.0
+# The scalar problem (tests/helpers.py): below 0.5 a larger learning rate
+# ends closer to the target, above 1 it diverges.
+TARGET = helpers.SCALAR_TARGET
 LR = "optimizer.learning_rate"
-
-
-def _init(key, x):
-  del key, x  # Unused.
-  return {"w": jnp.zeros((1,))}
-
-
-def _apply(params, x):
-  return jnp.broadcast_to(params["w"], (x.shape[0], 1))
-
-
-def _loss(out, batch):
-  return jnp.mean((out[:, 0] - batch["y"][:, 0]) ** 2)
-
-
-def _data(noise=0.0, n=64):
-  rng = np.random.default_rng(0)
-  def split():
-    return (np.zeros((n, 1), np.float32),
-            (TARGET + noise * rng.normal(size=(n, 1))).astype(np.float32))
-  (x, y), (xt, yt), (xv, yv) = split(), split(), split()
-  return js.data.arrays(x, y, xt, yt, x_val=xv, y_val=yv, task="regression")
+_init, _apply, _loss = helpers.scalar_init, helpers.scalar_apply, helpers.scalar_loss
+_data = helpers.scalar_data
 
 
 DATA, NOISY = _data(), _data(noise=1.0)

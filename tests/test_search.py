@@ -2,7 +2,6 @@
 population-based training, early stopping, replay."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -12,34 +11,10 @@ from jaxsweep import engine
 from jaxsweep.engine import schedulers
 from tests import helpers
 
-# A problem whose ranking is known: one weight w pulled towards 3 by plain
-# gradient descent from 0; with a learning rate below 0.5, a larger one is
-# closer to 3 after any number of steps.
-TARGET = 3.0
-
-
-def _init(key, x):
-  del key, x  # Unused.
-  return {"w": jnp.zeros((1,))}
-
-
-def _apply(params, x):
-  return jnp.broadcast_to(params["w"], (x.shape[0], 1))
-
-
-def _loss(out, batch):
-  return jnp.mean((out[:, 0] - batch["y"][:, 0]) ** 2)
-
-
-def _data(noise=0.0, n=64, seed=0, clean_val=False):
-  rng = np.random.default_rng(seed)
-  def split(k, noise):
-    return (np.zeros((k, 1), np.float32),
-            (TARGET + noise * rng.normal(size=(k, 1))).astype(np.float32))
-  (x, y), (xt, yt) = split(n, noise), split(n, noise)
-  xv, yv = split(n, 0.0 if clean_val else noise)
-  return js.data.arrays(x, y, xt, yt, x_val=xv, y_val=yv, task="regression")
-
+# The scalar problem whose ranking is known (tests/helpers.py).
+TARGET = helpers.SCALAR_TARGET
+_init, _apply, _loss = helpers.scalar_init, helpers.scalar_apply, helpers.scalar_loss
+_data = helpers.scalar_data
 
 DATA = _data()
 LRS = [0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3]
