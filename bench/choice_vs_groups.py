@@ -23,8 +23,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import subprocess
 import time
 
 import jax
@@ -38,6 +36,8 @@ from jaxsweep import models
 from jaxsweep import optim
 from jaxsweep.engine import train as train_lib
 
+import machine  # bench/machine.py
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "elu")
 LOSSES = ("cross_entropy", "mse")
 LRS = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -45,12 +45,7 @@ FEATURES = (64, 64)
 
 
 def cpu_name() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs"
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or "unknown CPU"
+  return f"{machine.cpu_model()}, {os.cpu_count()} CPUs"
 
 
 def _program(activation, loss_fn, settings):

@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+import machine  # bench/machine.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,14 +71,7 @@ def run_config(devices, chunk, variants, steps) -> dict:
 
 
 def cpu_name() -> str:
-  try:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    for line in text.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
+  return machine.cpu_model()
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:

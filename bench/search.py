@@ -38,13 +38,14 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 
 import numpy as np
+
+import machine  # bench/machine.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -58,14 +59,7 @@ QUICK = {"steps": 40, "eval_every": 10, "configs": 8, "grid": 2, "batch": 4}
 
 
 def cpu_name() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name"):
-        return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-  except Exception:  # pylint: disable=broad-except
-    pass
-  return platform.processor() or "unknown CPU"
+  return f"{machine.cpu_model()} ({os.cpu_count()} cores)"
 
 
 def base_config(s: dict) -> dict:

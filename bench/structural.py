@@ -33,13 +33,14 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+import machine  # bench/machine.py
 
 T0 = time.perf_counter()  # Before the imports: they are part of the end to end.
 
@@ -53,12 +54,7 @@ COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def cpu_name() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs"
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or "unknown CPU"
+  return f"{machine.cpu_model()}, {os.cpu_count()} CPUs"
 
 
 def grid(s: dict) -> list[dict]:

@@ -55,6 +55,7 @@ import tempfile
 import threading
 import time
 
+import machine
 import throughput_report as report
 from throughput_workers import BATCH, flops_per_step, learning_rates
 
@@ -123,14 +124,7 @@ def spawn_child(kind, spec, env=None) -> Spawned:
 
 
 def cpu_name() -> str:
-  try:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    for line in text.splitlines():
-      if line.startswith("Model name:"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
+  return machine.cpu_model()
 
 
 def num_cores() -> int:
