@@ -103,3 +103,14 @@ def test_config_keys_vectorize_and_group(tmp_path):
   with pytest.raises(errors.ConfigError, match="not a structural choice") as e:
     config_lib.registry_components((), ["optimizer.learning_rate"])
   assert e.value.key == "group"
+
+
+def test_parameter_counts_are_each_variants_own_across_groups():
+  # A forced width choice in two optimizer groups: every variant counts its
+  # own network, in either group.
+  plan = _plan({"model.features": [(8,), (16, 16)], "optimizer.name": ["sgd", "adam"]},
+               vectorize=frozenset({FEATURES}), group=frozenset({OPTIMIZER}))
+  assert len(plan.groups) == 2
+  counts = structure._params(plan)  # pylint: disable=protected-access
+  own = {(8,): 8 * 8 + 8 + 8 * 4 + 4, (16, 16): 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4}
+  assert counts == {i: own[tuple(v[FEATURES])] for i, v in enumerate(plan.variants)}

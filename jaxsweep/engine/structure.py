@@ -269,27 +269,17 @@ def _extra(plan: plan_lib.Plan, key: Key, params: Mapping[int, int],
   return extra, f"padding wastes {waste:.0%} of the compute"
 
 
-def _representatives(plan: plan_lib.Plan) -> dict[tuple, plan_lib.Group]:
-  """One group per distinct model (its static model settings)."""
-  out: dict[tuple, plan_lib.Group] = {}
-  for g in plan.groups:
-    out.setdefault(keys.freeze(g.static_args("model")), g)
-  return out
-
-
 def _params(plan: plan_lib.Plan) -> dict[int, int]:
+  """Variant -> its own network's parameters, counted once per model (per
+  group where a model argument is a forced vectorized choice)."""
   out: dict[int, int] = {}
-  reps = _representatives(plan)
-  counted: dict[tuple, Any] = {}
+  by_model: dict[tuple, Any] = {}
   for g in plan.groups:
     mk = keys.freeze(g.static_args("model"))
-    if mk not in counted:
-      rep = reps[mk]
-      counted[mk] = program_lib.num_params(plan, rep, program_lib.build(plan, rep))
-    n = counted[mk]
-    for i in g.members:
-      out[i] = n[i] if isinstance(n, dict) and i in n else (
-          next(iter(n.values())) if isinstance(n, dict) else n)
+    n = by_model.get(mk)
+    if n is None or isinstance(n, dict):  # A dict holds only its group's members.
+      n = by_model[mk] = program_lib.num_params(plan, g, program_lib.build(plan, g))
+    out.update(n if isinstance(n, dict) else dict.fromkeys(g.members, n))
   return out
 
 
