@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pathlib
+import subprocess
 import sys
 import types
 
@@ -28,6 +29,7 @@ from jaxsweep import cli
 from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep.components.data import augment as augment_lib
+from jaxsweep.components.data import builtin
 from jaxsweep.components.data import images
 from jaxsweep.engine import train as train_lib
 
@@ -112,6 +114,25 @@ def write_cifar100(folder, n_train=30, n_test=8, seed=0):
   with open(os.path.join(folder, "test.bin"), "wb") as f:
     f.write(cifar_records(x[n_train:], labels[n_train:]))
   return x, coarse, fine
+
+
+# --------------------------------------------------------------------------
+# digits: shipped with the package.
+
+def test_shipped_digits_equal_scikit_learns():
+  skdatasets = pytest.importorskip("sklearn.datasets")
+  images, labels = builtin.digits_arrays()
+  bunch = skdatasets.load_digits()
+  np.testing.assert_array_equal(images, bunch.images)
+  np.testing.assert_array_equal(labels, bunch.target)
+
+
+def test_loading_digits_imports_no_scikit_learn():
+  code = ("import sys, jaxsweep as js; ds = js.data.load('digits'); "
+          "print(ds.train['x'].shape, 'sklearn' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout.split()
+  assert out[-1] == "False", out
 
 
 # --------------------------------------------------------------------------
