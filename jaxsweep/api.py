@@ -317,6 +317,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
                       overwrite=overwrite, estimate_bytes=estimate_bytes(plan)) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
+    _preload_plots(outputs)
     train["resume"] = rd.resumed  # Nothing to resume in a new directory.
     res = _execute(plan, checkpoint_dir=rd.checkpoint_dir, **train)
     paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
@@ -370,6 +371,7 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
                       estimate_bytes=4 * 2**20 + 4_000 * opts.samples) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": False})
+    _preload_plots(outputs)
     res = proposals.search(components, base, space, opts, **train)
     paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
     if callback is not None:
@@ -391,6 +393,12 @@ def _callback(progress: bool | Callable[[dict], None]) -> Callable[[dict], None]
   if callable(progress):
     return progress
   return report.ProgressPrinter() if progress else None
+
+
+def _preload_plots(outputs: Mapping[str, Any] | None) -> None:
+  """Plots will be drawn after training: import matplotlib meanwhile."""
+  if dict(outputs or {}).get("plots", True):
+    report.plots.preload()
 
 
 def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,
