@@ -215,6 +215,21 @@ def test_divergence_mid_run_freezes_the_last_finite_parameters():
     assert res.rows[i]["test_objective"] == without.rows[j]["test_objective"]
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_last_period_shorter_than_eval_every_trains_exactly_the_steps(lanes):
+  """steps=5 with eval_every=3: the second period has one step too many,
+  which every variant skips (a real branch with one lane, a select under
+  vmap). The result equals one period of exactly 5 steps."""
+  sweep = [{"learning_rate": lr} for lr in LRS[:2]]
+  periods = helpers.run(sweep, steps=5, eval_every=3, lanes=lanes)
+  one = helpers.run(sweep, steps=5, eval_every=5, lanes=lanes)
+  assert [e["step"] for e in periods.history[0]] == [0, 3, 5]
+  for i in range(2):
+    assert periods.rows[i]["steps"] == 5
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 periods.params(i), one.params(i))
+
+
 def test_no_recompile_when_values_change(population):
   """New values are new arrays: no XLA compilation, and different results."""
   with helpers.count_compiles() as compiles:

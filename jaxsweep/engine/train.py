@@ -190,7 +190,22 @@ def make_train(model: models_lib.ModelFns,
             step_keys[2] if augment else None)
 
   def train_step(hparams, train, carry, drawn):
-    """One optimisation step; a non-finite result is discarded and freezes."""
+    """One optimisation step; a non-finite result is discarded and freezes.
+
+    A variant that does not train at this step (past its last step, diverged
+    or stopped) skips it: one variant at a time (lanes = 1) the branch is
+    real and costs nothing; under vmap both branches run and a select keeps
+    one, as before.
+    """
+    state, loss_sum, loss_count = carry
+    active = (state.step < steps) & ~state.diverged & ~state.stopped
+
+    def skip():
+      return state._replace(step=state.step + 1), loss_sum, loss_count
+
+    return jax.lax.cond(active, lambda: update(hparams, train, carry, drawn), skip)
+
+  def update(hparams, train, carry, drawn):
     state, loss_sum, loss_count = carry
     idx, k_dropout, k_augment = drawn
     batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), train)
@@ -208,17 +223,15 @@ def make_train(model: models_lib.ModelFns,
     params = optax.apply_updates(state.params, param_updates)
     model_state = {**state.model_state, **updates}
 
-    active = (state.step < steps) & ~state.diverged & ~state.stopped
-    finite = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
-    ok = active & finite
+    ok = jnp.isfinite(loss) & _all_finite(params) & _all_finite(model_state)
     new_state = RunState(
         step=state.step + 1,
         params=_select(ok, params, state.params),
         model_state=_select(ok, model_state, state.model_state),
         opt_state=_select(ok, opt_state, state.opt_state),
         key=state.key,
-        diverged=state.diverged | (active & ~finite),
-        diverged_step=jnp.where(active & ~finite, state.step, state.diverged_step),
+        diverged=~ok,
+        diverged_step=jnp.where(ok, state.diverged_step, state.step),
         stopped=state.stopped, stopped_step=state.stopped_step)
     loss_sum = loss_sum + jnp.where(ok, loss, 0.0)
     loss_count = loss_count + ok.astype(jnp.int32)
