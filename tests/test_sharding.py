@@ -279,6 +279,24 @@ def test_requested_cpu_devices_rules(monkeypatch):
       ask(environ={"JAX_PLATFORMS": "cpu", "JAXSWEEP_CPU_DEVICES": bad})
 
 
+def test_one_thread_per_op_when_the_devices_cover_the_cores(monkeypatch):
+  monkeypatch.setattr(sharding, "num_cores", lambda: 4)
+  monkeypatch.setattr(sharding, "backend_started", lambda: True)
+  env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+  assert not sharding.one_thread_per_device(3, env)  # Fewer devices: ops keep threads.
+  assert not sharding.one_thread_per_device(1, {})
+  assert sharding.one_thread_per_device(4, env)
+  assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + sharding.ONE_THREAD_FLAG
+  sharding.restore_xla_flags(env)  # Once the backend has started: put back.
+  assert env == {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+  user = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"}
+  assert not sharding.one_thread_per_device(8, user)  # The user's choice wins.
+  env = {}
+  assert sharding.one_thread_per_device(4, env) and env["XLA_FLAGS"] == sharding.ONE_THREAD_FLAG
+  sharding.restore_xla_flags(env)
+  assert env == {}
+
+
 def test_configure_cpu_devices_is_a_no_op_once_jax_started(num_devices):
   jax.devices()
   assert sharding.configure_cpu_devices(3) is None
@@ -286,9 +304,11 @@ def test_configure_cpu_devices_is_a_no_op_once_jax_started(num_devices):
 
 
 def test_configure_cpu_devices_in_a_fresh_process():
-  code = ("from jaxsweep import sharding; import jax; "
-          "print(sharding.configure_cpu_devices(), jax.device_count(), "
-          "sharding.num_cores())")
+  code = ("import os; from jaxsweep import sharding; import jax; "
+          "asked = sharding.configure_cpu_devices(); "
+          "flags = os.environ.get('XLA_FLAGS', '-'); mesh = sharding.make_mesh(); "
+          "print(asked, jax.device_count(), sharding.num_cores(), flags, "
+          "os.environ.get('XLA_FLAGS', '-'))")
   env = {k: v for k, v in os.environ.items()
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAXSWEEP_CPU_DEVICES")}
   env["JAX_PLATFORMS"] = "cpu"
@@ -300,9 +320,14 @@ def test_configure_cpu_devices_in_a_fresh_process():
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     outs.append(out.split())
-  (asked, count, cores), (asked3, count3, _) = outs
+  (asked, count, cores, flags, after), (asked3, count3, _, flags3, after3) = outs
   assert asked == count == cores  # One device per core by default.
   assert asked3 == count3 == "3"
+  # One thread per op while the backend starts (devices cover the cores),
+  # then the user's XLA_FLAGS (none here) are back.
+  assert flags == (sharding.ONE_THREAD_FLAG if int(cores) >= 2 else "-")
+  assert flags3 == (sharding.ONE_THREAD_FLAG if int(cores) <= 3 else "-")
+  assert after == after3 == "-"
 
 
 # --------------------------------------------------------------------------
