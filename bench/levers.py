@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -164,7 +165,8 @@ def check_case(name: str) -> float:
 
 def section(rows: list[dict], meta: dict) -> str:
   lines = [BEGIN, "## Per-variant levers on one core (`bench/levers.py`)", "",
-           f"Measured {meta['date']} on {meta['cpu']}, one core (`taskset -c 0`), jax "
+           f"Measured {meta['date']} on {meta['cpu']}, "
+           f"{'one core (`taskset -c 0`)' if meta.get('pinned', True) else 'unpinned (no taskset)'}, jax "
            f"{meta['jax']}; load average before: {meta['load']:.2f}. Digits-shaped MLP "
            f"64-{WIDTH}-{WIDTH}-10, Adam, batch {BATCH}, N = {N} variants x {STEPS} steps; "
            "best of 4 compiled calls. See the script's docstring for each case.", "",
@@ -190,10 +192,11 @@ def main() -> None:
     return
   import jax  # pylint: disable=g-import-not-at-top
   meta = {"date": time.strftime("%Y-%m-%d"), "cpu": machine.cpu_model(), "jax": jax.__version__,
-          "load": os.getloadavg()[0]}
+          "load": os.getloadavg()[0], "pinned": shutil.which("taskset") is not None}
   rows = []
   for case in [f"layout/{n}" for n in LAYOUTS] + [f"check/{n}" for n in CHECKS]:
-    cmd = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__), "--case", case]
+    pin = ["taskset", "-c", "0"] if meta["pinned"] else []
+    cmd = pin + [sys.executable, os.path.abspath(__file__), "--case", case]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows.append(json.loads(out.rsplit("RESULT ", 1)[1]))
     print(f"{case:28s} {rows[-1]['vsps']:8,.0f} variant-steps/s", flush=True)
