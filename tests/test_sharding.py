@@ -6,6 +6,7 @@ sweep was sharded or chunked (sharding.population_size explains why each
 device holds at least two variants).
 """
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -129,6 +130,28 @@ def test_compiled_step_has_no_collectives(num_devices):
   x = jax.device_put(jnp.ones((num_devices, 4)), sharding.population(mesh))
   total = jax.jit(lambda a: a.sum(0), out_shardings=sharding.replicated(mesh))
   assert sharding.collectives(total.lower(x).compile().as_text())
+
+
+def test_init_compiles_beside_the_period_once(num_devices):
+  plan = make_plan(9)
+  group = plan.groups[0]
+  # A program of its own: build() caches programs with their compiled entries.
+  built = dataclasses.replace(engine.program.build(plan, group), compiled={}, pending_init={})
+  mesh = sharding.make_mesh()
+  data = engine.program.abstract_data(built.dataset, mesh)
+  hp = engine.program.abstract_population(
+      plan, group, sharding.population_size(9, num_devices), mesh)
+  with helpers.count_compiles() as compiles:
+    engine.program.prefetch_init(built, mesh, hp, data)
+    engine.program.prefetch_init(built, mesh, hp, data)  # Pending already: nothing more.
+    assert not compiles and len(built.pending_init) == 1  # Marked: starts with the period.
+    entry = engine.program.compile(built, mesh, hp, data)
+  assert len(compiles) == 2, compiles  # The period and the init, each once.
+  assert entry.init is not None and not built.pending_init
+  with helpers.count_compiles() as compiles:
+    engine.program.prefetch_init(built, mesh, hp, data)  # Compiled: nothing to do.
+    assert engine.program.compile(built, mesh, hp, data) is entry
+  assert not compiles and not built.pending_init
 
 
 def test_progress_events_name_devices_chunks_and_memory(num_devices):

@@ -327,6 +327,31 @@ def test_name_error_in_model_is_shown_as_itself():
   assert "NameError: name 'scale' is not defined" in msg and "in __call__ (" in msg
 
 
+class _BrokenWhenTraining(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Dense(4)(x)
+    if train:  # Only the training step sees this line, not the check's apply.
+      x = x * noise  # noqa: F821 (the user's mistake)
+    return x
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_error_only_in_training_mode_is_shown_as_itself(groups):
+  # The first group's period is traced by its compile rather than by the
+  # check (one trace, not two): the error is the same, still before any
+  # backend compile, whichever group raises it.
+  sweep = {"learning_rate": [1e-2]}
+  if groups == 2:
+    sweep["batch_size"] = [helpers.BATCH, 2 * helpers.BATCH]
+  msg = _refused(lambda: js.run(model=_BrokenWhenTraining(), optimizer=helpers.adam, data=D,
+                                sweep=sweep, steps=helpers.STEPS,
+                                batch_size=helpers.BATCH), "model", "line named",
+                 error=js.errors.ModelError)
+  assert "the training step raised NameError: name 'noise' is not defined" in msg, msg
+  assert "in __call__ (" in msg and "test_validation.py" in msg, msg
+
+
 def test_loss_returning_per_example_values():
   def loss(out, batch):
     return optax.softmax_cross_entropy_with_integer_labels(out, batch["y"])

@@ -244,13 +244,15 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
         "memory_source": limit and limit.source,
         "resumed_from": reader.path if reader else None})
   # Build and check every group first (abstractly: nothing compiles), so that
-  # errors come before any training.
+  # errors come before any training. The first group to train compiles next:
+  # its compile traces the training period before anything else (and reports
+  # its errors as check() does), so check() leaves that trace out for it.
   built_of = {}
+  pending = [g for g in plan.groups if not snap.groups.get(g.index, {}).get("done")]
   for group in plan.groups:
     built = built_of[group.index] = program_lib.build(plan, group)
-    program_lib.check(plan, group, built)
+    program_lib.check(plan, group, built, period=not pending or group is not pending[0])
     sizing.check_fits(plan, group, built, mesh, limit, lanes=choice_of[group.index].lanes)
-  pending = [g for g in plan.groups if not snap.groups.get(g.index, {}).get("done")]
   compiler = _Compiler(plan, mesh, limit, built_of, choice_of, snap, chunk_size)
   if pending:
     compiler.submit(pending[0])
@@ -412,14 +414,24 @@ class _Compiler:
     saved = self.snap.groups.get(group.index)
     timings: list[float] = []
     hits = xla_cache.counts()["hits"]
+    data = program_lib.abstract_data(built.dataset, self.mesh)
+    chunk = saved["chunk_size"] if saved else self.chunk_size
+    # The init at the chunk size asked for compiles while memory planning
+    # compiles the period; a plan that picks a smaller chunk compiles its own.
+    program_lib.prefetch_init(
+        built, self.mesh,
+        program_lib.abstract_population(
+            self.plan, group, sharding.population_size(
+                min(chunk or len(group.members), len(group.members)),
+                self.mesh.devices.size, lanes), self.mesh),
+        data, lanes=lanes)
     estimate = sizing.plan_memory(
         self.plan, group, built, self.mesh, lanes=lanes,
-        chunk_size=saved["chunk_size"] if saved else self.chunk_size, limit=self.limit,
-        timings=timings)
+        chunk_size=chunk, limit=self.limit, timings=timings)
     program_lib.compile(
         built, self.mesh,
         program_lib.abstract_population(self.plan, group, estimate.chunk_size, self.mesh),
-        program_lib.abstract_data(built.dataset, self.mesh), lanes=lanes, timings=timings)
+        data, lanes=lanes, timings=timings)
     return estimate, timings, xla_cache.counts()["hits"] - hits
 
   def submit(self, group) -> None:
