@@ -26,9 +26,10 @@ cost are those a user gets:
 Per (net, N, method): **wall** seconds from spawning the process(es) to the
 results being in hand (imports, data loading, compilation, training,
 evaluation; interpreter teardown excluded), **compile** seconds alone, and
-the **steady-state** variant-steps/s, timed with ``block_until_ready`` in a
-second pass after the sweep in the same process (everything compiled and
-warm): jaxsweep's whole population again (one period; its evaluation-only
+the **steady-state** variant-steps/s, timed with ``block_until_ready`` in the
+fastest of ``STEADY_REPEATS`` passes after the sweep in the same process
+(everything compiled and warm): jaxsweep's whole population again (a fresh
+population each pass, one period; its evaluation-only
 time, measured the same way, is subtracted), or for the per-variant methods
 ``max(2 per worker, min(N, 16))`` variants (their per-variant cost does not
 depend on N). Achieved GFLOP/s use the analytic count of :func:`flops_per_step`
@@ -57,7 +58,7 @@ import time
 
 import machine
 import throughput_report as report
-from throughput_workers import BATCH, flops_per_step, learning_rates
+from throughput_workers import BATCH, STEADY_REPEATS, flops_per_step, learning_rates
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -538,7 +539,8 @@ def main(argv=None) -> int:
                "load_samples": monitor.samples, "load_after": round(os.getloadavg()[0], 2),
                "steps_of": {str(w): s for w, s in widths_steps},
                "flops_per_step": {str(w): flops_per_step(w) for w, _ in widths_steps},
-               "bench_seconds": time.perf_counter() - t_bench, "errors": ERRORS},
+               "bench_seconds": time.perf_counter() - t_bench, "errors": ERRORS,
+               "steady_repeats": STEADY_REPEATS},
       "peak": peak, "grid": grid, "headline": headline}
   if os.path.exists(os.path.join(out, "throughput.partial.json")):
     os.remove(os.path.join(out, "throughput.partial.json"))

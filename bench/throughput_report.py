@@ -65,8 +65,11 @@ def markdown(result) -> str:
       f"* **Optuna**: the careful objective in `study.optimize(n_jobs={meta['cores']})`, "
       "the same learning rates enqueued.",
       "",
-      "**Steady** = variant-steps/s in a second pass after the sweep, in the same process "
-      "(compiled and warm; jaxsweep's evaluation time subtracted). **Wall** = seconds from "
+      ("**Steady** = variant-steps/s in the fastest of "
+       f"{meta['steady_repeats']} passes after the sweep, in the same process "
+       if meta.get("steady_repeats", 1) > 1 else
+       "**Steady** = variant-steps/s in a second pass after the sweep, in the same process ")
+      + "(compiled and warm; jaxsweep's evaluation time subtracted). **Wall** = seconds from "
       "spawning the process(es) to the results in hand: imports, data, compilation, "
       "training, evaluation. **GFLOP/s** counts matmul FLOPs only, "
       "`2*B*(3*M - 64*W)` per step with M = 64W + W² + 10W (`flops_per_step`): "
