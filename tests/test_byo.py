@@ -1,6 +1,10 @@
 """Bring your own code (issue #16): Optax factories as users write them, and
 Flax NNX models with batch statistics and dropout, per variant."""
 
+import os
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -162,6 +166,19 @@ def _run(model, **kw):
   return js.run(model=model, optimizer=helpers.adam, loss=js.losses.cross_entropy,
                 data=helpers.DATA, sweep=SEEDS, steps=helpers.STEPS,
                 batch_size=helpers.BATCH, eval_every=3, **kw)
+
+
+def test_an_nnx_module_instance_names_from_nnx():
+  with pytest.raises(errors.ModelError, match="from_nnx") as info:
+    js.models.to_model_fns(nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+  assert info.value.key == "model"
+
+
+def test_flax_nnx_is_imported_only_by_its_users():
+  code = "import sys, jaxsweep.cli; print('flax.nnx' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.stdout.strip() == "False"
 
 
 def test_nnx_batch_norm_and_dropout_per_variant():
