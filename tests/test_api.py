@@ -56,8 +56,9 @@ def test_example_script_runs_as_a_user_runs_it(name, example_runs):
 def test_hand_written_vmap_equals_run():
   """jit(vmap(make_train(...))) by hand gives js.run's numbers.
 
-  js.run compiles init at XLA optimisation level 0 (see engine._COLD_OPTIONS)
-  whose float rounding may differ from the default in the last bits: rtol 1e-5.
+  The two compile different programs (the engine's is sharded over the
+  devices, its period's steps skip under lax.cond), whose float rounding may
+  differ in the last bits: rtol 1e-5.
   """
   _, stats = _example("low_level").main(smoke=True)
   res = js.run(model=js.models.MLP(features=(64,), num_outputs=10), optimizer=optax.adam,
