@@ -136,6 +136,7 @@ def child_jaxsweep(spec):
                 compile_for=compile_for, size=info["chunk_size"]):
         pop = population_lib.Population(plan, group, built, mesh, lanes, data, compile_for)
         pop.start(list(group.members), size)
+        jax.block_until_ready([c.state for c in pop.chunks])  # Init is not timed.
         return pop
 
       pop = fresh()
