@@ -194,7 +194,7 @@ def from_nnx(factory: Callable[..., Any]) -> ModelFns:
     >>> fns.apply(v, jnp.ones((3, 4)), train=False)[0].shape
     (3, 2)
   """
-  from flax import nnx  # pylint: disable=g-import-not-at-top  # Only NNX users pay for it.
+  import flax.nnx as nnx  # pylint: disable=g-import-not-at-top  # Only NNX users pay for it.
 
   def build(key):
     return factory(rngs=nnx.Rngs(jax.random.fold_in(key, 2), params=key,
