@@ -38,7 +38,8 @@ one pinned core).
 
 Headline (issue 14): 64 learning rates x 1000 steps (digits MLP 128-128,
 Adam, batch 128, eval_every 1000), each method a whole process from the shell
-(`jaxsweep run CONFIG` for jaxsweep), rounds alternating.
+(`jaxsweep run CONFIG` for jaxsweep, its persistent compilation cache off:
+a first run, like the baselines'), rounds alternating.
 """
 
 from __future__ import annotations
@@ -393,7 +394,10 @@ def run_headline(args, cores, tmp) -> dict:
     if method == "jaxsweep":
       out_dir = os.path.join(tmp, f"run{rnd}")
       cmd = jaxsweep_command() + ["run", cfg, "--out", out_dir]
-      child = Spawned(cmd)
+      # A first run: jaxsweep's persistent compilation cache (on by default,
+      # and warm from any earlier run of this program) is off, as the
+      # baselines have none.
+      child = Spawned(cmd, env=child_env({"JAXSWEEP_COMPILE_CACHE": "off"}))
       wall = child.wait()
       if child.proc.returncode != 0:
         raise RuntimeError(f"jaxsweep run failed:\n{child.stderr[-4000:]}")
