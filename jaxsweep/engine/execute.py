@@ -418,12 +418,9 @@ class _Compiler:
     chunk = saved["chunk_size"] if saved else self.chunk_size
     # The init at the chunk size asked for compiles while memory planning
     # compiles the period; a plan that picks a smaller chunk compiles its own.
+    size = sizing.requested_size(group, self.mesh.devices.size, lanes, chunk)
     program_lib.prefetch_init(
-        built, self.mesh,
-        program_lib.abstract_population(
-            self.plan, group, sharding.population_size(
-                min(chunk or len(group.members), len(group.members)),
-                self.mesh.devices.size, lanes), self.mesh),
+        built, self.mesh, program_lib.abstract_population(self.plan, group, size, self.mesh),
         data, lanes=lanes)
     estimate = sizing.plan_memory(
         self.plan, group, built, self.mesh, lanes=lanes,

@@ -84,7 +84,7 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
   """
   data = program_lib.abstract_data(built.dataset, mesh) if data is None else data
   n, ndev = len(group.members), mesh.devices.size
-  requested = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
+  requested = requested_size(group, ndev, lanes, chunk_size)
   state_bytes, data_bytes, _ = footprint(plan, group, built, data)
 
   def lower_bound(local):
@@ -99,6 +99,14 @@ def plan_memory(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
       measure_at, group=group.index, variants=n, devices=ndev, requested=requested,
       limit=limit, safety=memory_lib.SAFETY if safety is None else safety,
       lower_bound=lower_bound, fit=fit, granularity=lanes)
+
+
+def requested_size(group: plan_lib.Group, num_devices: int, lanes: int,
+                   chunk_size: int | None) -> int:
+  """The population size :func:`plan_memory` compiles first: the requested
+  chunk (default: the whole group) padded to whole lanes on every device."""
+  n = len(group.members)
+  return sharding.population_size(min(chunk_size or n, n), num_devices, lanes)
 
 
 def check_fits(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, mesh,
