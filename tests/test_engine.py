@@ -322,3 +322,41 @@ def test_scheduler_stops_a_variant_at_a_period_boundary(population):
   for i in (0, 2, 3, 4):
     assert res.rows[i]["status"] == grid.rows[i]["status"] != "stopped"
     assert _tree_equal(res.params(i), grid.params(i))
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_the_step_zero_evaluation_runs_no_training_step(lanes):
+  """period(train=False) only evaluates, one variant at a time or vmapped.
+
+  Under vmap a condition on a per-variant value (halted) becomes a select of
+  both branches and batches its operands; with the train flag inside it, the
+  step-0 evaluation trained a whole period and threw it away (lanes > 1).
+  An optimizer that counts its updates (a host callback) tells.
+  """
+  calls = []
+
+  def counted(u, s, params=None):
+    del params  # Unused.
+    jax.debug.callback(lambda: calls.append(1))
+    return u, s
+
+  tx = optax.chain(optax.sgd(0.1), optax.GradientTransformation(lambda p: optax.EmptyState(),
+                                                                counted))
+  prog = js.make_train(js.models.to_model_fns(helpers.mlp()), tx, js.losses.cross_entropy,
+                       {"accuracy": js.losses.accuracy},
+                       engine.TrainSettings(steps=4, batch_size=8, eval_every=2))
+  mesh = js.sharding.make_mesh(jax.devices()[:2])
+  data = engine.device_data(helpers.DATA)
+  hp = {"seed": jnp.arange(4, dtype=jnp.uint32)}
+  init = jax.jit(js.sharding.population_map(prog.init, mesh, lanes=lanes, num_population=1))
+  period = jax.jit(js.sharding.population_map(prog.period, mesh, lanes=lanes, num_population=2,
+                                              skip=(prog.halted, prog.passthrough)))
+  state = init(hp, data)
+  state, stats = period(state, hp, data, jnp.asarray(False))
+  jax.effects_barrier()
+  assert calls == [] and np.all(np.asarray(state.step) == 0)
+  assert np.all(np.isnan(stats["batch_objective"])) and np.all(np.isfinite(stats["val_accuracy"]))
+  state, stats = period(state, hp, data, jnp.asarray(True))
+  jax.effects_barrier()
+  assert calls and np.all(np.asarray(state.step) == 2)
+  assert np.all(np.isfinite(stats["batch_objective"]))

@@ -282,23 +282,21 @@ def make_train(model: models_lib.ModelFns,
                     for k, v in split_means(data[key], variables, hparams).items()})
     return out
 
-  def train_period(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
+  def run_steps(state: RunState, hparams, data):
+    """The period's ``eval_every`` steps: the state, the loss sum and count."""
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
+    train = data["train"]
+    steps_ = state.step + jnp.arange(settings.eval_every, dtype=state.step.dtype)
+    drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
+        state.key, steps_, train["x"].shape[0])
+    return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
+                        drawn)[0]
 
-    def run(carry):
-      train = data["train"]
-      steps_ = state.step + jnp.arange(settings.eval_every, dtype=state.step.dtype)
-      drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
-          state.key, steps_, train["x"].shape[0])
-      return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
-                          drawn)[0]
-
-    # train=False evaluates without a step (the evaluation at step 0).
-    state, loss_sum, loss_count = jax.lax.cond(train, run, lambda c: c, carry)
-    stats = {"batch_objective": jnp.where(loss_count > 0,
-                                          loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
-    stats.update(evaluate(state, hparams, data))
-    return state, stats
+  def nan_stats(state: RunState, hparams, data) -> dict:
+    # Shapes from evaluate alone (tracing the training step again took 1.4 s).
+    shapes = {"batch_objective": jax.ShapeDtypeStruct((), jnp.float32),
+              **jax.eval_shape(evaluate, state, hparams, data)}
+    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
   def halted(state: RunState, hparams=None) -> jax.Array:
     del hparams  # Unused.
@@ -307,20 +305,40 @@ def make_train(model: models_lib.ModelFns,
   def passthrough(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
     """A halted variant's period: its state unchanged, its stats NaN."""
     del train  # Unused.
-    # train_period's stats are the batch objective and evaluate's (shapes
-    # from evaluate alone: tracing the training step again took 1.4 s).
-    shapes = {"batch_objective": jax.ShapeDtypeStruct((), jnp.float32),
-              **jax.eval_shape(evaluate, state, hparams, data)}
-    return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+    return state, nan_stats(state, hparams, data)
 
   def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
+    """``eval_every`` steps, then the evaluation (``train=False``: only the
+    evaluation, the one at step 0). A variant halted on entry (diverged,
+    stopped, padding, or past its last step) keeps its state and gets NaN
+    stats.
+
+    Under ``vmap`` a condition on a per-variant value becomes a select that
+    computes both branches, and JAX then batches every operand of that
+    condition, ``train`` included. So ``train``, the same for all variants,
+    decides first, outside any per-variant condition: with ``train=False``
+    no training step runs at any number of lanes (nested inside the halted
+    condition, the step-0 evaluation trained a whole period and discarded it
+    whenever lanes > 1, the accelerator default). One lane at a time, every
+    condition is a real branch and a halted variant costs nothing.
+    """
     chex.assert_rank(state.step, 0)
-    train = jnp.asarray(train, bool)
-    # A variant that no longer trains (diverged, stopped, padding, or past
-    # its last step) skips the period. Unbatched (one lane) this is a real
-    # branch and costs nothing; under vmap both branches run and the select
-    # keeps one (the engine skips whole groups of halted lanes instead).
-    return jax.lax.cond(halted(state), passthrough, train_period, state, hparams, data,
-                        train)
+    idle = halted(state)
+    zeros = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
+
+    def train_now(state):
+      return jax.lax.cond(idle, lambda s: (s, *zeros), lambda s: run_steps(s, hparams, data),
+                          state)
+
+    state, loss_sum, loss_count = jax.lax.cond(
+        jnp.asarray(train, bool), train_now, lambda s: (s, *zeros), state)
+    evaluated = jax.lax.cond(
+        idle, lambda s: {k: v for k, v in nan_stats(s, hparams, data).items()
+                         if k != "batch_objective"},
+        lambda s: evaluate(s, hparams, data), state)
+    stats = {"batch_objective": jnp.where(loss_count > 0,
+                                          loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
+    stats.update(evaluated)
+    return state, stats
 
   return Program(init, period, evaluate, settings, halted, passthrough)
