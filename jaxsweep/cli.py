@@ -312,6 +312,9 @@ def _bench(args) -> int:
   print(f"jaxsweep bench: group {group.index} ({group.describe()}) on {mesh.devices.size} "
         f"{mesh.devices.flat[0].platform} device(s), {args.steps} steps per call",
         flush=True)
+  print("variant-steps/s: the real variants' training steps per second (fastest of 3 "
+        "calls, evaluation timed apart and subtracted); slots: the variants padded to "
+        "whole lanes on every device, computed but not counted", flush=True)
   [seq] = strategy.measure(plan, group, one, lanes=[1], population=1, steps=args.steps)
   print(f"one variant at a time (the sequential path): {seq.variant_steps_per_s:,.0f} "
         f"variant-steps/s", flush=True)

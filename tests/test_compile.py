@@ -6,6 +6,11 @@ import os
 import subprocess
 import sys
 
+import jax
+import pytest
+
+import jaxsweep as js
+from jaxsweep.engine import sharding, strategy
 from tests import helpers
 
 CONFIG = """
@@ -57,3 +62,24 @@ def test_bench_measures_lanes_against_one_variant_at_a_time(tmp_path):
   out = p.stdout
   assert "one variant at a time" in out and "population 4:" in out
   assert "<- fastest" in out and "fastest at the largest size" in out
+
+
+def test_bench_probe_counts_real_variants_not_the_padding():
+  """3 variants on 2 devices fill 4 slots at 1 lane and more at 4 lanes: the
+  rate is of the 3 real variants' training steps, the evaluation timed apart."""
+  plan = js.engine.make_plan(
+      js.engine.Components(model=helpers.mlp, optimizer=helpers.adam,
+                           loss=js.losses.cross_entropy, data=helpers.DATA),
+      {"train.steps": helpers.STEPS, "train.batch_size": helpers.BATCH,
+       "train.eval_every": 3, "model.features": (16,), "seed": 0},
+      [{"optimizer.learning_rate": lr} for lr in (1e-3, 1e-2, 1e-1)])
+  [group] = plan.groups
+  mesh = sharding.make_mesh(jax.devices()[:2])
+  probes = strategy.measure(plan, group, mesh, lanes=[1, 4], steps=3, repeats=2)
+  slots = [sharding.population_size(3, 2, k) for k in (1, 4)]
+  assert slots[0] == 4 and slots[1] > 4
+  assert [(p.lanes, p.population, p.variants) for p in probes] == [
+      (1, slots[0], 3), (4, slots[1], 3)]
+  for p in probes:
+    assert p.train_seconds > 0
+    assert p.variant_steps_per_s == pytest.approx(3 * 3 / p.train_seconds)
