@@ -292,11 +292,11 @@ def make_train(model: models_lib.ModelFns,
     return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
                         drawn)[0]
 
-  def nan_stats(state: RunState, hparams, data) -> dict:
-    # Shapes from evaluate alone (tracing the training step again took 1.4 s).
-    shapes = {"batch_objective": jax.ShapeDtypeStruct((), jnp.float32),
-              **jax.eval_shape(evaluate, state, hparams, data)}
-    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+  def nan_evaluation(state: RunState, hparams, data) -> dict:
+    """evaluate's stats, all NaN (shapes from evaluate alone, not traced
+    through the training step: that took 1.4 s)."""
+    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                        jax.eval_shape(evaluate, state, hparams, data))
 
   def halted(state: RunState, hparams=None) -> jax.Array:
     del hparams  # Unused.
@@ -305,7 +305,8 @@ def make_train(model: models_lib.ModelFns,
   def passthrough(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
     """A halted variant's period: its state unchanged, its stats NaN."""
     del train  # Unused.
-    return state, nan_stats(state, hparams, data)
+    return state, {"batch_objective": jnp.full([], jnp.nan, jnp.float32),
+                   **nan_evaluation(state, hparams, data)}
 
   def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
     """``eval_every`` steps, then the evaluation (``train=False``: only the
@@ -332,10 +333,8 @@ def make_train(model: models_lib.ModelFns,
 
     state, loss_sum, loss_count = jax.lax.cond(
         jnp.asarray(train, bool), train_now, lambda s: (s, *zeros), state)
-    evaluated = jax.lax.cond(
-        idle, lambda s: {k: v for k, v in nan_stats(s, hparams, data).items()
-                         if k != "batch_objective"},
-        lambda s: evaluate(s, hparams, data), state)
+    evaluated = jax.lax.cond(idle, lambda s: nan_evaluation(s, hparams, data),
+                             lambda s: evaluate(s, hparams, data), state)
     stats = {"batch_objective": jnp.where(loss_count > 0,
                                           loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
     stats.update(evaluated)
