@@ -5,14 +5,14 @@ A checkpoint directory holds::
   LATEST                 the name of the newest complete checkpoint
   ckpt-000012/           one checkpoint (written under a temporary name, then
     manifest.json        renamed): what was saved, with a sha256 per file
-    live-0.npz           the run state of a chunk of the group in training
+    live-g1-0.npz        the run state of chunk 0 of group 1, in training
   done/g0-3.npz          trained parameters of variants that finished
                          (a group's end, or stopped variants leaving a
                          compacted population), written once
 
 The manifest records the sweep's fingerprint (its variants' settings), the
 layout (lanes, chunk size per group), each finished variant's results and
-the arrays holding them, the history so far, the period the live group
+the arrays holding them, the history so far, the periods each live group
 reached and each live chunk's variants, and the scheduler's state. Arrays
 are numpy ``.npz`` files read with ``allow_pickle=False``; PRNG keys are
 stored as their raw ``key_data``. Nothing is pickled.
@@ -43,7 +43,7 @@ import numpy as np
 from jaxsweep import errors
 from jaxsweep.engine import sharding
 
-FORMAT = 1
+FORMAT = 2  # 2: several groups live at once (sweep-wide boundaries).
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
 
@@ -59,8 +59,8 @@ class Snapshot:
       them).
     history: variant index -> its history entries so far.
     finals: variant index -> its final record (finished variants only).
-    live: the group in training: ``{"group": g, "periods": periods done,
-      "chunks": [(members, host arrays or None), ...]}``, or ``None``.
+    live: the groups in training: group index -> ``{"periods": periods done,
+      "chunks": [(members, host arrays or None), ...]}`` (empty between groups).
     extra: JSON-friendly state of the scheduler and anything else.
   """
 
@@ -68,7 +68,7 @@ class Snapshot:
   groups: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
   history: dict[int, list[dict]] = dataclasses.field(default_factory=dict)
   finals: dict[int, dict] = dataclasses.field(default_factory=dict)
-  live: dict[str, Any] | None = None
+  live: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -210,16 +210,16 @@ class Writer:
     self._count += 1
     name = f"ckpt-{self._count:06d}"
     tmp = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-ckpt-")
-    files, live = {}, None
-    if snap.live is not None:
+    files, live = {}, {}
+    for g, entry in sorted(snap.live.items()):
       chunks = []
-      for c, (members, arrays) in enumerate(snap.live["chunks"]):
-        fname = f"live-{c}.npz"
+      for c, (members, arrays) in enumerate(entry["chunks"]):
+        fname = f"live-g{g}-{c}.npz"
         data = _npz_bytes(arrays)
         _write(os.path.join(tmp, fname), data)
         files[fname] = _sha256(data)
         chunks.append({"file": fname, "members": list(members)})
-      live = {"group": snap.live["group"], "periods": snap.live["periods"], "chunks": chunks}
+      live[str(g)] = {"periods": entry["periods"], "chunks": chunks}
     manifest = {
         "format": FORMAT, "fingerprint": snap.fingerprint,
         "saved_at": time.time(),
@@ -322,10 +322,9 @@ class Reader:
   def snapshot(self) -> Snapshot:
     """The saved snapshot; live chunks' arrays are read with :meth:`live_arrays`."""
     m = self.manifest
-    live = m["live"]
-    if live is not None:
-      live = {"group": live["group"], "periods": live["periods"],
-              "chunks": [(c["members"], None) for c in live["chunks"]]}
+    live = {int(g): {"periods": e["periods"],
+                     "chunks": [(c["members"], None) for c in e["chunks"]]}
+            for g, e in m["live"].items()}
     return Snapshot(
         fingerprint=m["fingerprint"],
         groups={int(g): v for g, v in m["groups"].items()},
@@ -338,8 +337,8 @@ class Reader:
     """Finished variants' array files: name -> ``{"group", "members", "sha256"}``."""
     return self.manifest["done"]
 
-  def live_arrays(self, chunk: int, like) -> Any:
-    entry = self.manifest["live"]["chunks"][chunk]
+  def live_arrays(self, group: int, chunk: int, like) -> Any:
+    entry = self.manifest["live"][str(group)]["chunks"][chunk]
     return self._arrays(os.path.join(self.path, entry["file"]), like)
 
   def done_arrays(self, name: str, like) -> Any:

@@ -322,17 +322,17 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
               "cache_hits": hits, "background": compiler.was_background(group.index)})
       pop = population_lib.Population(plan, group, built, mesh, lanes_g, data, compile_for)
       t0 = time.perf_counter()
-      live = snap.live if snap.live and snap.live["group"] == group.index else None
+      live = snap.live.get(group.index)
       if live is None:
         pop.start([m for m in group.members if m not in record.finals], size)
         stats, _ = pop.run(train=False)  # The evaluation at step 0.
         record.period(group.index, stats, 0)
         first = 0
       else:
-        pop.restore([(members, reader.live_arrays(c, ckpt_lib.host_structure(
+        pop.restore([(members, reader.live_arrays(group.index, c, ckpt_lib.host_structure(
             pop.abstract(len(members))))) for c, (members, _) in enumerate(live["chunks"])])
         first = live["periods"]
-      snap.live = None
+      snap.live = {}
       if hasattr(scheduler, "start_group"):
         scheduler.start_group(plan, group, settings)
       for period in range(first, settings.num_periods):
@@ -508,11 +508,11 @@ class _Saver:
     if not self.enabled:
       return None
     self._scheduler(scheduler)
-    self.snap.live = {"group": group, "periods": periods, "chunks": pop.host_arrays()}
+    self.snap.live = {group: {"periods": periods, "chunks": pop.host_arrays()}}
     try:
       return self._save(step)
     finally:
-      self.snap.live = None
+      self.snap.live = {}
 
   def save_done(self, group, members, arrays, record) -> None:
     for i in members:
