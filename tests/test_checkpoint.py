@@ -121,7 +121,7 @@ class _Crash(Exception):
   pass
 
 
-class _CrashAt:
+class _CrashAt(engine.scheduling.Base):
   """A scheduler that raises at the n-th boundary (like a crash mid-sweep)."""
 
   def __init__(self, n):

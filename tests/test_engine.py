@@ -287,7 +287,7 @@ def test_run_state_is_one_pytree():
                                 np.float32(LRS[:2]))
 
 
-class _StopSecond:
+class _StopSecond(engine.scheduling.Base):
   """A scheduler that stops the second variant at the first boundary."""
 
   def __init__(self):

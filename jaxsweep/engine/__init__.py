@@ -6,8 +6,8 @@
   checked abstractly and compiled on the mesh.
 * :mod:`~jaxsweep.engine.train`: the per-variant functions (``init``,
   ``period``, ``evaluate``), written for ONE variant and vmapped.
-* :mod:`~jaxsweep.engine.execute`: the loop over population chunks and eval
-  periods; the period boundary is where a scheduler acts.
+* :mod:`~jaxsweep.engine.execute`: the sweep's clock: every group trains to
+  each boundary, where a scheduler (:mod:`~jaxsweep.engine.scheduling`) acts.
 * :mod:`~jaxsweep.engine.sharding`, :mod:`~jaxsweep.engine.memory`,
   :mod:`~jaxsweep.engine.distributed`: devices, memory and hosts.
 """
@@ -18,6 +18,7 @@ from jaxsweep.engine import fingerprint
 from jaxsweep.engine import memory
 from jaxsweep.engine import plan
 from jaxsweep.engine import program
+from jaxsweep.engine import scheduling
 from jaxsweep.engine import sharding
 from jaxsweep.engine import sizing
 from jaxsweep.engine import train
@@ -36,5 +37,5 @@ from jaxsweep.engine.train import make_train
 __all__ = [
     "Boundary", "Components", "Decision", "Grid", "RunState", "Scheduler", "TrainSettings",
     "device_data", "distributed", "execute", "fingerprint", "make_plan", "make_train",
-    "memory", "plan", "program", "sharding", "sizing", "stack_hparams", "train",
+    "memory", "plan", "program", "scheduling", "sharding", "sizing", "stack_hparams", "train",
 ]

@@ -33,25 +33,21 @@ import concurrent.futures
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxsweep import results as results_lib
 from jaxsweep.engine import checkpoint as ckpt_lib
-from jaxsweep.engine import distributed
+from jaxsweep.engine import distributed, scheduling, sharding, sizing, strategy, xla_cache
 from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import population as population_lib
-from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import program as program_lib
-from jaxsweep.engine import sharding
-from jaxsweep.engine import sizing
-from jaxsweep.engine import strategy
-from jaxsweep.engine import xla_cache
+from jaxsweep.engine import record as record_lib
 
 # Seconds between checkpoints by default (at the next period boundary).
 CHECKPOINT_EVERY = 300.0
@@ -60,66 +56,11 @@ CHECKPOINT_EVERY = 300.0
 UNSTABLE_FACTOR = record_lib.UNSTABLE_FACTOR
 
 
-class Boundary(NamedTuple):
-  """What a scheduler sees at a period boundary of a group.
-
-  Every chunk of the group has trained to the same step.
-
-  Attributes:
-    group: the group's index in the plan.
-    variants: plan indices of the group's variants still in its population.
-    step: optimisation steps taken so far.
-    steps: the group's total steps.
-    metrics: metric name -> value per variant (``[len(variants)]``; NaN for
-      a variant that skipped the period).
-    stopped: per variant, whether it no longer trains (diverged or stopped).
-  """
-
-  group: int
-  variants: tuple[int, ...]
-  step: int
-  steps: int
-  metrics: Mapping[str, np.ndarray]
-  stopped: np.ndarray
-  target: str | None = None  # The metric the run ranks on (a scheduler's default).
-
-
-class Decision(NamedTuple):
-  """A scheduler's answer at a boundary (applied in this order).
-
-  Attributes:
-    copy: ``{dst: src}``: ``dst`` goes on from ``src``'s run state and
-      hyperparameters (population-based training's exploit), keeping its own
-      random key.
-    assign: ``{variant: {"optimizer.learning_rate": 3e-3, ...}}``: new values
-      of traced hyperparameters (explore, or a replayed schedule).
-    stop: variants to stop now: they are frozen (their parameters no longer
-      change) and their rows say ``stopped`` at this step.
-  """
-
-  stop: frozenset[int] = frozenset()
-  copy: Mapping[int, int] = {}
-  assign: Mapping[int, Mapping[str, float]] = {}
-
-
-class Scheduler(Protocol):
-  """Decides at each period boundary which variants go on.
-
-  Optional methods: ``start_group(plan, group, settings)`` before a group
-  trains; ``state_dict()`` / ``load_state_dict(d)`` (JSON-friendly) so a
-  resumed sweep continues the scheduler where it was.
-  """
-
-  def boundary(self, b: Boundary) -> Decision:
-    ...
-
-
-class Grid:
-  """The plain sweep: every variant trains to the end."""
-
-  def boundary(self, b: Boundary) -> Decision:
-    del b  # Unused.
-    return Decision()
+# The protocol lives in a leaf module; these names are the engine's public ones.
+Boundary = scheduling.Boundary
+Decision = scheduling.Decision
+Grid = scheduling.Grid
+Scheduler = scheduling.Scheduler
 
 
 class Interrupted(Exception):
@@ -219,10 +160,12 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
     Interrupted: when SIGINT/SIGTERM stopped the run (after saving).
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
-  scheduler = Grid() if scheduler is None else scheduler
+  scheduler = scheduling.check(Grid() if scheduler is None else scheduler)
   primary = jax.process_index() == 0
   # One table, printed once: the other processes stay silent.
   emit = (callback if callback is not None and primary else (lambda event: None))
+  t_start = time.perf_counter()
+  # --- Prepare: resume, layout, memory; every group built and checked. ---
   fingerprint = fingerprint_lib.fingerprint(plan)
   reader = (ckpt_lib.Reader(checkpoint_dir, fingerprint=fingerprint)
             if resume and ckpt_lib.exists(checkpoint_dir) else None)
@@ -235,161 +178,318 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
                               else strategy.choose(plan, group, mesh, lanes))
   writer = ckpt_lib.Writer(checkpoint_dir) if checkpoint_dir and primary else None
   saver = _Saver(writer, bool(checkpoint_dir), snap, checkpoint_every, emit)
-  t_start = time.perf_counter()
   limit = memory_lib.available(mesh, memory_budget)
   emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
         "devices": mesh.devices.size, "processes": jax.process_count(),
         "lanes": sorted({c.lanes for c in choice_of.values()}),
         "memory_limit_per_device": limit and limit.per_device,
         "memory_source": limit and limit.source,
+        "sweep_wide": scheduler.sweep_wide,
         "resumed_from": reader.path if reader else None})
+  groups = [_Group(plan, g, choice_of[g.index], snap) for g in plan.groups]
+  pending = [gr for gr in groups if not gr.done]
   # Build and check every group first (abstractly: nothing compiles), so that
   # errors come before any training. The first group to train compiles next:
   # its compile traces the training period before anything else (and reports
   # its errors as check() does), so check() leaves that trace out for it.
   built_of = {}
-  pending = [g for g in plan.groups if not snap.groups.get(g.index, {}).get("done")]
-  for group in plan.groups:
-    built = built_of[group.index] = program_lib.build(plan, group)
-    program_lib.check(plan, group, built, period=not pending or group is not pending[0])
-    sizing.check_fits(plan, group, built, mesh, limit, lanes=choice_of[group.index].lanes)
+  for gr in groups:
+    built_of[gr.index] = gr.built = program_lib.build(plan, gr.group)
+    program_lib.check(plan, gr.group, gr.built,
+                      period=not pending or gr is not pending[0])
+    sizing.check_fits(plan, gr.group, gr.built, mesh, limit, lanes=gr.choice.lanes)
+  scheduler.start(plan, {gr.index: gr.settings for gr in groups})
+  if "scheduler" in snap.extra:
+    scheduler.load_state_dict(snap.extra["scheduler"])
   compiler = _Compiler(plan, mesh, limit, built_of, choice_of, snap, chunk_size)
   if pending:
-    compiler.submit(pending[0])
+    compiler.submit(pending[0].group)
+  record = _make_record(plan, snap, built_of, unstable_factor)
+  if reader is not None:
+    _restore_done(reader, writer, record, plan, built_of, mesh)
+  for gr in groups:
+    if gr.done:  # Finished before a resume.
+      record.groups.append(snap.extra["group_info"][str(gr.index)])
+  ctx = _Context(plan, mesh, emit, record, saver, compiler, reader, snap, pending)
+  snap.live = {}  # Read by the groups; a checkpoint writes what is live then.
+  # --- The clock: train to each boundary, decide, persist. ---
+  with _SignalGuard() as guard, compiler:
+    for gr in pending:
+      if gr.resumed is not None:  # Live when saved: back on the devices first.
+        gr.open(ctx)
+    while True:
+      at = _next_boundary(pending, scheduler.sweep_wide)
+      if not at:
+        break
+      step = at[0].next_step
+      for gr in at:
+        if gr.pop is None:
+          gr.open(ctx)
+        gr.advance(ctx)
+      decision = scheduler.boundary(_boundary(at, step, target, record.task))
+      _apply(decision, at, record, step)
+      for gr in at:
+        gr.settle(ctx)
+      ctx.park_between_turns()
+      more = any(not gr.done for gr in pending)
+      stopping = more and distributed.agree_any(guard.signum is not None)
+      # A finished group is saved at once (a crash later costs none of it).
+      if stopping or any(gr.done for gr in at) or (more and saver.due()):
+        saved_to = saver.save(scheduler, step, [gr for gr in pending if gr.live])
+        if stopping:
+          raise Interrupted(guard.signum or signal.SIGTERM, step, saved_to)
+  seconds = time.perf_counter() - t_start
+  emit({"event": "done", "seconds": seconds})
+  record.groups.sort(key=lambda info: info["group"])
+  res = record.results(seconds=seconds, columns=scheduler.columns())
+  return res if target is None and mode is None else res.ranked(target, mode)
+
+
+class _Context:
+  """What every group's steps share within one :func:`execute` call."""
+
+  def __init__(self, plan, mesh, emit, record, saver, compiler, reader, snap, pending):
+    self.plan, self.mesh, self.emit, self.record = plan, mesh, emit, record
+    self.saver, self.compiler, self.reader, self.snap = saver, compiler, reader, snap
+    self.pending: list[_Group] = pending
+    self._placed: dict[int, Any] = {}
+
+  def data(self, dataset) -> Any:
+    """The dataset on the devices, placed once and shared by its groups."""
+    if id(dataset) not in self._placed:
+      if not any(gr.live and gr.built.dataset is not dataset for gr in self.pending):
+        self._placed.clear()  # Free the device copies nothing live trains on.
+      self._placed[id(dataset)] = program_lib.device_data(dataset, self.mesh)
+    return self._placed[id(dataset)]
+
+  def park_between_turns(self) -> None:
+    """With several groups live at once on an accelerator, each waits its turn
+    on the host (each was sized to fit the devices alone)."""
+    live = [gr for gr in self.pending if gr.live]
+    if len(live) > 1 and self.mesh.devices.flat[0].platform != "cpu":
+      for gr in live:
+        gr.pop.park()
+
+
+def _next_boundary(pending: list[_Group], sweep_wide: bool) -> list[_Group]:
+  """The groups that train to the next boundary of the clock.
+
+  A sweep-wide scheduler sees every group at each step: the earliest next
+  boundary of any group, with every group that has it. Otherwise groups run
+  start to end one after the other (the same results, fewer swaps).
+  """
+  live = [gr for gr in pending if not gr.done]
+  if not live:
+    return []
+  if not sweep_wide:
+    return [live[0]]
+  step = min(gr.next_step for gr in live)
+  return [gr for gr in live if gr.next_step == step]
+
+
+def _boundary(at: list[_Group], step: int, target: str | None,
+              task: str | None) -> scheduling.Boundary:
+  """What the scheduler sees: every variant of the groups at ``step``."""
+  rows = sorted((v, gr) for gr in at for v in gr.pop.variants)
+  variants = tuple(v for v, _ in rows)
+  names = list(dict.fromkeys(k for v, gr in rows for k in gr.stats[v]))
+  metrics = {k: np.asarray([gr.stats[v].get(k, np.nan) for v, gr in rows], np.float64)
+             for k in names}
+  return scheduling.Boundary(
+      step=step, variants=variants,
+      groups=np.asarray([gr.index for _, gr in rows], np.int64),
+      metrics=metrics, stopped=np.asarray([gr.halted[v] for v, gr in rows], bool),
+      final=np.asarray([step >= gr.settings.steps for _, gr in rows], bool),
+      target=target or results_lib.default_target(names, task)[0])
+
+
+def _apply(decision: scheduling.Decision, at: list[_Group], record: record_lib.Record,
+           step: int) -> None:
+  """Applies a decision to the groups it names (copies only within a group)."""
+  group_of = {v: gr for gr in at for v in gr.pop.variants}
+  unknown = sorted({*decision.stop, *decision.copy, *decision.copy.values(),
+                    *decision.assign, *decision.fork} - set(group_of))
+  if unknown:
+    raise ValueError(f"the scheduler named variants {unknown} that are not at step {step}")
+  across = {d: s for d, s in decision.copy.items() if group_of[d] is not group_of[s]}
+  if across:
+    raise ValueError(f"the scheduler copied across compile groups ({across}): a copy "
+                     "needs the same program; pick partners within b.groups")
+  for gr in at:
+    mine = set(gr.pop.variants)
+    copy = {d: s for d, s in decision.copy.items() if d in mine}
+    if copy:
+      gr.pop.copy(copy)
+      record.copied(copy, step)
+    fork = {v: salt for v, salt in decision.fork.items() if v in mine}
+    if fork:
+      gr.pop.fork(fork)
+      record.forked(fork, step)
+    assign = {v: vals for v, vals in decision.assign.items() if v in mine}
+    if assign:
+      gr.pop.assign(assign)
+      record.assigned(assign, step)
+    stop = sorted(v for v in decision.stop if v in mine)
+    if stop:
+      gr.pop.stop(stop)
+      gr.halted.update({v: True for v in stop})
+
+
+class _Group:
+  """One compile group's training on the sweep's clock.
+
+  Opened (compiled, initialised or restored, evaluated at step 0) when it
+  first trains; advanced one period at a time; settled after each decision
+  (stopped variants leave, a finished group records its results).
+  """
+
+  def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, choice: strategy.Choice,
+               snap: ckpt_lib.Snapshot):
+    self.plan, self.group, self.choice = plan, group, choice
+    self.index = group.index
+    self.built = None
+    saved = snap.groups.get(group.index, {})
+    self.done = bool(saved.get("done"))
+    self.resumed = snap.live.get(group.index)      # Its population in a checkpoint.
+    self.periods = self.resumed["periods"] if self.resumed else 0  # Trained so far.
+    self.pop: population_lib.Population | None = None
+    self.info: dict[str, Any] = {}
+    self.stats: dict[int, dict] = {}      # The last period's metrics per variant.
+    self.halted: dict[int, bool] = {}     # Diverged or stopped, per live variant.
+    self.train_seconds = 0.0
+    self.variant_steps = 0                # Trained in this process (for throughput).
+    self.first = self.periods             # The period this process started from.
+
+  @property
+  def settings(self):
+    return self.built.program.settings
+
+  @property
+  def live(self) -> bool:
+    return self.pop is not None and not self.done
+
+  def step_at(self, periods: int) -> int:
+    return min(periods * self.settings.eval_every, self.settings.steps)
+
+  @property
+  def next_step(self) -> int:
+    return self.step_at(self.periods + 1)
+
+  def open(self, ctx: _Context) -> None:
+    """Compiles (or collects the background compile), then starts the population."""
+    plan, group, mesh = ctx.plan, self.group, ctx.mesh
+    if not ctx.compiler.ready(self.index):
+      ctx.emit({"event": "compiling", "group": self.index, "num_groups": len(plan.groups)})
+    estimate, timings, hits = ctx.compiler.get(self.index)
+    later = [gr for gr in ctx.pending if gr.index > self.index and gr.pop is None]
+    if later:  # Compiled in the background while this group trains.
+      ctx.compiler.submit(later[0].group)
+    size, lanes = estimate.chunk_size, self.choice.lanes
+    ctx.snap.groups.setdefault(self.index, {"chunk_size": size, "done": False, "lanes": lanes})
+    n = len(group.members)
+    self.info = {"group": self.index, "variants": n, "chunk_size": size, "lanes": lanes,
+                 "lanes_source": self.choice.source,
+                 "padding": estimate.padding, "static": group.describe(),
+                 "dynamic": [plan.column(k) for k in group.traced
+                             if k in plan.swept or k in group.choices],
+                 "compile_seconds": 0.0, "compile_cache_hits": hits, "train_seconds": 0.0,
+                 **estimate.as_dict()}
+    data = ctx.data(self.built.dataset)
+    ctx.emit({"event": "group", **self.info, "steps": self.settings.steps,
+              "num_groups": len(plan.groups), "dataset": self.built.dataset.describe()})
+
+    def compile_for(chunk, built=self.built):
+      return program_lib.compile(
+          built, mesh, program_lib.abstract_population(plan, group, chunk, mesh), data,
+          lanes=lanes, timings=timings)
+
+    compile_for(size)
+    self.info["compile_seconds"] = sum(timings)
+    if timings:
+      ctx.emit({"event": "compiled", "group": self.index,
+                "seconds": self.info["compile_seconds"], "cache_hits": hits,
+                "background": ctx.compiler.was_background(self.index)})
+    self.pop = population_lib.Population(plan, group, self.built, mesh, lanes, data,
+                                         compile_for)
+    t0 = time.perf_counter()
+    live, self.resumed = self.resumed, None
+    if live is None:
+      self.pop.start([m for m in group.members if m not in ctx.record.finals], size)
+      stats, flags = self.pop.run(train=False)  # The evaluation at step 0.
+      ctx.record.period(self.index, stats, 0)
+    else:
+      self.pop.restore([
+          (members, ctx.reader.live_arrays(self.index, c, ckpt_lib.host_structure(
+              self.pop.abstract(len(members)))))
+          for c, (members, _) in enumerate(live["chunks"])])
+      flags = {v: (False, False) for v in self.pop.variants}
+    self.halted = {v: d or st for v, (d, st) in flags.items()}
+    self.train_seconds += time.perf_counter() - t0
+
+  def advance(self, ctx: _Context) -> None:
+    """Trains every live variant of the group for one period."""
+    t0 = time.perf_counter()
+    before = self.step_at(self.periods)
+    running = sum(not h for h in self.halted.values())
+    self.stats, flags = self.pop.run()
+    self.periods += 1
+    step = self.step_at(self.periods)
+    self.halted = {v: d or st for v, (d, st) in flags.items()}
+    ctx.record.period(self.index, self.stats, step)
+    self.train_seconds += time.perf_counter() - t0
+    # Only the variants that trained count (a stopped one skips its period).
+    self.variant_steps += running * (step - before)
+    n = len(self.group.members)
+    ctx.emit({"event": "period", "group": self.index, "chunk_start": 0,
+              "chunk_variants": n, "group_variants": n, "running": running,
+              "step": step, "steps": self.settings.steps,
+              "diverged": sum(d for d, _ in flags.values()),
+              "variant_steps_per_s": self.variant_steps / max(self.train_seconds, 1e-9),
+              "elapsed": self.train_seconds})
+
+  def settle(self, ctx: _Context) -> None:
+    """After the decision: variants that left are recorded; a group with
+    nothing left to train finishes."""
+    t0 = time.perf_counter()
+    left = self.pop.compact(self.halted)
+    if left:
+      _finish(self.pop, ctx.record, ctx.saver, self.index, self.settings.steps, left)
+    if self.periods < self.settings.num_periods and not all(self.halted.values()):
+      self.train_seconds += time.perf_counter() - t0
+      return
+    _finish(self.pop, ctx.record, ctx.saver, self.index, self.settings.steps,
+            self.pop.variants)
+    self.train_seconds += time.perf_counter() - t0
+    self.info["train_seconds"] = self.train_seconds
+    self.info["variant_steps"] = sum(ctx.record.finals[i]["step"] for i in self.group.members)
+    ctx.snap.groups[self.index]["done"] = self.done = True
+    ctx.snap.extra.setdefault("group_info", {})[str(self.index)] = self.info
+    ctx.record.groups.append(self.info)
+    self.pop = None  # Frees the group's device memory.
+
+
+def _make_record(plan, snap, built_of, unstable_factor) -> record_lib.Record:
   tasks = {built.dataset.task for built in built_of.values()}
   record = record_lib.Record(plan, snap, task=tasks.pop() if len(tasks) == 1 else None,
-                   unstable_factor=unstable_factor)
+                             unstable_factor=unstable_factor)
   for group in plan.groups:
     built = built_of[group.index]
     record.derived[group.index] = built.derived
     record.chance[group.index] = program_lib.chance_levels(built.dataset)
     record.params[group.index] = program_lib.num_params(plan, group, built)
-  data_of: dict[int, Any] = {}
-  if reader is not None:
-    if writer is not None:
-      writer.keep_done(reader.done)
-    for name, entry in reader.done.items():  # Variants that finished before.
-      g = entry["group"]
-      record.restore(entry["members"], reader.done_arrays(
-          name, ckpt_lib.host_structure(_trained_like(
-              built_of[g], program_lib.abstract_population(
-                  plan, plan.groups[g], len(entry["members"]), mesh)))))
-  if "scheduler" in snap.extra and hasattr(scheduler, "load_state_dict"):
-    scheduler.load_state_dict(snap.extra["scheduler"])
-  with _SignalGuard() as guard, compiler:
-    for g_pos, group in enumerate(plan.groups):
-      built = built_of[group.index]
-      settings = built.program.settings
-      if snap.groups.get(group.index, {}).get("done"):  # Finished before a resume.
-        record.groups.append(snap.extra["group_info"][str(group.index)])
-        continue
-      if not compiler.ready(group.index):
-        emit({"event": "compiling", "group": group.index, "num_groups": len(plan.groups)})
-      estimate, timings, hits = compiler.get(group.index)
-      later = [g for g in pending if g.index > group.index]
-      if later:  # Compiled in the background while this group trains.
-        compiler.submit(later[0])
-      n, size = len(group.members), estimate.chunk_size
-      choice = choice_of[group.index]
-      lanes_g = choice.lanes
-      saved = snap.groups.setdefault(group.index, {"chunk_size": size, "done": False,
-                                                   "lanes": lanes_g})
-      info = {"group": group.index, "variants": n, "chunk_size": size, "lanes": lanes_g,
-              "lanes_source": choice.source,
-              "padding": estimate.padding, "static": group.describe(),
-              "dynamic": [plan.column(k) for k in group.traced
-                          if k in plan.swept or k in group.choices],
-              "compile_seconds": 0.0, "compile_cache_hits": hits, "train_seconds": 0.0,
-              **estimate.as_dict()}
-      # Placed once per dataset, shared by every group that trains on it.
-      if id(built.dataset) not in data_of:
-        data_of.clear()  # Free the previous dataset's device copies first.
-        data_of[id(built.dataset)] = program_lib.device_data(built.dataset, mesh)
-      data = data_of[id(built.dataset)]
-      emit({"event": "group", **info, "steps": settings.steps,
-            "num_groups": len(plan.groups), "dataset": built.dataset.describe()})
+  return record
 
-      def compile_for(chunk, built=built, group=group, data=data, timings=timings,
-                      lanes_g=lanes_g):
-        return program_lib.compile(
-            built, mesh, program_lib.abstract_population(plan, group, chunk, mesh), data,
-            lanes=lanes_g, timings=timings)
 
-      compile_for(size)
-      info["compile_seconds"] = sum(timings)
-      if timings:
-        emit({"event": "compiled", "group": group.index, "seconds": info["compile_seconds"],
-              "cache_hits": hits, "background": compiler.was_background(group.index)})
-      pop = population_lib.Population(plan, group, built, mesh, lanes_g, data, compile_for)
-      t0 = time.perf_counter()
-      live = snap.live.get(group.index)
-      if live is None:
-        pop.start([m for m in group.members if m not in record.finals], size)
-        stats, _ = pop.run(train=False)  # The evaluation at step 0.
-        record.period(group.index, stats, 0)
-        first = 0
-      else:
-        pop.restore([(members, reader.live_arrays(group.index, c, ckpt_lib.host_structure(
-            pop.abstract(len(members))))) for c, (members, _) in enumerate(live["chunks"])])
-        first = live["periods"]
-      snap.live = {}
-      if hasattr(scheduler, "start_group"):
-        scheduler.start_group(plan, group, settings)
-      for period in range(first, settings.num_periods):
-        stats, flags = pop.run()
-        halted = {v: d or st for v, (d, st) in flags.items()}
-        # --- The period boundary. ---
-        step = min((period + 1) * settings.eval_every, settings.steps)
-        record.period(group.index, stats, step)
-        elapsed = time.perf_counter() - t0
-        variants = pop.variants
-        emit({"event": "period", "group": group.index, "chunk_start": 0,
-              "chunk_variants": n, "group_variants": n, "step": step,
-              "steps": settings.steps, "diverged": sum(d for d, _ in flags.values()),
-              "variant_steps_per_s": n * (step - first * settings.eval_every)
-                                     / max(elapsed, 1e-9),
-              "elapsed": elapsed})
-        metrics = {k: np.asarray([stats[v].get(k, np.nan) for v in variants])
-                   for k in (stats[variants[0]] if variants else {})}
-        decision = scheduler.boundary(Boundary(
-            group.index, tuple(variants), step, settings.steps, metrics,
-            np.asarray([halted[v] for v in variants]),
-            target or results_lib.default_target(list(metrics), record.task)[0]))
-        if decision.copy:
-          pop.copy(decision.copy)
-          record.copied(decision.copy, step)
-        if decision.assign:
-          pop.assign(decision.assign)
-          record.assigned(decision.assign, step)
-        if decision.stop:
-          pop.stop(sorted(decision.stop))
-          halted.update({v: True for v in decision.stop if v in halted})
-        left = pop.compact(halted)
-        if left:
-          _finish(pop, record, saver, group.index, settings.steps, left)
-        last = period + 1 == settings.num_periods or all(halted.values())
-        stopping = distributed.agree_any(guard.signum is not None)
-        if not last and (stopping or saver.due()):
-          saved_to = saver.save_live(group.index, period + 1, pop, scheduler, step)
-          if stopping:
-            raise Interrupted(guard.signum or signal.SIGTERM, step, saved_to)
-        if last:
-          break  # Nothing left to train in this group.
-      info["train_seconds"] = time.perf_counter() - t0
-      _finish(pop, record, saver, group.index, settings.steps, pop.variants)
-      info["variant_steps"] = sum(record.finals[i]["step"] for i in group.members)
-      saved["done"] = True
-      snap.extra.setdefault("group_info", {})[str(group.index)] = info
-      saver.save_group(scheduler, settings.steps)
-      record.groups.append(info)
-      more = g_pos != len(plan.groups) - 1
-      if more and distributed.agree_any(guard.signum is not None):
-        raise Interrupted(guard.signum or signal.SIGTERM, settings.steps, saver.last)
-  seconds = time.perf_counter() - t_start
-  emit({"event": "done", "seconds": seconds})
-  res = record.results(seconds=seconds,
-                       columns=scheduler.columns() if hasattr(scheduler, "columns") else {})
-  return res if target is None and mode is None else res.ranked(target, mode)
+def _restore_done(reader, writer, record, plan, built_of, mesh) -> None:
+  """Variants that finished before a resume: their arrays, read back."""
+  if writer is not None:
+    writer.keep_done(reader.done)
+  for name, entry in reader.done.items():
+    g = entry["group"]
+    record.restore(entry["members"], reader.done_arrays(
+        name, ckpt_lib.host_structure(_trained_like(
+            built_of[g], program_lib.abstract_population(
+                plan, plan.groups[g], len(entry["members"]), mesh)))))
 
 
 class _Compiler:
@@ -500,15 +600,14 @@ class _Saver:
                "seconds": time.perf_counter() - t0})
     return self.last
 
-  def _scheduler(self, scheduler) -> None:
-    if hasattr(scheduler, "state_dict"):
-      self.snap.extra["scheduler"] = scheduler.state_dict()
-
-  def save_live(self, group, periods, pop, scheduler, step) -> str | None:
+  def save(self, scheduler, step: int, live) -> str | None:
+    """A checkpoint of the whole sweep: the scheduler, and every live group's
+    population at its last boundary (``live``: groups with ``pop`` and ``periods``)."""
     if not self.enabled:
       return None
-    self._scheduler(scheduler)
-    self.snap.live = {group: {"periods": periods, "chunks": pop.host_arrays()}}
+    self.snap.extra["scheduler"] = scheduler.state_dict()
+    self.snap.live = {gr.index: {"periods": gr.periods, "chunks": gr.pop.host_arrays()}
+                      for gr in live}
     try:
       return self._save(step)
     finally:
@@ -520,8 +619,3 @@ class _Saver:
         self.snap.finals[i] = record.finals[i]
     if self.writer is not None:
       self.writer.save_done(group, members, arrays)
-
-  def save_group(self, scheduler, step) -> None:
-    if self.enabled:
-      self._scheduler(scheduler)
-      self._save(step)

@@ -87,6 +87,18 @@ def _copy(state, hp, sources):
 
 
 @jax.jit
+def _fork(state, salts, mask):
+  """Where ``mask`` is set, the random key becomes ``fold_in(key, salt)``."""
+  forked = jax.vmap(jax.random.fold_in)(state.key, salts)
+  keep = lambda new, old: jnp.where(
+      mask.reshape(mask.shape + (1,) * (jax.random.key_data(old).ndim - 2)), new, old)
+  key = jax.random.wrap_key_data(
+      keep(jax.random.key_data(forked), jax.random.key_data(state.key)),
+      impl=jax.random.key_impl(state.key))
+  return state._replace(key=key)
+
+
+@jax.jit
 def _assign(state, hp, mask, values):
   """Writes ``values`` (an hparams-shaped tree) where ``mask`` is set."""
   def pick(old, new):
@@ -261,6 +273,28 @@ class Population:
         chunk.state = state._replace(key=chunk.state.key)
         chunk.hp = {**hp, "seed": chunk.hp["seed"]}
     self._park_all_but(None)
+
+  def fork(self, salts: Mapping[int, int]) -> None:
+    """``{variant: salt}``: each variant's key becomes ``fold_in(key, salt)``."""
+    for chunk in self.chunks:
+      rows = [(j, salts[m]) for j, m in enumerate(chunk.members) if m in salts]
+      if not rows:
+        continue
+      self._unpark(chunk)
+      mask, values = np.zeros(chunk.size, bool), np.zeros(chunk.size, np.uint32)
+      for j, salt in rows:
+        mask[j], values[j] = True, salt
+      chunk.state = _fork(chunk.state, sharding.put_population(values, self.mesh),
+                          sharding.put_population(mask, self.mesh))
+      self._park_all_but(None)
+
+  def park(self) -> None:
+    """Every chunk to the host, until the group's next turn (:meth:`run` brings
+    each back)."""
+    for chunk in self.chunks:
+      if chunk.state is not None:
+        chunk.parked = ckpt_lib.to_host({"state": chunk.state, "hp": chunk.hp})
+        chunk.state = chunk.hp = None
 
   def compact(self, halted: Mapping[int, bool]) -> list[int]:
     """Packs the live variants into fewer slots (with more than one lane).

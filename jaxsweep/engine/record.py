@@ -73,6 +73,10 @@ class Record:
     for dst, src in pairs.items():
       self.lineage[dst].append({"step": step, "from": int(src)})
 
+  def forked(self, salts: Mapping[int, int], step: int) -> None:
+    for v, salt in salts.items():
+      self.lineage[v].append({"step": step, "fork": int(salt)})
+
   def assigned(self, values: Mapping[int, Mapping[str, float]], step: int) -> None:
     for i, vals in values.items():
       self.lineage[i].append({"step": step, "set": {k: float(v) for k, v in vals.items()}})

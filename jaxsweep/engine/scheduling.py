@@ -49,22 +49,30 @@ class Boundary(NamedTuple):
 
 
 class Decision(NamedTuple):
-  """A scheduler's answer at a boundary (applied in this order).
+  """A scheduler's answer at a boundary (applied: copy, fork, assign, stop).
 
   Attributes:
     copy: ``{dst: src}``: ``dst`` goes on from ``src``'s run state and
-      hyperparameters (population-based training's exploit); both must be in
-      the same compile group (one program, one state structure). ``dst``
-      draws its own random stream from then on.
+      hyperparameters (population-based training's exploit), keeping its own
+      random key; both must be in the same compile group (one program, one
+      state structure).
     assign: ``{variant: {"optimizer.learning_rate": 3e-3, ...}}``: new values
       of traced hyperparameters (explore, or a replayed schedule).
     stop: variants to stop now: they are frozen (their parameters no longer
       change) and their rows say ``stopped`` at this step.
+    fork: ``{variant: salt}``: the variant's random key becomes
+      ``fold_in(key, salt)`` (applied after ``copy``). A copy keeps the
+      destination's own key, which comes from its seed alone; two members of
+      one seed that copied one partner would draw the same batches from then
+      on, so PBT forks each destination with its own index. A replayed
+      schedule forks at the same steps with the same salts, which makes the
+      replay bit-exact.
   """
 
   stop: frozenset[int] = frozenset()
   copy: Mapping[int, int] = {}
   assign: Mapping[int, Mapping[str, float]] = {}
+  fork: Mapping[int, int] = {}
 
 
 @runtime_checkable
