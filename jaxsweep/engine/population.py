@@ -89,13 +89,11 @@ def _copy(state, hp, sources):
 @jax.jit
 def _fork(state, salts, mask):
   """Where ``mask`` is set, the random key becomes ``fold_in(key, salt)``."""
-  forked = jax.vmap(jax.random.fold_in)(state.key, salts)
-  keep = lambda new, old: jnp.where(
-      mask.reshape(mask.shape + (1,) * (jax.random.key_data(old).ndim - 2)), new, old)
-  key = jax.random.wrap_key_data(
-      keep(jax.random.key_data(forked), jax.random.key_data(state.key)),
-      impl=jax.random.key_impl(state.key))
-  return state._replace(key=key)
+  old = jax.random.key_data(state.key)
+  new = jax.random.key_data(jax.vmap(jax.random.fold_in)(state.key, salts))
+  m = mask.reshape(mask.shape + (1,) * (old.ndim - 1))
+  return state._replace(key=jax.random.wrap_key_data(
+      jnp.where(m, new, old), impl=jax.random.key_impl(state.key)))
 
 
 @jax.jit
