@@ -87,8 +87,8 @@ def test_a_per_variant_scheduler_sees_one_group_start_to_end():
 
 
 def test_a_stop_across_groups_leaves_the_others_bit_identical(grid):
-  watch = _Watch(sweep_wide=True, stop_worst_at=2)
-  res = engine.execute.execute(_plan(), scheduler=watch)
+  watch, events = _Watch(sweep_wide=True, stop_worst_at=2), []
+  res = engine.execute.execute(_plan(), scheduler=watch, callback=events.append)
   stopped = [r["variant"] for r in res.rows if r["status"] == "stopped"]
   assert len(stopped) == 1
   [v] = stopped
@@ -96,6 +96,9 @@ def test_a_stop_across_groups_leaves_the_others_bit_identical(grid):
   accs = [grid.history[i][1]["val_accuracy"] for i in range(6)]
   assert accs[v] == min(accs)
   assert res.rows[v]["stopped_step"] == 2
+  # The throughput line counts the variants that trained, not the stopped one.
+  running = {(e["group"], e["step"]): e["running"] for e in events if e["event"] == "period"}
+  assert running[(plan_group := v // 3, 4)] == 2 and running[(1 - plan_group, 4)] == 3
   for i in range(6):
     if i != v:
       _tree_equal(res.params(i), grid.params(i))
