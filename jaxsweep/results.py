@@ -109,8 +109,9 @@ class Results:
 
   @property
   def table(self) -> list[dict[str, Any]]:
-    """Rows sorted best first (unstable, diverged and NaN rows last)."""
-    return sorted(self.rows, key=lambda r: sort_key(r, self.target, self.mode))
+    """Rows sorted best first (unstable, diverged and NaN rows last); targets
+    within :data:`jaxsweep.selection.RANK_RTOL` tie and go in variant order."""
+    return selection.rank_rows(self.rows, self.target, self.mode)
 
   @property
   def selected(self) -> dict[str, Any] | None:
@@ -192,7 +193,19 @@ class Results:
              f"({self.better} is better)" + (f"; {', '.join(counts)}" if counts else "")
              + shown)
     advice = self.advice()
-    return "\n".join([first, *selection.notes(rows), *([advice] if advice else [])])
+    tie = self.tie_note()
+    return "\n".join([first, *([tie] if tie else []), *selection.notes(rows),
+                      *([advice] if advice else [])])
+
+  def tie_note(self) -> str:
+    """``selected by tie-break: ...`` when the selected configuration's target
+    ties with the next one's (within :data:`jaxsweep.selection.RANK_RTOL`), else ''."""
+    agg = self.aggregate() if self.rows and self.target in self.rows[0] else []
+    if not agg or not agg[0].get("tie_break"):
+      return ""
+    return (f"selected by tie-break: {self.target} ties with the next configuration's "
+            f"(within a relative {selection.RANK_RTOL:g}); the {agg[0]['tie_break']} "
+            "decided")
 
   def advice(self, *, configurations: bool = False) -> str:
     """Which number to report, or a warning when the ranking is on the test split.
