@@ -855,52 +855,9 @@ class Compose(scheduling.Base):
         p.load_state_dict(d[str(i)])
 
 
-def schedule_of(lineage: Mapping[int, Sequence[Mapping]], variant: int,
-                initial: Mapping[int, Mapping[str, float]]) -> list[dict]:
-  """The hyperparameter schedule a PBT member followed, ancestors included.
-
-  A member's parameters came from the members it copied; its schedule is
-  theirs up to each copy, then its own values.
-
-  Args:
-    lineage: ``Results.lineage`` (variant -> copies and values over steps).
-    variant: the member.
-    initial: variant -> its values at step 0 (its settings).
-
-  Returns:
-    ``[{"step": 0, "set": {...}}, {"step": s, "set": {...}}, ...]``.
-  """
-  events: list[dict] = []
-  current, until = variant, math.inf
-  while True:
-    own = [e for e in lineage.get(current, []) if e["step"] < until]
-    copies = [e for e in own if "from" in e]
-    last_copy = copies[-1] if copies else None
-    since = last_copy["step"] if last_copy else -1
-    events = [{"step": e["step"], "set": dict(e["set"])} for e in own
-              if "set" in e and e["step"] >= since] + events
-    if last_copy is None:
-      events.insert(0, {"step": 0, "set": dict(initial[current])})
-      break
-    current, until = last_copy["from"], last_copy["step"]
-  merged: dict[int, dict] = {}
-  for e in events:
-    merged.setdefault(e["step"], {}).update(e["set"])
-  return [{"step": s, "set": v} for s, v in sorted(merged.items())]
-
-
-def root_of(lineage: Mapping[int, Sequence[Mapping]], variant: int) -> int:
-  """The member whose initialisation a PBT member's weights are (follows copies back).
-
-  Its settings are the replayed run's: along a chain of copies every value
-  not explored is the root's, and seed ``s`` copies seed ``s``.
-  """
-  current, until = variant, math.inf
-  while True:
-    copies = [e for e in lineage.get(current, []) if "from" in e and e["step"] < until]
-    if not copies:
-      return current
-    current, until = copies[-1]["from"], copies[-1]["step"]
+# Lineage helpers live with the results (the report layer reads them there).
+schedule_of = results_lib.schedule_of
+root_of = results_lib.root_of
 
 
 def make(method: Any = None, *, early_stopping: Mapping | None = None):
