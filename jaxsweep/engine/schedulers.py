@@ -154,10 +154,11 @@ class _Configs:
 # Successive halving and Hyperband, as published.
 
 class Round(NamedTuple):
-  """One round of a bracket: ``n`` configurations trained to ``r`` resource."""
+  """One round of a bracket: ``n`` configurations trained to ``r`` resource
+  (an int, or an exact ``Fraction`` where ``R`` is not a power of ``eta``)."""
 
   n: int
-  r: float
+  r: int | fractions.Fraction
 
 
 class Bracket(NamedTuple):
@@ -172,7 +173,7 @@ class Bracket(NamedTuple):
 
   s: int
   n: int
-  r: float
+  r: int | fractions.Fraction
   rounds: tuple[Round, ...]
 
 
@@ -208,7 +209,7 @@ def halving_rounds(n: int, r: float, eta: float, s: int) -> tuple[Round, ...]:
   eta_ = fractions.Fraction(eta)
   for i in range(s + 1):
     r_i = fractions.Fraction(r) * eta_ ** i
-    out.append(Round(live, int(r_i) if r_i.denominator == 1 else float(r_i)))
+    out.append(Round(live, int(r_i) if r_i.denominator == 1 else r_i))
     live = max(1, math.floor(fractions.Fraction(live) / eta_))
   return tuple(out)
 
@@ -231,7 +232,7 @@ def hyperband(R: float, eta: float) -> tuple[Bracket, ...]:
   for s in range(top, -1, -1):
     n = math.ceil(fractions.Fraction(top + 1, s + 1) * eta_ ** s)
     r = fractions.Fraction(R) / eta_ ** s
-    r = int(r) if r.denominator == 1 else float(r)
+    r = int(r) if r.denominator == 1 else r
     out.append(Bracket(s, n, r, halving_rounds(n, r, eta, s)))
   return tuple(out)
 
