@@ -106,7 +106,7 @@ def _clock(plan: plan_lib.Plan, settings: Mapping[int, Any], what: str) -> tuple
 
 def _on_period(x: float, period: int) -> int:
   """``x`` steps rounded to the nearest boundary, at least one period."""
-  return max(period, int(round(x / period)) * period)
+  return max(period, math.floor(x / period + 0.5) * period)  # Half up, not to even.
 
 
 class _Configs:
