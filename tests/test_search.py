@@ -181,7 +181,7 @@ def test_pbt_explores_inside_bounds_and_is_reproducible():
   a, b = _pbt(), _pbt()
   assert a.lineage == b.lineage and a.lineage
   helpers.assert_same_results(a, b)
-  lrs = [r["learning_rate"] for r in a.rows]
+  lrs = [s["optimizer.learning_rate"] for s in a.settings.values()]  # The sweep's range.
   lo, hi = min(lrs), max(lrs)
   for events in a.lineage.values():
     for e in events:
@@ -189,7 +189,8 @@ def test_pbt_explores_inside_bounds_and_is_reproducible():
         assert lo <= e["set"]["optimizer.learning_rate"] <= hi
   # A member's schedule follows its ancestors up to each copy.
   best = a.best["variant"]
-  initial = {i: {"optimizer.learning_rate": r["learning_rate"]} for i, r in enumerate(a.rows)}
+  initial = {i: {"optimizer.learning_rate": s["optimizer.learning_rate"]}
+             for i, s in a.settings.items()}
   schedule = schedulers.schedule_of(a.lineage, best, initial)
   assert schedule[0]["step"] == 0 and all(
       s1["step"] < s2["step"] for s1, s2 in zip(schedule, schedule[1:]))
@@ -279,9 +280,10 @@ def test_pbt_best_yaml_replays_the_schedule_and_reproduces_the_metric(tmp_path):
   if best["copied_from"] is None:  # Not the case with this seed: keep the test honest.
     pytest.skip("the selected member was never overwritten")
   cfg = yaml.safe_load(text)
+  (column,) = res.swept
   assert cfg["sweep"]["method"]["name"] == "replay"
   assert cfg["sweep"]["method"]["schedule"][-1]["set"]["optimizer.learning_rate"] == (
-      best["learning_rate"])
+      best[column])
   again = js.run_config(str(tmp_path / "pbt" / "best.yaml"))
   (row,) = again.rows
   for k in ("val_accuracy", "test_accuracy", "val_nll", "test_nll"):
