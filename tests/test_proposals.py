@@ -370,3 +370,30 @@ def test_a_search_resumed_after_a_crash_equals_an_uninterrupted_one(tmp_path):
   resumed = _search(method, out=str(tmp_path / "cut"), resume=True, outputs={"plots": False})
   helpers.assert_same_results(resumed, whole, params=False)
   assert [r["told"] for r in resumed.rows] == [r["told"] for r in whole.rows]
+
+
+def test_the_engine_search_resumes_from_its_checkpoint_directory(tmp_path):
+  """proposals.search with checkpoint_dir: a crash mid second round, resumed,
+  ends as the uninterrupted search (the lead's api passes rd.checkpoint_dir)."""
+  components = js.engine.Components(model=(_init, _apply), optimizer=optax.sgd, loss=_loss,
+                                    data=DATA)
+  base = {"train.steps": 30, "train.batch_size": 8, "train.eval_every": 10,
+          "train.eval_batch_size": 1024, "seed": 0}
+  space_ = proposals.search_space({LR: js.space.log_uniform(1e-3, 0.4)})
+  opts = proposals.options({"name": "tpe", "samples": 6, "batch": 3, "seed": 0})
+  kw = dict(target="val_objective", mode="min")
+  whole = proposals.search(components, base, space_, opts, **kw)
+  seen = []
+
+  def crash(event):
+    seen.append(event)
+    if sum(e["event"] == "period" for e in seen) == 5:  # Round 1, second boundary.
+      raise _Crash
+
+  with pytest.raises(_Crash):
+    proposals.search(components, base, space_, opts, callback=crash,
+                     checkpoint_dir=str(tmp_path), checkpoint_every=0, **kw)
+  resumed = proposals.search(components, base, space_, opts, checkpoint_dir=str(tmp_path),
+                             resume=True, checkpoint_every=0, **kw)
+  helpers.assert_same_results(resumed, whole, params=False)
+  assert [r["told"] for r in resumed.rows] == [r["told"] for r in whole.rows]

@@ -40,6 +40,7 @@ import importlib.util
 import itertools
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,7 @@ from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep import results as results_lib
 from jaxsweep import space as space_lib
+from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import execute
 from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import plan as plan_lib
@@ -496,8 +498,18 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
            target: str | None = None, mode: str | None = None,
            early_stopping: Mapping[str, Any] | None = None,
            callback: Callable[[dict], None] | None = None,
+           checkpoint_dir: str | None = None, resume: bool = False,
            **execute_kwargs) -> results_lib.Results:
   """Runs ``opts.rounds`` rounds of proposals, each trained as one population.
+
+  With ``checkpoint_dir``, each round trains with its own engine checkpoint
+  (``round-<r>/``) and a finished round's results, pruning reports and
+  told values are saved (``search.json``, ``round-<r>.json``). ``resume``
+  rebuilds the study from them: the seeded sampler is asked the finished
+  rounds' trials again (refused if it proposes others), hears their reports
+  and values, and the interrupted round resumes from its last boundary, so
+  the search ends as an uninterrupted one would (an in-memory study only: a
+  ``storage`` study already holds its trials).
 
   Args:
     components: what is trained.
@@ -548,6 +560,7 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
   batch = opts.batch or default_batch(
       opts.samples if opts.samples is not None else opts.budget // per_trial)
   asked = spent = 0
+  saved = _Saved(checkpoint_dir, resume, opts)
   try:
     study = _study(optuna, opts, mode)
     for r in itertools.count():
@@ -560,6 +573,12 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
       trials = [study.ask(dists) for _ in range(n)]
       asked += n
       told: dict[int, str] = {}
+      done = saved.round(r)
+      if done is not None:  # Finished before a resume: told again, not trained.
+        res, owner, told = saved.replay(done, trials, optuna, study, r)
+        parts.append((res, owner, told))
+        spent += sum(int(row["steps"]) for row in res.rows)
+        continue
       try:
         points, owner = [], []
         for t in trials:
@@ -573,9 +592,12 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
           members.setdefault(number, []).append(v)
         pruning = Pruning({t.number: t for t in trials}, members, target)
         scheduler = schedulers.make(pruning, early_stopping=early_stopping)
+        live = saved.live_dir(r)
         res = execute.execute(plan, scheduler=scheduler, callback=callback, target=target,
-                              mode=mode, **execute_kwargs)
+                              mode=mode, checkpoint_dir=live,
+                              resume=saved.resume and ckpt_lib.exists(live), **execute_kwargs)
         told = _tell(optuna, study, trials, members, res, pruning.pruned, r)
+        saved.finished(r, res, owner, told, pruning, trials)
       finally:
         for t in trials:
           if t.number not in told:
@@ -585,6 +607,60 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
   finally:
     optuna.logging.set_verbosity(verbosity)
   return _merge(parts, target, mode, time.perf_counter() - t0)
+
+
+class _Saved:
+  """A search's finished rounds on disk (``checkpoint_dir``), for a resume."""
+
+  def __init__(self, directory: str | None, resume: bool, opts: Options):
+    self.directory, self.resume = directory, resume
+    self.rounds: list[dict] = []
+    if directory is None:
+      return
+    path = os.path.join(directory, "search.json")
+    if resume and os.path.isfile(path):
+      if opts.storage is not None or not isinstance(opts.study, (str, type(None))):
+        raise errors.ConfigError(
+            "a search with a storage study resumes through the study, not a checkpoint.",
+            key="resume", fix="run again without --resume: the study knows its trials")
+      with open(path) as f:
+        self.rounds = json.load(f)["rounds"]
+    elif not resume:
+      os.makedirs(directory, exist_ok=True)
+
+  def round(self, r: int) -> dict | None:
+    return self.rounds[r] if r < len(self.rounds) else None
+
+  def live_dir(self, r: int) -> str | None:
+    return None if self.directory is None else os.path.join(self.directory, f"round-{r}")
+
+  def finished(self, r, res, owner, told, pruning, trials) -> None:
+    if self.directory is None:
+      return
+    path = os.path.join(self.directory, f"round-{r}.json")
+    res.to_json(path)
+    self.rounds.append({
+        "owner": owner, "told": {str(k): v for k, v in told.items()},
+        "params": [t.params for t in trials], "results": os.path.basename(path),
+        "pruning": pruning.state_dict()})
+    results_lib.atomic_write(os.path.join(self.directory, "search.json"),
+                             results_lib.rows_to_json({"rounds": self.rounds}))
+
+  def replay(self, done, trials, optuna, study, r):
+    """A finished round told to a rebuilt study: the same trials, reports, values."""
+    if [t.params for t in trials] != done["params"]:
+      raise errors.CheckpointError(
+          f"resuming round {r}: the sampler proposed other trials than the interrupted run.",
+          key="resume", fix="resume with the same config and sampler seed, or start afresh")
+    res = results_lib.Results.from_json(os.path.join(self.directory, done["results"]))
+    owner = done["owner"]
+    members: dict[int, list[int]] = {}
+    for v, number in enumerate(owner):
+      members.setdefault(number, []).append(v)
+    pruning = Pruning({t.number: t for t in trials}, members, res.target)
+    pruning.load_state_dict(done["pruning"])  # Reports each trial's values again.
+    told = _tell(optuna, study, trials, members, res, pruning.pruned, r)
+    return res, owner, told
 
 
 def _max_steps(components: plan_lib.Components, base: Mapping[str, Any], space: Space) -> int:
