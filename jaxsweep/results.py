@@ -9,6 +9,16 @@ for the last two), ``diverged_step``, ``stopped_step``, ``steps``,
 ``best_<target>``/``best_step``. An unhealthy variant is never ranked above a
 healthy one, whatever its metrics.
 
+Schedulers add columns (:mod:`jaxsweep.engine.schedulers`): ``rung`` (the
+halving rung a variant stopped at, None if it went on) and ``bracket``
+(Hyperband's ``s``); for PBT the explored columns hold the values a member
+*ended* with (its starting values stay in :attr:`Results.settings`),
+``copied_from`` (the member it last copied, None if never overwritten),
+``lineage`` (the history of its weights in words) and ``member`` (its
+configuration, so that members ending alike are not merged as seeds);
+:attr:`Results.lineage` has every copy and value, and :func:`schedule_of`
+the replayable schedule (what ``best.yaml`` replays).
+
 Selection is on the validation split; with seeds swept it is on the mean
 over seeds (:func:`aggregate_rows`, :attr:`Results.selected`), so one lucky
 seed does not pick the configuration.

@@ -14,6 +14,10 @@ know every earlier round's results::
     train them as one population; at each boundary: report, maybe prune
     study.tell(trial, final value) for each
 
+With ``budget`` (variant-steps: training steps summed over every trial and
+seed) a round asks only for the trials the budget left can train to the
+end: the search never spends more, and pruned trials leave room for more.
+
 Samplers: ``tpe`` (``optuna.samplers.TPESampler``, with the constant liar so
 the trials of one batch spread out), ``gp`` (``GPSampler``, needs torch),
 ``qmc`` (scrambled Sobol, ``QMCSampler``); pruners: ``median``
