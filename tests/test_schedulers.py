@@ -388,3 +388,44 @@ def test_replay_refuses_a_step_that_is_not_a_boundary_and_a_wrong_start():
   replay.start(plan, _settings(plan, 40, 10))
   assert replay.boundary(_boundary(plan, 20, lambda v: 0.5)).assign == {0: {LR: 0.1}}
   assert not math.isnan(plan.variants[0][LR])
+
+
+def test_pbt_never_copies_across_programs():
+  """A bottom member whose group holds no top member goes on unchanged."""
+  plan = _plan([0.01, 0.02, 0.03, 0.04], groups=[0, 0, 1, 1])
+  pbt = schedulers.PBT(ready_every=10, quantile=0.5, seed=0)
+  pbt.start(plan, _settings(plan, 100, 10))
+  d = _pbt_round(pbt, plan, 10, lambda v: [0.1, 0.2, 0.9, 0.8][v])  # Group 1 on top.
+  assert not d.copy and not d.assign
+  d = _pbt_round(pbt, plan, 20, lambda v: [0.1, 0.9, 0.2, 0.8][v])  # One top per group.
+  assert d.copy == {0: 1, 2: 3}
+
+
+class _Trial:
+  """An optuna.Trial stand-in that logs the order of calls."""
+
+  def __init__(self, number, log, prune):
+    self.number, self.log, self.prune = number, log, prune
+
+  def report(self, value, step):
+    self.log.append(("report", self.number, step))
+
+  def should_prune(self):
+    self.log.append(("ask", self.number))
+    return self.prune
+
+
+def test_pruning_hears_every_trial_before_asking_any():
+  """The median pruner must see the same values whichever group a trial trains in."""
+  log = []
+  trials = {n: _Trial(n, log, prune=n == 2) for n in range(3)}
+  pruning = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  assert pruning.sweep_wide
+  plan = _plan([0.1, 0.2, 0.3], groups=[0, 1, 2])
+  d = pruning.boundary(_boundary(plan, 10, lambda v: 0.5, steps=30))
+  assert [e[0] for e in log] == ["report"] * 3 + ["ask"] * 3
+  assert d.stop == {2} and pruning.pruned == {2: 10}
+  state = json.loads(json.dumps(pruning.state_dict()))
+  again = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  again.load_state_dict(state)
+  assert again.pruned == {2: 10} and again.reported == pruning.reported
