@@ -9,6 +9,16 @@ for the last two), ``diverged_step``, ``stopped_step``, ``steps``,
 ``best_<target>``/``best_step``. An unhealthy variant is never ranked above a
 healthy one, whatever its metrics.
 
+Schedulers add columns (:mod:`jaxsweep.engine.schedulers`): ``rung`` (the
+halving rung a variant stopped at, None if it went on) and ``bracket``
+(Hyperband's ``s``); for PBT the explored columns hold the values a member
+*ended* with (its starting values stay in :attr:`Results.settings`),
+``copied_from`` (the member it last copied, None if never overwritten),
+``lineage`` (the history of its weights in words) and ``member`` (its
+configuration, so that members ending alike are not merged as seeds);
+:attr:`Results.lineage` has every copy and value, and :func:`schedule_of`
+the replayable schedule (what ``best.yaml`` replays).
+
 Selection is on the validation split; with seeds swept it is on the mean
 over seeds (:func:`aggregate_rows`, :attr:`Results.selected`), so one lucky
 seed does not pick the configuration.
@@ -109,8 +119,9 @@ class Results:
 
   @property
   def table(self) -> list[dict[str, Any]]:
-    """Rows sorted best first (unstable, diverged and NaN rows last)."""
-    return sorted(self.rows, key=lambda r: sort_key(r, self.target, self.mode))
+    """Rows sorted best first (unstable, diverged and NaN rows last); targets
+    within :data:`jaxsweep.selection.RANK_RTOL` tie and go in variant order."""
+    return selection.rank_rows(self.rows, self.target, self.mode)
 
   @property
   def selected(self) -> dict[str, Any] | None:
@@ -192,7 +203,19 @@ class Results:
              f"({self.better} is better)" + (f"; {', '.join(counts)}" if counts else "")
              + shown)
     advice = self.advice()
-    return "\n".join([first, *selection.notes(rows), *([advice] if advice else [])])
+    tie = self.tie_note()
+    return "\n".join([first, *([tie] if tie else []), *selection.notes(rows),
+                      *([advice] if advice else [])])
+
+  def tie_note(self) -> str:
+    """``selected by tie-break: ...`` when the selected configuration's target
+    ties with the next one's (within :data:`jaxsweep.selection.RANK_RTOL`), else ''."""
+    agg = self.aggregate() if self.rows and self.target in self.rows[0] else []
+    if not agg or not agg[0].get("tie_break"):
+      return ""
+    return (f"selected by tie-break: {self.target} ties with the next configuration's "
+            f"(within a relative {selection.RANK_RTOL:g}); the {agg[0]['tie_break']} "
+            "decided")
 
   def advice(self, *, configurations: bool = False) -> str:
     """Which number to report, or a warning when the ranking is on the test split.
@@ -360,6 +383,62 @@ class Results:
     except ImportError as e:
       raise ImportError("to_pandas needs pandas: pip install pandas") from e
     return pd.DataFrame(self.table, columns=self.columns())
+
+
+# --------------------------------------------------------------------------
+# Lineage: what a scheduler did to a variant (PBT's copies, replayed values).
+
+def schedule_of(lineage: Mapping[int, Sequence[Mapping]], variant: int,
+                initial: Mapping[int, Mapping[str, float]]) -> list[dict]:
+  """The hyperparameter schedule a PBT member followed, ancestors included.
+
+  A member's parameters came from the members it copied; its schedule is
+  theirs up to each copy, then its own values.
+
+  Args:
+    lineage: ``Results.lineage`` (variant -> copies and values over steps).
+    variant: the member.
+    initial: variant -> its values at step 0 (its settings).
+
+  Returns:
+    ``[{"step": 0, "set": {...}}, {"step": s, "set": {...}}, ...]``.
+
+  Examples:
+    >>> lineage = {1: [{"step": 20, "from": 0}, {"step": 20, "set": {"lr": 0.5}}]}
+    >>> schedule_of(lineage, 1, {0: {"lr": 0.1}, 1: {"lr": 0.2}})
+    [{'step': 0, 'set': {'lr': 0.1}}, {'step': 20, 'set': {'lr': 0.5}}]
+  """
+  events: list[dict] = []
+  current, until = variant, math.inf
+  while True:
+    own = [e for e in lineage.get(current, []) if e["step"] < until]
+    copies = [e for e in own if "from" in e]
+    last_copy = copies[-1] if copies else None
+    since = last_copy["step"] if last_copy else -1
+    events = [{"step": e["step"], "set": dict(e["set"])} for e in own
+              if "set" in e and e["step"] >= since] + events
+    if last_copy is None:
+      events.insert(0, {"step": 0, "set": dict(initial[current])})
+      break
+    current, until = last_copy["from"], last_copy["step"]
+  merged: dict[int, dict] = {}
+  for e in events:
+    merged.setdefault(e["step"], {}).update(e["set"])
+  return [{"step": s, "set": v} for s, v in sorted(merged.items())]
+
+
+def root_of(lineage: Mapping[int, Sequence[Mapping]], variant: int) -> int:
+  """The member whose initialisation a PBT member's weights are (follows copies back).
+
+  Its settings are the replayed run's: along a chain of copies every value
+  not explored is the root's, and seed ``s`` copies seed ``s``.
+  """
+  current, until = variant, math.inf
+  while True:
+    copies = [e for e in lineage.get(current, []) if "from" in e and e["step"] < until]
+    if not copies:
+      return current
+    current, until = copies[-1]["from"], copies[-1]["step"]
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

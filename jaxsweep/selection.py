@@ -10,6 +10,14 @@ the data has none), so the test numbers of the selected configuration are
 an unbiased estimate to report (:func:`report_metric`). With seeds swept the
 selected configuration is the best *mean* over seeds, ties broken by the
 lower std: one lucky seed does not pick it.
+
+Ranking is exact at the precision the metrics have (issue #23): they are
+float32 (about 7 significant digits), and a mean over seeds summed in
+another order differs in the 8th (44/429 correct gives 0.10256410142 or
+0.10256409893). Values within a relative :data:`RANK_RTOL` of each other
+tie (:func:`tie_classes`); ties are broken by the lower std (compared the
+same way), then by variant order (the order of the sweep, whatever the
+layout), and the table marks them (``tie``).
 """
 
 from __future__ import annotations
@@ -77,6 +85,61 @@ def sort_key(row: Mapping[str, Any], target: str, mode: str):
 
 
 SEED = keys.SEED
+# Values this close (relative) rank as equal: float32 metrics carry about 7
+# significant digits and their means over seeds differ in the 8th with the
+# order of summation (issue #23: 0.10256410142 vs 0.10256409893).
+RANK_RTOL = 1e-6
+# No absolute tolerance: float32 resolves values near 0 as finely as any
+# (an mse of 5e-13 is not a tie with 0).
+RANK_ATOL = 0.0
+
+
+def tie_classes(values: Sequence[float | None], *, rtol: float = RANK_RTOL,
+                atol: float = RANK_ATOL) -> list[int]:
+  """Rank classes of values, lower first: values within tolerance share one.
+
+  Values are sorted ascending; a class starts at its smallest value and
+  takes every next value within ``atol + rtol * |start|`` of that start (so
+  a class never spans more than the tolerance, and the classes do not
+  depend on the order the values come in). None and NaN share the last class.
+
+  Args:
+    values: the values (lower is better: negate a metric to maximise).
+    rtol, atol: the relative and absolute tolerance.
+
+  Returns:
+    The class of each value (0 is the best), in the order given.
+
+  Examples:
+    >>> tie_classes([-0.10256410142, -0.10256409893, -0.2])
+    [1, 1, 0]
+    >>> tie_classes([0.3, None, 0.1, 0.1])
+    [1, 2, 0, 0]
+  """
+  finite = sorted({float(v) for v in values
+                   if v is not None and not math.isnan(float(v))})
+  of: dict[float, int] = {}
+  klass, start = -1, None
+  for v in finite:
+    if start is None or v - start > atol + rtol * abs(start):
+      klass, start = klass + 1, v
+    of[v] = klass
+  last = klass + 1
+  return [last if v is None or math.isnan(float(v)) else of[float(v)] for v in values]
+
+
+def rank_rows(rows: Sequence[Mapping[str, Any]], target: str,
+              mode: str) -> list[Mapping[str, Any]]:
+  """Rows best first, as :func:`sort_key` orders them, with the target
+  compared at :data:`RANK_RTOL` (near-equal values fall to variant order)."""
+  signed = [None if not _finite(r.get(target)) else
+            (-float(r[target]) if mode == "max" else float(r[target])) for r in rows]
+  classes = tie_classes(signed)
+  order = sorted(range(len(rows)), key=lambda j: (
+      sort_key(rows[j], target, mode)[:2], classes[j], rows[j].get("variant", 0)))
+  return [rows[j] for j in order]
+
+
 # Every mean ± std over seeds (aggregated tables, compare, plots) uses the
 # sample standard deviation (ddof=1, as pandas' ``std`` and most papers'
 # error bars over seeds do); with one healthy seed the spread is unknown, so
@@ -231,8 +294,11 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
   no diverged one; then those with a healthy seed and some diverged (their
   mean is over the survivors); then those whose every seed is unstable or
   diverged. Within each, those with an ok seed before those only stopped
-  early, then by the mean ``target``, ties by the lower std. The first
-  configuration is ``best`` when it has a healthy seed.
+  early, then by the mean ``target``, ties by the lower std, then by the
+  first variant (sweep order). Means and stds are compared at
+  :data:`RANK_RTOL` (:func:`tie_classes`): float noise in the last digits
+  of a mean does not decide. The first configuration is ``best`` when it has
+  a healthy seed.
 
   Args:
     rows: per-variant rows.
@@ -248,7 +314,11 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
     worst of its seeds), ``variants`` (indices), ``params``, and
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_n`` (values used) for
     each metric; a mean with no value and a std with fewer than ``ddof + 1``
-    values are None.
+    values are None. ``tie`` is ``"="`` when a configuration's target mean
+    ties with the one ranked just above it (``"=="`` when its std ties
+    too: variant order decided), else ``""``; the first row's
+    ``tie_break`` says what put it first when it tied with the second
+    (``"lower std"``, ``"variant order"``), else None.
 
   Examples:
     >>> rows = [{"variant": i, "lr": 0.1, "seed": i, "status": "ok", "acc": a}
@@ -261,9 +331,13 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
   config_cols = [c for c in swept if c != SEED]
   groups: dict[tuple, list[Mapping[str, Any]]] = {}
   for r in sorted(rows, key=lambda r: r.get("variant", 0)):
-    groups.setdefault(tuple(keys.freeze(r.get(c)) for c in config_cols), []).append(r)
+    # PBT's rows carry the values they ended with: ``member`` keeps two
+    # members that happen to end alike apart (only a member's seeds merge).
+    groups.setdefault((*(keys.freeze(r.get(c)) for c in config_cols), r.get("member")),
+                      []).append(r)
   out = []
   for members in groups.values():
+    members = sorted(members, key=lambda r: r.get("variant", 0))
     first = members[0]
     row: dict[str, Any] = {c: first.get(c) for c in config_cols}
     row["best"] = False
@@ -280,19 +354,31 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
       row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals, ddof=ddof)
       row[f"{m}_n"] = len(vals)
     out.append(row)
-  out.sort(key=lambda r: _config_key(r, target, mode))
-  if out and _config_key(out[0], target, mode)[0] < 2:
+  means = tie_classes([None if r[f"{target}_mean"] is None else
+                       (-r[f"{target}_mean"] if mode == "max" else r[f"{target}_mean"])
+                       for r in out])
+  stds = tie_classes([r[f"{target}_std"] for r in out])
+  keys_ = [(*_config_key(r, target, mode), means[j], stds[j], r["variants"][0])
+           for j, r in enumerate(out)]
+  order = sorted(range(len(out)), key=lambda j: keys_[j])
+  out, keys_ = [out[j] for j in order], [keys_[j] for j in order]
+  for j, row in enumerate(out):
+    row["tie"] = ""
+    row["tie_break"] = None
+    if j and keys_[j][:4] == keys_[j - 1][:4] and row[f"{target}_mean"] is not None:
+      row["tie"] = "==" if keys_[j][4] == keys_[j - 1][4] else "="
+  if len(out) > 1 and out[1]["tie"]:
+    out[0]["tie_break"] = "variant order" if out[1]["tie"] == "==" else "lower std"
+  if out and keys_[0][0] < 2:
     out[0]["best"] = True
   return out
 
 
 def _config_key(row: Mapping[str, Any], target: str, mode: str) -> tuple:
+  """The coarse rank of a configuration: health, then whether it has a mean."""
   healthy = row[STATUS_OK] + row[STATUS_STOPPED]
   rank = 2 * (healthy == 0) + (row[STATUS_DIVERGED] > 0)
-  mean, std = row.get(f"{target}_mean"), row.get(f"{target}_std")
-  value = 0.0 if mean is None else (-mean if mode == "max" else mean)
-  return (rank, row[STATUS_OK] == 0, mean is None, value,
-          math.inf if std is None else std, row["variants"][0])
+  return (rank, row[STATUS_OK] == 0, row.get(f"{target}_mean") is None)
 
 
 def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool:
@@ -300,5 +386,5 @@ def seeds_swept(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> bool
   if SEED not in swept:
     return False
   config_cols = [c for c in swept if c != SEED]
-  configs = [tuple(keys.freeze(r.get(c)) for c in config_cols) for r in rows]
+  configs = [(*(keys.freeze(r.get(c)) for c in config_cols), r.get("member")) for r in rows]
   return len(set(configs)) < len(configs)

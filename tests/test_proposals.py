@@ -284,7 +284,9 @@ def test_wandb_hyperband_is_halving_from_min_iter_times_eval_every(tmp_path, ear
   assert cfg.method == expected
   halving = js.engine.schedulers.make(cfg.method)
   first = expected["min_steps"]
-  rungs = halving.rungs(first, 90, 10)
+  s = min(js.engine.schedulers.s_max(90 / first, expected["eta"]),
+          expected.get("max_rungs", 99))
+  rungs = halving.rungs(s, 90, 10)  # The most aggressive bracket's rungs over 90 steps.
   assert rungs[0] == first
   if "max_rungs" in expected:
     assert rungs == [10, 30]
@@ -326,3 +328,72 @@ def test_wandb_metric_that_contradicts_the_config_is_refused(tmp_path):
 def test_from_wandb_refuses_what_a_sweep_cannot_hold():
   with pytest.raises(js.ConfigError, match="read_wandb"):
     space.from_wandb({"method": "bayes", "run_cap": 4, "parameters": PARAMS})
+
+
+# --------------------------------------------------------------------------
+# Issue #23: a budget in variant-steps; a search survives a resume.
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_budget_in_variant_steps_is_never_exceeded_and_nearly_spent(seed):
+  """Issue #23: the same settings spent 88.8k-107.7k between sampler seeds."""
+  res = _search({"name": "tpe", "budget": 200, "batch": 3, "seed": seed})
+  spent = sum(r["steps"] for r in res.rows)
+  assert 200 - 30 < spent <= 200, spent  # Less than one trial (30 steps) left over.
+
+
+def test_a_budget_smaller_than_one_trial_is_refused():
+  with pytest.raises(js.ConfigError) as e:
+    _search({"name": "tpe", "budget": 20})
+  assert e.value.key == "sweep.method.budget"
+  with pytest.raises(js.ConfigError, match="positive"):
+    proposals.options({"name": "tpe", "budget": 0})
+  assert proposals.options({"name": "tpe", "budget": 100}).samples is None
+
+
+class _Crash(Exception):
+  pass
+
+
+def test_a_search_resumed_after_a_crash_equals_an_uninterrupted_one(tmp_path):
+  method = {"name": "tpe", "samples": 6, "batch": 3, "seed": 0}
+  whole = _search(method, out=str(tmp_path / "whole"), outputs={"plots": False})
+  seen = []
+
+  def crash(event):
+    seen.append(event)
+    if sum(e["event"] == "period" for e in seen) == 4:  # Mid second round.
+      raise _Crash
+
+  with pytest.raises(_Crash):
+    _search(method, out=str(tmp_path / "cut"), progress=crash, checkpoint_every=0,
+            outputs={"plots": False})
+  resumed = _search(method, out=str(tmp_path / "cut"), resume=True, outputs={"plots": False})
+  helpers.assert_same_results(resumed, whole, params=False)
+  assert [r["told"] for r in resumed.rows] == [r["told"] for r in whole.rows]
+
+
+def test_the_engine_search_resumes_from_its_checkpoint_directory(tmp_path):
+  """proposals.search with checkpoint_dir: a crash mid second round, resumed,
+  ends as the uninterrupted search (the lead's api passes rd.checkpoint_dir)."""
+  components = js.engine.Components(model=(_init, _apply), optimizer=optax.sgd, loss=_loss,
+                                    data=DATA)
+  base = {"train.steps": 30, "train.batch_size": 8, "train.eval_every": 10,
+          "train.eval_batch_size": 1024, "seed": 0}
+  space_ = proposals.search_space({LR: js.space.log_uniform(1e-3, 0.4)})
+  opts = proposals.options({"name": "tpe", "samples": 6, "batch": 3, "seed": 0})
+  kw = dict(target="val_objective", mode="min")
+  whole = proposals.search(components, base, space_, opts, **kw)
+  seen = []
+
+  def crash(event):
+    seen.append(event)
+    if sum(e["event"] == "period" for e in seen) == 5:  # Round 1, second boundary.
+      raise _Crash
+
+  with pytest.raises(_Crash):
+    proposals.search(components, base, space_, opts, callback=crash,
+                     checkpoint_dir=str(tmp_path), checkpoint_every=0, **kw)
+  resumed = proposals.search(components, base, space_, opts, checkpoint_dir=str(tmp_path),
+                             resume=True, checkpoint_every=0, **kw)
+  helpers.assert_same_results(resumed, whole, params=False)
+  assert [r["told"] for r in resumed.rows] == [r["told"] for r in whole.rows]

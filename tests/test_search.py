@@ -1,13 +1,21 @@
 """Adaptive search inside the population: successive halving, Hyperband,
-population-based training, early stopping, replay."""
+population-based training, early stopping, replay.
+
+These run the engine: they need execute.py's sweep-wide clock (issue #23),
+which calls ``start(plan, settings)`` and hands every scheduler a
+:class:`jaxsweep.engine.scheduling.Boundary`. The schedulers' arithmetic is
+tested without training in tests/test_schedulers.py.
+"""
 
 import jax
 import numpy as np
 import optax
 import pytest
+import yaml
 
 import jaxsweep as js
 from jaxsweep import engine
+from jaxsweep.engine import scheduling
 from jaxsweep.engine import schedulers
 from tests import helpers
 
@@ -43,7 +51,7 @@ def test_halving_keeps_the_best_and_uses_the_schedules_budget(grid):
   assert res.best["learning_rate"] == 0.3 and res.best["status"] == "ok"
   assert {r["rung"] for r in res.rows if r["status"] == "stopped"} == {0, 1}
   used = sum(r["steps"] for r in res.rows)
-  assert used == res.groups[0]["variant_steps"] == halving.budget(9, 90, 10, 10) == 210
+  assert used == res.groups[0]["variant_steps"] == halving.budget() == 210
   # The survivor is bit-identical to the same variant in the plain grid.
   _same_variant(res, grid, 8)
 
@@ -79,10 +87,11 @@ def test_hyperband_brackets_start_at_different_budgets():
   brackets = {}
   for r in res.rows:
     brackets.setdefault(r["bracket"], []).append(r)
-  assert set(brackets) == {0, 1}
-  # The aggressive bracket (first rung at 10) is the larger one.
-  assert len(brackets[0]) > len(brackets[1])
-  assert min(r["stopped_step"] or 90 for r in brackets[0]) == 10
+  # R = 9, eta = 3: Li et al.'s brackets s = 2 (n 9, r 1) and s = 1 (n 5, r 3),
+  # the 9 configurations shared 6 : 3 in their proportion.
+  assert set(brackets) == {2, 1}
+  assert len(brackets[2]) == 6 and len(brackets[1]) == 3
+  assert min(r["stopped_step"] or 90 for r in brackets[2]) == 10
   assert min(r["stopped_step"] or 90 for r in brackets[1]) == 30
   # Each bracket keeps its best.
   for rows in brackets.values():
@@ -110,7 +119,8 @@ def test_early_stopping_stops_at_the_right_period_on_a_constructed_curve():
   curve = [1.0, 0.5, 0.3, 0.295, 0.29, 0.1]  # Improves, then stalls from step 3.
   stopped_at = None
   for t, value in enumerate(curve, start=1):
-    b = engine.Boundary(0, (7,), t, 10, {"val_loss": np.asarray([value])}, np.asarray([False]))
+    b = scheduling.Boundary(t, (7,), np.asarray([0]), {"val_loss": np.asarray([value])},
+                            np.asarray([False]), np.asarray([t == 10]))
     if stopping.boundary(b).stop:
       stopped_at = t
       break
@@ -126,11 +136,11 @@ def test_early_stopping_in_a_sweep_freezes_the_variant():
   assert fast["steps"] == fast["stopped_step"]
 
 
-class _CopyAtEnd:
+class _CopyAtEnd(scheduling.Base):
   def boundary(self, b):
-    if b.step == b.steps:
-      return engine.Decision(copy={1: 0}, assign={1: {"optimizer.learning_rate": 0.5}})
-    return engine.Decision()
+    if b.final.all():
+      return scheduling.Decision(copy={1: 0}, assign={1: {"optimizer.learning_rate": 0.5}})
+    return scheduling.Decision()
 
 
 def test_exploit_copies_exactly_the_chosen_members_state():
@@ -171,7 +181,7 @@ def test_pbt_explores_inside_bounds_and_is_reproducible():
   a, b = _pbt(), _pbt()
   assert a.lineage == b.lineage and a.lineage
   helpers.assert_same_results(a, b)
-  lrs = [r["learning_rate"] for r in a.rows]
+  lrs = [s["optimizer.learning_rate"] for s in a.settings.values()]  # The sweep's range.
   lo, hi = min(lrs), max(lrs)
   for events in a.lineage.values():
     for e in events:
@@ -179,7 +189,8 @@ def test_pbt_explores_inside_bounds_and_is_reproducible():
         assert lo <= e["set"]["optimizer.learning_rate"] <= hi
   # A member's schedule follows its ancestors up to each copy.
   best = a.best["variant"]
-  initial = {i: {"optimizer.learning_rate": r["learning_rate"]} for i, r in enumerate(a.rows)}
+  initial = {i: {"optimizer.learning_rate": s["optimizer.learning_rate"]}
+             for i, s in a.settings.items()}
   schedule = schedulers.schedule_of(a.lineage, best, initial)
   assert schedule[0]["step"] == 0 and all(
       s1["step"] < s2["step"] for s1, s2 in zip(schedule, schedule[1:]))
@@ -213,3 +224,141 @@ def test_unknown_method_and_bad_options_are_config_errors():
     schedulers.make({"name": "halving", "eta": 1})
   with pytest.raises(js.ConfigError, match="min_steps"):
     _run(method={"name": "halving", "min_steps": 15})
+
+
+# --------------------------------------------------------------------------
+# Issue #23: one ranking, what PBT trained, resume.
+
+def test_pbt_rows_carry_the_values_they_ended_with_and_their_lineage():
+  res = _pbt()
+  copied = [r for r in res.rows if r["copied_from"] is not None]
+  assert copied  # Overwritten members are marked...
+  for r in copied:  # ...their learning_rate is the one they ended with...
+    final = [e for e in res.lineage[r["variant"]] if "set" in e][-1]["set"]
+    assert r["learning_rate"] == final["optimizer.learning_rate"]
+    assert r["learning_rate"] != res.settings[r["variant"]]["optimizer.learning_rate"]
+    assert r["lineage"].startswith("trained as v") and "copied into" in r["lineage"]
+  for r in res.rows:
+    if r["copied_from"] is None:
+      assert r["learning_rate"] == res.settings[r["variant"]]["optimizer.learning_rate"]
+  # selected and best name what the winning weights trained with.
+  assert res.selected["learning_rate"] == res.best["learning_rate"]
+
+
+def test_pbt_makes_no_clones_even_with_a_factor_of_one():
+  """Issue #23: factor 1.0 turned 8 members into 4 distinct ones."""
+  res = _search({"name": "pbt", "ready_every": 20, "quantile": 0.5, "seed": 0,
+                 "factors": [1.0]}, 0)
+  assert any(r["copied_from"] is not None for r in res.rows)
+  for i in range(len(res.rows)):
+    for j in range(i):
+      same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), res.params(i),
+                          res.params(j))
+      assert not all(jax.tree.leaves(same)), (i, j)
+      assert res.history[i] != res.history[j], (i, j)
+
+
+PBT_CONFIG = """\
+data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
+model: {name: mlp, features: [16], activation: relu}
+loss: cross_entropy
+optimizer: {name: adam, learning_rate: 1.0e-3}
+train: {steps: 12, batch_size: 16, eval_every: 3}
+sweep:
+  optimizer.learning_rate: [1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2, 0.1, 0.3]
+  method: {name: pbt, ready_every: 3, quantile: 0.25, seed: 0, factors: [1.0, 1.5]}
+"""
+
+
+def test_pbt_best_yaml_replays_the_schedule_and_reproduces_the_metric(tmp_path):
+  """Issue #23: best.yaml named the initial value; run back it gave 0.939 for 0.984."""
+  path = tmp_path / "pbt.yaml"
+  path.write_text(PBT_CONFIG)
+  res = js.run_config(str(path), out=str(tmp_path / "pbt"), outputs={"plots": False})
+  text = (tmp_path / "pbt" / "best.yaml").read_text()
+  best = res.best
+  if best["copied_from"] is None:  # Not the case with this seed: keep the test honest.
+    pytest.skip("the selected member was never overwritten")
+  cfg = yaml.safe_load(text)
+  (column,) = res.swept
+  assert cfg["sweep"]["method"]["name"] == "replay"
+  assert cfg["sweep"]["method"]["schedule"][-1]["set"]["optimizer.learning_rate"] == (
+      best[column])
+  again = js.run_config(str(tmp_path / "pbt" / "best.yaml"))
+  (row,) = again.rows
+  for k in ("val_accuracy", "test_accuracy", "val_nll", "test_nll"):
+    assert row[k] == best[k], k  # Bit for bit.
+
+
+def test_halving_stops_the_same_configurations_grouped_or_vectorized():
+  """Issue #23: with model.features grouped, halving kept one per group."""
+  sweep = {"features": [(2,), (16,)], "learning_rate": [1e-3, 1e-2, 3e-2, 1e-1]}
+  method = {"name": "halving", "eta": 2, "min_steps": 2}
+  kw = dict(steps=8, eval_every=2, method=method, fixed={})
+  grouped = helpers.run(sweep, group=["features"], **kw)
+  vectorized = helpers.run(sweep, vectorize=["features"], **kw)
+  assert len(grouped.groups) == 2 and len(vectorized.groups) == 1
+
+  def fate(res):
+    return {(tuple(r["features"]), r["learning_rate"]): (r["status"], r["stopped_step"])
+            for r in res.rows}
+
+  assert fate(grouped) == fate(vectorized)
+  assert sum(r["stopped_step"] is None for r in grouped.rows) == 2  # 8 -> 4 -> 2.
+
+
+class _CrashAt(scheduling.Base):
+  """Wraps a scheduler; raises before its n-th boundary (a crash mid-sweep)."""
+
+  def __init__(self, inner, n):
+    self.inner, self.n, self.seen = inner, n, 0
+    self.sweep_wide = inner.sweep_wide
+
+  def start(self, plan, settings):
+    self.inner.start(plan, settings)
+
+  def boundary(self, b):
+    self.seen += 1
+    if self.seen == self.n:
+      raise RuntimeError("crash")
+    return self.inner.boundary(b)
+
+  def columns(self):
+    return self.inner.columns()
+
+  def state_dict(self):
+    return self.inner.state_dict()
+
+  def load_state_dict(self, d):
+    self.inner.load_state_dict(d)
+
+
+def _scheduled_plan(lrs=LRS):
+  return engine.make_plan(
+      engine.Components(model=(_init, _apply), optimizer=optax.sgd, loss=_loss, data=DATA),
+      {"train.steps": 90, "train.batch_size": 8, "train.eval_every": 10,
+       "train.eval_batch_size": 1024, "seed": 0},
+      [{"optimizer.learning_rate": lr} for lr in lrs])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: schedulers.Halving(eta=3, min_steps=10),
+    lambda: schedulers.Halving(eta=3, min_steps=10, brackets="all", seed=0),
+    lambda: schedulers.PBT(ready_every=10, quantile=0.25, seed=0, factors=[0.5, 2.0]),
+], ids=["halving", "hyperband", "pbt"])
+@pytest.mark.parametrize("crash_at", [2, 4])
+def test_a_scheduled_sweep_resumed_at_a_boundary_equals_an_uninterrupted_one(
+    make, crash_at, tmp_path):
+  """Issue #23: scheduler state (rungs, brackets, PBT lineage) lost on resume."""
+  plan = _scheduled_plan()
+  whole = engine.execute.execute(plan, scheduler=make(), target="val_objective", mode="min")
+  with pytest.raises(RuntimeError, match="crash"):
+    engine.execute.execute(plan, scheduler=_CrashAt(make(), crash_at),
+                           checkpoint_dir=str(tmp_path), checkpoint_every=0,
+                           target="val_objective", mode="min")
+  resumed = engine.execute.execute(plan, scheduler=make(), checkpoint_dir=str(tmp_path),
+                                   resume=True, target="val_objective", mode="min")
+  helpers.assert_same_results(resumed, whole)
+  assert resumed.columns() == whole.columns()
+  assert resumed.lineage == whole.lineage
+  assert [r["variant"] for r in resumed.table] == [r["variant"] for r in whole.table]

@@ -116,6 +116,40 @@ def test_ties_are_broken_by_the_lower_std():
   assert res.selected["learning_rate"] == 0.01  # std 0.18 beats 0.35.
 
 
+def test_float_noise_in_a_mean_is_a_tie_broken_by_the_lower_std():
+  """Issue #23: 44/429 correct averaged in two orders gives 0.10256410142 and
+  0.10256409893; the larger std ranked first on the 9th digit."""
+  res = make([({"learning_rate": 0.1, "seed": 0}, 0.10256410142 + 0.1, "ok"),
+              ({"learning_rate": 0.1, "seed": 1}, 0.10256410142 - 0.1, "ok"),
+              ({"learning_rate": 0.01, "seed": 0}, 0.10256409893 + 0.05, "ok"),
+              ({"learning_rate": 0.01, "seed": 1}, 0.10256409893 - 0.05, "ok")])
+  agg = res.aggregate()
+  assert agg[0]["val_accuracy_mean"] < agg[1]["val_accuracy_mean"]  # Lower by float noise...
+  assert res.selected["learning_rate"] == 0.01  # ...but the std decides.
+  assert [r["tie"] for r in agg] == ["", "="] and agg[0]["tie_break"] == "lower std"
+  assert "selected by tie-break" in res.caption() and "lower std" in res.caption()
+
+
+def test_exact_ties_fall_to_sweep_order_and_are_marked():
+  res = make(seeds_of(0.3, [0.5, 0.7]) + seeds_of(0.1, [0.5, 0.7])
+             + seeds_of(0.2, [0.5 + 1e-9, 0.7]))
+  agg = res.aggregate()
+  assert [r["learning_rate"] for r in agg] == [0.3, 0.1, 0.2]  # Variant order.
+  assert [r["tie"] for r in agg] == ["", "==", "=="]
+  assert agg[0]["tie_break"] == "variant order"
+  # The per-variant table: near-equal targets go in variant order too.
+  rows = make([({"learning_rate": 0.3}, 0.10256409893, "ok"),
+               ({"learning_rate": 0.1}, 0.10256410142, "ok")], swept=("learning_rate",))
+  assert [r["variant"] for r in rows.table] == [0, 1]
+
+
+def test_tie_classes_do_not_depend_on_the_order_given():
+  values = [1.0, 1.0 + 4e-7, 1.0 + 8e-7, 1.0 + 1.2e-6, 2.0]
+  classes = js.selection.tie_classes(values)
+  assert classes == [0, 0, 0, 1, 2]
+  assert js.selection.tie_classes(values[::-1]) == classes[::-1]
+
+
 def test_unstable_seeds_count_diverged_seeds_do_not():
   res = make(seeds_of(0.1, [0.7, 0.7, 0.4], ["ok", "ok", "unstable"])
              + seeds_of(0.3, [0.9, 0.9, 0.1], ["ok", "ok", "diverged"])

@@ -14,6 +14,10 @@ know every earlier round's results::
     train them as one population; at each boundary: report, maybe prune
     study.tell(trial, final value) for each
 
+With ``budget`` (variant-steps: training steps summed over every trial and
+seed) a round asks only for the trials the budget left can train to the
+end: the search never spends more, and pruned trials leave room for more.
+
 Samplers: ``tpe`` (``optuna.samplers.TPESampler``, with the constant liar so
 the trials of one batch spread out), ``gp`` (``GPSampler``, needs torch),
 ``qmc`` (scrambled Sobol, ``QMCSampler``); pruners: ``median``
@@ -37,8 +41,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -51,18 +57,20 @@ from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep import results as results_lib
 from jaxsweep import space as space_lib
+from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import execute
 from jaxsweep.engine import fingerprint as fingerprint_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import schedulers
+from jaxsweep.engine import scheduling
 from jaxsweep.engine import structure
 from jaxsweep.space import domains
 from jaxsweep.space import grammar
 
 METHODS = ("tpe", "gp", "qmc")
 PRUNERS = ("median", "none")
-OPTIONS = ("samples", "batch", "seed", "storage", "study", "pruner")
+OPTIONS = ("samples", "budget", "batch", "seed", "storage", "study", "pruner")
 # The default batch: about four rounds (the sampler learns from three), at
 # least MIN_BATCH trials per population, at most MAX_BATCH.
 MIN_BATCH, MAX_BATCH, ROUNDS = 8, 32, 4
@@ -81,24 +89,33 @@ class Options:
 
   Attributes:
     name: ``tpe``, ``gp`` or ``qmc``.
-    samples: trials in all.
-    batch: trials per round (one population).
+    samples: trials in all (at most; None: as many as ``budget`` allows).
+    batch: trials per round (one population); None: :func:`default_batch`
+      of the trials the budget allows.
     seed: the sampler's seed.
     storage: an Optuna storage URL (``sqlite:///study.db``), or None (memory).
     study: the study's name, or an ``optuna.Study`` used as it is.
     pruner: ``median`` or ``none``.
+    budget: the most variant-steps (training steps summed over every trial
+      and seed) the search spends, or None. A round asks only for the trials
+      the budget left can train to the end, so the search never spends more
+      (pruned trials leave room for more trials).
   """
 
   name: str
-  samples: int
-  batch: int
+  samples: int | None
+  batch: int | None
   seed: int = 0
   storage: str | None = None
   study: Any = None
   pruner: str = "median"
+  budget: int | None = None
 
   @property
-  def rounds(self) -> int:
+  def rounds(self) -> int | None:
+    """Rounds without a budget (with one, they depend on what is pruned)."""
+    if self.samples is None or self.batch is None or self.budget is not None:
+      return None
     return math.ceil(self.samples / self.batch)
 
 
@@ -132,14 +149,18 @@ def options(method: Any) -> Options:
     if k not in OPTIONS:
       raise errors.unknown_key(f"sweep.method.{k}", [f"sweep.method.{o}" for o in OPTIONS],
                                what=f"{name} option")
-  if "samples" not in opts:
-    raise errors.ConfigError(f"method {name} needs samples: the number of trials.",
-                             key="sweep.method.samples",
-                             fix=f"write method: {{name: {name}, samples: 32}}")
-  samples = domains.check_count(opts["samples"], "sweep.method.samples", "samples")
+  if "samples" not in opts and "budget" not in opts:
+    raise errors.ConfigError(
+        f"method {name} needs samples: (the number of trials) or budget: (variant-steps).",
+        key="sweep.method.samples",
+        fix=f"write method: {{name: {name}, samples: 32}} or {{name: {name}, budget: 20000}}")
+  samples = (domains.check_count(opts["samples"], "sweep.method.samples", "samples")
+             if "samples" in opts else None)
+  budget = (domains.check_count(opts["budget"], "sweep.method.budget", "budget")
+            if "budget" in opts else None)
   batch = opts.get("batch")
-  batch = (default_batch(samples) if batch is None
-           else domains.check_count(batch, "sweep.method.batch", "batch"))
+  batch = (domains.check_count(batch, "sweep.method.batch", "batch") if batch is not None
+           else default_batch(samples) if samples is not None else None)
   seed = domains.check_seed(opts.get("seed", 0), "sweep.method.seed")
   pruner = opts.get("pruner", "median")
   if pruner is None:
@@ -157,7 +178,9 @@ def options(method: Any) -> Options:
         "study is a name, or (from Python) an optuna Study used as it is.",
         key="sweep.method.study",
         fix="give study: NAME (with storage:, seed:, pruner:), or a Study alone")
-  return Options(name, samples, min(batch, samples), seed, storage, study, pruner)
+  if batch is not None and samples is not None:
+    batch = min(batch, samples)
+  return Options(name, samples, batch, seed, storage, study, pruner, budget)
 
 
 # --------------------------------------------------------------------------
@@ -368,8 +391,13 @@ def _distributions(optuna, space: Space) -> tuple[dict, dict]:
   return dists, decode
 
 
-class Pruning:
+class Pruning(scheduling.Base):
   """The scheduler of a round: reports each trial's mean target, stops pruned ones.
+
+  Sweep-wide: at each boundary every trial of the round reports first, then
+  each is asked whether to prune, so the pruner (the median of the other
+  trials' values at that step) sees the same values whichever groups the
+  trials train in.
 
   Args:
     trials: trial number -> the ``optuna.Trial`` asked for it.
@@ -378,30 +406,56 @@ class Pruning:
   """
 
   name = "pruning"
+  sweep_wide = True
 
   def __init__(self, trials: Mapping[int, Any], members: Mapping[int, Sequence[int]],
                target: str):
     self.trials, self.members, self.target = dict(trials), dict(members), target
     self.pruned: dict[int, int] = {}  # trial number -> step
+    self.reported: dict[int, dict[int, float]] = {}  # trial number -> step -> value
 
-  def boundary(self, b: execute.Boundary) -> execute.Decision:
+  def boundary(self, b: scheduling.Boundary) -> scheduling.Decision:
     if self.target not in b.metrics:
       raise errors.ConfigError(f"the target '{self.target}' is not evaluated.", key="target",
                                fix=f"give target= one of: {', '.join(sorted(b.metrics))}")
     index = {v: j for j, v in enumerate(b.variants)}
     values = np.asarray(b.metrics[self.target], np.float64)
-    stop: set[int] = set()
+    asked = []
     for number, variants in self.members.items():
       live = [index[v] for v in variants if v in index and not b.stopped[index[v]]]
       finite = [values[j] for j in live if math.isfinite(values[j])]
       if number in self.pruned or not finite:
         continue
-      trial = self.trials[number]
-      trial.report(float(np.mean(finite)), b.step)
-      if b.step < b.steps and trial.should_prune():
+      value = float(np.mean(finite))
+      if b.step not in self.reported.setdefault(number, {}):
+        self.trials[number].report(value, b.step)
+        self.reported[number][b.step] = value
+      if not any(b.final[index[v]] for v in variants if v in index):
+        asked.append(number)
+    stop: set[int] = set()
+    for number in asked:
+      if self.trials[number].should_prune():
         self.pruned[number] = b.step
-        stop |= {v for v in variants if v in index}
-    return execute.Decision(stop=frozenset(stop))
+        stop |= {v for v in self.members[number] if v in index}
+    return scheduling.Decision(stop=frozenset(stop))
+
+  def state_dict(self) -> dict:
+    """What was reported and pruned (a resumed round reports each step once)."""
+    return {"pruned": {str(k): v for k, v in self.pruned.items()},
+            "reported": {str(k): {str(s): x for s, x in v.items()}
+                         for k, v in self.reported.items()}}
+
+  def load_state_dict(self, d: Mapping) -> None:
+    self.pruned = {int(k): int(v) for k, v in d.get("pruned", {}).items()}
+    self.reported = {int(k): {int(s): float(x) for s, x in v.items()}
+                     for k, v in d.get("reported", {}).items()}
+    for number, steps in self.reported.items():  # A resumed round's trials hear them again.
+      trial = self.trials.get(number)
+      if trial is not None:
+        with warnings.catch_warnings():  # Optuna warns, and ignores, a step reported twice.
+          warnings.simplefilter("ignore")
+          for step, value in sorted(steps.items()):
+            trial.report(value, step)
 
 
 # --------------------------------------------------------------------------
@@ -448,8 +502,18 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
            target: str | None = None, mode: str | None = None,
            early_stopping: Mapping[str, Any] | None = None,
            callback: Callable[[dict], None] | None = None,
+           checkpoint_dir: str | None = None, resume: bool = False,
            **execute_kwargs) -> results_lib.Results:
   """Runs ``opts.rounds`` rounds of proposals, each trained as one population.
+
+  With ``checkpoint_dir``, each round trains with its own engine checkpoint
+  (``round-<r>/``) and a finished round's results, pruning reports and
+  told values are saved (``search.json``, ``round-<r>.json``). ``resume``
+  rebuilds the study from them: the seeded sampler is asked the finished
+  rounds' trials again (refused if it proposes others), hears their reports
+  and values, and the interrupted round resumes from its last boundary, so
+  the search ends as an uninterrupted one would (an in-memory study only: a
+  ``storage`` study already holds its trials).
 
   Args:
     components: what is trained.
@@ -491,13 +555,34 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
   t0 = time.perf_counter()
   verbosity = optuna.logging.get_verbosity()
   optuna.logging.set_verbosity(optuna.logging.WARNING)  # jaxsweep reports progress.
+  per_trial = _max_steps(components, base, space) * len(seeds)
+  if opts.budget is not None and opts.budget < per_trial:
+    raise errors.ConfigError(
+        f"budget={opts.budget} variant-steps is less than one trial ({per_trial}: its steps "
+        f"x {len(seeds)} seed(s)).", key="sweep.method.budget",
+        fix=f"give budget: {per_trial} or more")
+  batch = opts.batch or default_batch(
+      opts.samples if opts.samples is not None else opts.budget // per_trial)
+  asked = spent = 0
+  saved = _Saved(checkpoint_dir, resume, opts)
   try:
     study = _study(optuna, opts, mode)
-    for r in range(opts.rounds):
-      n = min(opts.batch, opts.samples - r * opts.batch)
+    for r in itertools.count():
+      n = batch if opts.samples is None else min(batch, opts.samples - asked)
+      if opts.budget is not None:  # Only trials the budget left can train in full.
+        n = min(n, (opts.budget - spent) // per_trial)
+      if n < 1:
+        break
       emit({"event": "round", "round": r, "rounds": opts.rounds, "trials": n})
       trials = [study.ask(dists) for _ in range(n)]
+      asked += n
       told: dict[int, str] = {}
+      done = saved.round(r)
+      if done is not None:  # Finished before a resume: told again, not trained.
+        res, owner, told = saved.replay(done, trials, optuna, study, r)
+        parts.append((res, owner, told))
+        spent += sum(int(row["steps"]) for row in res.rows)
+        continue
       try:
         points, owner = [], []
         for t in trials:
@@ -511,17 +596,90 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
           members.setdefault(number, []).append(v)
         pruning = Pruning({t.number: t for t in trials}, members, target)
         scheduler = schedulers.make(pruning, early_stopping=early_stopping)
+        live = saved.live_dir(r)
         res = execute.execute(plan, scheduler=scheduler, callback=callback, target=target,
-                              mode=mode, **execute_kwargs)
+                              mode=mode, checkpoint_dir=live,
+                              resume=saved.resume and ckpt_lib.exists(live), **execute_kwargs)
         told = _tell(optuna, study, trials, members, res, pruning.pruned, r)
+        saved.finished(r, res, owner, told, pruning, trials)
       finally:
         for t in trials:
           if t.number not in told:
             study.tell(t, state=optuna.trial.TrialState.FAIL)
       parts.append((res, owner, told))
+      spent += sum(int(row["steps"]) for row in res.rows)
   finally:
     optuna.logging.set_verbosity(verbosity)
   return _merge(parts, target, mode, time.perf_counter() - t0)
+
+
+class _Saved:
+  """A search's finished rounds on disk (``checkpoint_dir``), for a resume."""
+
+  def __init__(self, directory: str | None, resume: bool, opts: Options):
+    self.directory, self.resume = directory, resume
+    self.rounds: list[dict] = []
+    if directory is None:
+      return
+    path = os.path.join(directory, "search.json")
+    if resume and os.path.isfile(path):
+      if opts.storage is not None or not isinstance(opts.study, (str, type(None))):
+        raise errors.ConfigError(
+            "a search with a storage study resumes through the study, not a checkpoint.",
+            key="resume", fix="run again without --resume: the study knows its trials")
+      with open(path) as f:
+        self.rounds = json.load(f)["rounds"]
+    elif not resume:
+      os.makedirs(directory, exist_ok=True)
+
+  def round(self, r: int) -> dict | None:
+    return self.rounds[r] if r < len(self.rounds) else None
+
+  def live_dir(self, r: int) -> str | None:
+    return None if self.directory is None else os.path.join(self.directory, f"round-{r}")
+
+  def finished(self, r, res, owner, told, pruning, trials) -> None:
+    if self.directory is None:
+      return
+    path = os.path.join(self.directory, f"round-{r}.json")
+    res.to_json(path)
+    self.rounds.append({
+        "owner": owner, "told": {str(k): v for k, v in told.items()},
+        "params": [t.params for t in trials], "results": os.path.basename(path),
+        "pruning": pruning.state_dict()})
+    results_lib.atomic_write(os.path.join(self.directory, "search.json"),
+                             results_lib.rows_to_json({"rounds": self.rounds}))
+
+  def replay(self, done, trials, optuna, study, r):
+    """A finished round told to a rebuilt study: the same trials, reports, values."""
+    if [t.params for t in trials] != done["params"]:
+      raise errors.CheckpointError(
+          f"resuming round {r}: the sampler proposed other trials than the interrupted run.",
+          key="resume", fix="resume with the same config and sampler seed, or start afresh")
+    res = results_lib.Results.from_json(os.path.join(self.directory, done["results"]))
+    owner = done["owner"]
+    members: dict[int, list[int]] = {}
+    for v, number in enumerate(owner):
+      members.setdefault(number, []).append(v)
+    pruning = Pruning({t.number: t for t in trials}, members, res.target)
+    pruning.load_state_dict(done["pruning"])  # Reports each trial's values again.
+    told = _tell(optuna, study, trials, members, res, pruning.pruned, r)
+    return res, owner, told
+
+
+def _max_steps(components: plan_lib.Components, base: Mapping[str, Any], space: Space) -> int:
+  """The most steps one variant of the search trains (``train.steps``, or
+  the largest it is searched over)."""
+  params = dict(space.params)
+  searched = params.get("train.steps")
+  if isinstance(searched, domains.Choice):
+    return int(max(searched.options))
+  if searched is not None:
+    return int(searched.high)
+  point = {k: (d.options[0] if isinstance(d, domains.Choice) else d.low)
+           for k, d in space.params}
+  plan = plan_lib.make_plan(components, base, [point])
+  return int(plan.variants[0][keys.Key("train", "steps")])
 
 
 def _tell(optuna, study, trials, members, res: results_lib.Results,

@@ -153,8 +153,13 @@ class Record:
       status, note = f["status"], ""
       if status == results_lib.STATUS_DIVERGED:
         note = f"a non-finite loss or parameter at step {f['at']}"
-      elif status == results_lib.STATUS_OK:
+      else:
+        # A variant stopped early is judged as one trained in full: one that
+        # blew up or sits at chance before its stop is unstable, not merely
+        # stopped (issue #23); its stopped_step stays.
         note = self._unstable(history, self.chance.get(g, {}), target)
+        if note and status == results_lib.STATUS_STOPPED:
+          note = f"stopped by the scheduler at step {f['at']}; {note}"
         status = results_lib.STATUS_UNSTABLE if note else status
       row.update({
           "group": g, "status": status, "note": note,

@@ -87,6 +87,9 @@ def write_best_config(res: results_lib.Results, out_dir: str,
   settings = res.settings.get(chosen["variants"][0])
   if settings is None:
     return None
+  replay = replay_of(res, chosen["variants"][0])
+  if replay is not None:  # PBT: the schedule its weights trained with, replayable.
+    settings = res.settings.get(replay["root"], settings)
   fmt, report = format_lib.fmt, results_lib.report_metric(res.target)
   report = report if report and report != res.target and f"{report}_mean" in chosen else None
   if res.has_seeds:
@@ -116,10 +119,35 @@ def write_best_config(res: results_lib.Results, out_dir: str,
     if report:
       lines.append(f"  {report} = {fmt(best.get(report))}  <- the number to report")
     lines.append("Train it alone: jaxsweep run best.yaml")
+  if replay is not None:
+    cfg["sweep"] = {"method": {"name": "replay", "schedule": replay["schedule"]}}
+    lines[1:1] = [
+        f"Its weights started as variant {replay['root']}'s and trained with a schedule "
+        f"(PBT): {replay['lineage'] or 'see results.json lineage'}.",
+        "The config sets the values at step 0; sweep.method replays the changes."]
   header = "".join(f"# {line}\n" for line in lines)
   path = os.path.join(out_dir, "best.yaml")
   results_lib.atomic_write(path, header + yaml.safe_dump(cfg, sort_keys=False))
   return path
+
+
+def replay_of(res: results_lib.Results, variant: int) -> dict[str, Any] | None:
+  """How to train ``variant`` again when a scheduler changed its values (PBT).
+
+  Returns:
+    None when its values never changed; else ``{"root": the variant whose
+    settings it started from, "schedule": [{"step", "set"}, ...] after step
+    0 (for ``method: replay``), "lineage": the row's lineage text}``.
+  """
+  if not any("set" in e for events in res.lineage.values() for e in events):
+    return None
+  root = results_lib.root_of(res.lineage, variant)
+  schedule = [e for e in results_lib.schedule_of(res.lineage, variant, {root: {}})
+              if e["step"] > 0 and e["set"]]
+  if not schedule:
+    return None
+  row = next((r for r in res.rows if r.get("variant") == variant), {})
+  return {"root": root, "schedule": keys.plain(schedule), "lineage": row.get("lineage", "")}
 
 
 def _mean_std(row: Mapping[str, Any], metric: str) -> str:
