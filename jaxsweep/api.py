@@ -342,23 +342,18 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
   round one population (:func:`jaxsweep.engine.proposals.search`).
 
   Arguments as for :func:`run_plan`, with the qualified search ``space``
-  instead of points. Resuming is refused: a run with the same ``storage``
-  and ``study`` goes on with the study instead (its sampler knows every
-  earlier trial). ``checkpoint_every`` is unused (rounds are not
-  checkpointed).
+  instead of points (``method`` may give ``budget:`` in variant-steps).
+  With ``out``, each round trains with its own checkpoint and finished rounds
+  are saved, so ``resume=True`` goes on from the round a crash interrupted
+  (the seeded sampler proposes the finished trials again).
 
   Raises:
-    ConfigError: for ``resume=True``, bad method options, a missing Optuna,
-      or any error of a sweep.
+    ConfigError: for bad method options, a missing Optuna, or any error of a
+      sweep.
+    CheckpointError: when a resumed sampler proposes other trials.
   """
-  del checkpoint_every  # Rounds are not checkpointed.
   opts = proposals.options(method)
-  if resume:
-    raise errors.ConfigError(
-        f"method {opts.name} cannot resume a run: finished rounds are not checkpointed.",
-        key="resume", fix="run again with the same storage: and study: to go on with the "
-                          "study (its sampler knows every told trial), without --resume")
-  _check_run_options(out, resume, overwrite, 0)
+  _check_run_options(out, resume, overwrite, checkpoint_every)
   callback = _callback(progress)
   train = dict(display=display, target=target, mode=mode, early_stopping=early_stopping,
                callback=callback, mesh=mesh, chunk_size=chunk_size, lanes=lanes,
@@ -367,12 +362,13 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
   if out is None or not distributed.is_primary():
     return proposals.search(components, base, space, opts, **train)
   sweep_id = proposals.fingerprint(components, base, space, opts)
-  with rundir.prepare(out, sweep_id=sweep_id, overwrite=overwrite,
-                      estimate_bytes=4 * 2**20 + 4_000 * opts.samples) as rd:
+  with rundir.prepare(out, sweep_id=sweep_id, overwrite=overwrite, resume=resume,
+                      estimate_bytes=4 * 2**20 + 4_000 * (opts.samples or 64)) as rd:
     if callback is not None:
-      callback({"event": "rundir", "dir": rd.path, "resumed": False})
+      callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
     _preload_plots(outputs)
-    res = proposals.search(components, base, space, opts, **train)
+    res = proposals.search(components, base, space, opts, checkpoint_dir=rd.checkpoint_dir,
+                           resume=rd.resumed, checkpoint_every=checkpoint_every, **train)
     paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
