@@ -166,7 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point; returns the process exit code."""
   # First of all: SIGINT/SIGTERM end the run the same way at any moment
   # (jaxsweep.signals); until arm() below they are only recorded.
+  owner = not signals.installed()
   signals.install()
+  try:
+    return _main(argv)
+  finally:
+    if argv is None:  # The process's command: to the exit, a signal changes nothing.
+      signals.disarm()
+    elif owner:  # Called from Python (tests, a program): its handlers back.
+      signals.uninstall()
+
+
+def _main(argv: Sequence[str] | None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
   # Overrides may come after options (`run CFG --out D lr=1e-3`): argparse
@@ -200,8 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   except rundir.INTERRUPTS as e:  # Before the run's own handler (config, planning).
     print(f"jaxsweep: interrupted ({e or type(e).__name__}).", file=sys.stderr)
     return getattr(e, "exit_code", 130)
-  finally:  # From here to the exit, a signal changes nothing (no traceback).
-    signals.disarm()
   return 1
 
 

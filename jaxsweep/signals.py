@@ -130,6 +130,11 @@ def install(*, armed: bool = False) -> bool:
   return True
 
 
+def installed() -> bool:
+  """Whether :func:`install` put the policy in place."""
+  return _state.installed
+
+
 def arm() -> None:
   """Ends the start-up phase: from now on a signal interrupts (see the table).
 

@@ -30,14 +30,23 @@ files jaxsweep did not write    kept, never replaced: a name jaxsweep could
                                 before training, even with ``overwrite``
 ==============================  ============================================
 
-At the end :meth:`RunDir.write_outputs` writes the files
-(:func:`jaxsweep.report.outputs.write_outputs`), removes files an earlier
-attempt of the same sweep wrote that this one did not, and lists in
-``results.json`` (``"outputs"``) and ``run.json`` (``"files"``) exactly the
-entries present. A failure to write (disk full, permission) is reported on
-stderr, not raised: the caller still has the results in memory.
-:func:`default_dir` picks ``runs/<config name>``, or ``-2``, ``-3``... so a
-rerun never lands on an earlier one.
+At the end :meth:`RunDir.write_outputs` writes the results first (whole,
+signals held back), then the optional files each on its own, removes files
+an earlier attempt of the same sweep wrote that this one did not, and lists
+in ``results.json`` (``"outputs"``) and ``run.json`` (``"files"``) exactly
+the entries present; ``run.json``'s ``"missing"`` names what is not written
+yet (a directory whose ``missing`` is not empty, or whose status is not
+``finished``, is incomplete: ``jaxsweep report`` says so). A failure to
+write (disk full, permission, a config that cannot be dumped) is reported
+on stderr and in ``run.json``'s ``"error"``, not raised: the caller still
+has the results in memory. :func:`default_dir` names ``runs/<config name>``,
+or ``-2``, ``-3``... so a rerun never lands on an earlier one;
+:func:`claim_default_dir` takes it atomically (``os.mkdir``, then its lock),
+so runs started together each get their own. Preparing, writing and closing
+hold signals back (:func:`jaxsweep.signals.critical`): an interrupted run
+leaves no lock and no temporary file, and ``run.json`` says ``interrupted``;
+temporary files a killed process left (``.tmp-*``) are removed by the next
+run of the directory.
 """
 
 from __future__ import annotations
