@@ -23,6 +23,10 @@ anywhere else (planning,        :class:`Interrupt` at once
 compiling, optional outputs)
 ==============================  ==============================================
 
+A signal that lands inside a garbage-collector callback or a finalizer
+(where Python would print ``Exception ignored in ...`` and go on) is raised
+a moment later, once out of it (``SIGALRM``, 20 ms).
+
 A third signal while a :func:`critical` block holds two back restores the
 default action and re-sends itself: the process dies at once (every write is
 atomic, and the next run removes what is left of it).
@@ -42,6 +46,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import threading
@@ -85,7 +90,6 @@ _state = _State()
 
 
 def _handle(signum, frame) -> None:
-  del frame  # Unused.
   s = _state
   s.count += 1
   if s.first is None:
@@ -100,7 +104,43 @@ def _handle(signum, frame) -> None:
       signal.signal(signum, signal.SIG_DFL)
       os.kill(os.getpid(), signum)
     return
+  if _unraisable(frame):
+    # Python would print "Exception ignored in ..." and go on: raise it a
+    # moment later instead, once out of the garbage collector's callback.
+    s.held = signum
+    _redeliver_soon()
+    return
   raise Interrupt(signum)
+
+
+def _unraisable(frame) -> bool:
+  """Whether an exception raised in ``frame`` would be swallowed by Python:
+  inside a garbage-collector callback (JAX's ``_xla_gc_callback``) or a
+  finalizer."""
+  codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+  while frame is not None:
+    if frame.f_code in codes or frame.f_code.co_name == "__del__":
+      return True
+    frame = frame.f_back
+  return False
+
+
+def _redeliver_soon() -> None:
+  if hasattr(signal, "setitimer"):
+    signal.signal(signal.SIGALRM, _redeliver)
+    signal.setitimer(signal.ITIMER_REAL, 0.02)
+
+
+def _redeliver(signum, frame) -> None:
+  del signum  # Unused (SIGALRM).
+  s = _state
+  if s.held is None or s.critical:
+    return  # Raised by critical()'s end instead.
+  if _unraisable(frame):
+    _redeliver_soon()
+    return
+  held, s.held, s.held_count = s.held, None, 0
+  raise Interrupt(held)
 
 
 def _main_thread() -> bool:

@@ -143,6 +143,31 @@ def test_a_third_signal_inside_a_critical_block_ends_the_process():
   assert code == -signal.SIGTERM and out == ["held"]
 
 
+def test_a_signal_inside_a_garbage_collector_callback_is_not_swallowed():
+  """issue 25.3: ``Exception ignored in _xla_gc_callback``, then the sweep ran
+  to the end: the interrupt is raised once out of the callback."""
+  code, out, err = _script("""
+      import gc, threading
+      busy = []
+      def callback(phase, info):
+        if busy and phase == "start":
+          time.sleep(0.5)  # The signal arrives here.
+      gc.callbacks.append(callback)
+      s.install(armed=True)
+      threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+      try:
+        busy.append(1)
+        gc.collect()
+        busy.clear()
+        time.sleep(2)
+        print("swallowed")
+      except s.Interrupt as e:
+        print("interrupted", e.exit_code)
+      """)
+  assert (code, out) == (0, ["interrupted", "130"]), err
+  assert "Exception ignored" not in err
+
+
 def test_a_signal_while_jax_imports_is_acted_on_after_the_import():
   """issue 25.3: Ctrl-C while JAX imported gave tracebacks, a swallowed
   interrupt (``Exception ignored in _xla_gc_callback``), SIGSEGV, SIGABRT."""

@@ -305,7 +305,8 @@ class _writing:  # pylint: disable=invalid-name
 
 def _write_error(directory: str, what: str, e: OSError) -> errors.CheckpointError:
   if e.errno in (errno.ENOSPC, errno.EDQUOT):
-    why, fix = "the disk is full", "free some space, then resume (--resume) from the last checkpoint"
+    why = "the disk is full"
+    fix = "free some space, then resume (--resume) from the last checkpoint"
   elif e.errno in (errno.ENOTDIR, errno.EEXIST) or (
       os.path.lexists(directory) and not os.path.isdir(directory)):
     why = f"{directory} is not a directory"
