@@ -340,7 +340,10 @@ def _prepare(path: str, sweep_id: str, *, resume: bool, overwrite: bool,
     if lock is None:
       lock = runlock.acquire(path)
     rd = RunDir(path, sweep_id, lock=lock, created=created)
-    rd._claim(resume=resume, overwrite=overwrite)  # pylint: disable=protected-access
+    try:
+      rd._claim(resume=resume, overwrite=overwrite)  # pylint: disable=protected-access
+    except OSError as e:  # run.json or a deletion: a full disk, a permission.
+      raise _os_error(path, e) from None
   except BaseException:
     if lock is not None:
       lock.release()
