@@ -22,6 +22,7 @@ from jaxsweep import api
 from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep import report
+from jaxsweep import signals
 from jaxsweep.engine import distributed
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import sharding
@@ -163,6 +164,20 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point; returns the process exit code."""
+  # First of all: SIGINT/SIGTERM end the run the same way at any moment
+  # (jaxsweep.signals); until arm() below they are only recorded.
+  owner = not signals.installed()
+  signals.install()
+  try:
+    return _main(argv)
+  finally:
+    if argv is None:  # The process's command: to the exit, a signal changes nothing.
+      signals.disarm()
+    elif owner:  # Called from Python (tests, a program): its handlers back.
+      signals.uninstall()
+
+
+def _main(argv: Sequence[str] | None) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
   # Overrides may come after options (`run CFG --out D lr=1e-3`): argparse
@@ -173,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if extra:
     args.overrides = list(args.overrides) + extra
   try:
+    signals.arm()
     if args.command in ("run", "plan", "bench"):
       # Before anything touches JAX: one virtual device per core on CPU, and
       # joining a multi-process run when launched as one.
@@ -193,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"jaxsweep: error: {e}", file=sys.stderr)
     return 2
   except rundir.INTERRUPTS as e:  # Before the run's own handler (config, planning).
-    print(f"jaxsweep: interrupted ({type(e).__name__}).", file=sys.stderr)
+    print(f"jaxsweep: interrupted ({e or type(e).__name__}).", file=sys.stderr)
     return getattr(e, "exit_code", 130)
   return 1
 
@@ -209,7 +225,8 @@ def _run(args) -> int:
     out, chosen = args.out, False
   else:  # --resume/--overwrite act on the newest run of this config.
     latest = rundir.latest_dir(args.config) if args.resume or args.overwrite else None
-    out, chosen = latest or rundir.default_dir(args.config), True
+    # A fresh directory is claimed at once: simultaneous runs get distinct ones.
+    out, chosen = latest or rundir.claim_default_dir(args.config), True
   watch = _Watch(None if args.quiet else report.ProgressPrinter(), announce=chosen)
   try:
     res = api.run_config(
@@ -221,6 +238,8 @@ def _run(args) -> int:
                  "tensorboard": args.tensorboard, "curves": args.top or report.DEFAULT_CURVES})
   except rundir.INTERRUPTS as e:
     return _interrupted(e, args, watch.dir or out, watch)
+  finally:
+    rundir.release_claim(out)  # Unless the run took it.
   if not distributed.is_primary():  # One coordinated table, printed by process 0.
     return 0
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
@@ -268,19 +287,19 @@ def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
                       *(["--wandb", args.wandb] if args.wandb else []),
                       "--out", out, "--resume"])
   ckpt = rundir.checkpoint_path(out)
-  if hasattr(e, "exit_code") and getattr(e, "saved", "") is None:
+  if hasattr(e, "step") and getattr(e, "saved", "") is None:
     # Not checkpointed (a proposal search's rounds): its study keeps the told trials.
     print("jaxsweep: interrupted; no checkpoint was saved.", file=sys.stderr)
     return e.exit_code
-  if hasattr(e, "exit_code"):  # The engine saved the population, then stopped.
-    step = getattr(e, "step", None) or watch.step
+  code = getattr(e, "exit_code", 130)
+  if hasattr(e, "step"):  # The engine saved the population, then stopped.
+    step = e.step or watch.step
     saved = f"the population was saved{f' at step {step}' if step is not None else ''}"
-    code = e.exit_code
   elif watch.dir is not None and os.path.isdir(ckpt) and os.listdir(ckpt):
-    saved, code = f"the last checkpoint is in {ckpt}", 130
+    saved = f"the last checkpoint is in {ckpt}"
   else:
     print("jaxsweep: interrupted; nothing was saved.", file=sys.stderr)
-    return 130
+    return code
   print(f"jaxsweep: interrupted; {saved}. Resume with: {again}", file=sys.stderr)
   return code
 

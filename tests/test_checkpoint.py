@@ -8,6 +8,8 @@ resume after the end.
 """
 
 import csv
+import errno
+import hashlib
 import io
 import json
 import os
@@ -201,7 +203,7 @@ def test_truncated_checkpoint_is_refused(tmp_path):
 def test_corrupt_manifest_is_refused(tmp_path):
   ckpt = _crashed_checkpoint(tmp_path)
   (ckpt / checkpoint.MANIFEST).write_text('{"format": 1, "fingerp')
-  with pytest.raises(errors.CheckpointError, match="manifest is missing or corrupt"):
+  with pytest.raises(errors.CheckpointError, match="changed or is corrupt"):
     engine.execute.execute(_plan(), checkpoint_dir=str(tmp_path), resume=True)
 
 
@@ -213,3 +215,153 @@ def test_checkpoint_holds_no_pickle_and_names_its_files(tmp_path):
   for name in manifest["files"]:
     with np.load(ckpt / name, allow_pickle=False) as f:  # Raises on any pickled array.
       assert all(f[k].dtype != object for k in f.files)
+
+
+# --------------------------------------------------------------------------
+# Checkpoints that verify themselves (issue 25, points 4-7).
+
+def _edit(ckpt, edit, *, resum=True):
+  """Edits a checkpoint's manifest by hand; ``resum`` also fixes its checksum
+  (an edit made knowingly: only the consistency checks can catch it)."""
+  manifest = json.loads((ckpt / checkpoint.MANIFEST).read_text())
+  edit(manifest)
+  data = json.dumps(manifest).encode()
+  (ckpt / checkpoint.MANIFEST).write_bytes(data)
+  if resum:
+    (ckpt / checkpoint.MANIFEST_SUM).write_text(hashlib.sha256(data).hexdigest() + "\n")
+
+
+def _resume(tmp_path, **kwargs):
+  return engine.execute.execute(_plan(), checkpoint_dir=str(tmp_path), resume=True, **kwargs)
+
+
+def _set_history_value(m):
+  m["history"]["0"][-1]["test_accuracy"] = 0.99
+
+
+def test_a_manifest_edited_by_hand_is_refused(tmp_path):
+  """A history value (carried into results.json before) or the periods
+  (6 -> 19 gave a "finished" run of 350 steps): the manifest's checksum."""
+  ckpt = _crashed_checkpoint(tmp_path)
+  _edit(ckpt, _set_history_value, resum=False)
+  with pytest.raises(errors.CheckpointError, match="manifest.json was changed or is corrupt"):
+    _resume(tmp_path)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m["live"]["0"].update(periods=m["live"]["0"]["periods"] + 13),
+     r"contradicts itself \(group 0 reached 14 period\(s\) but its history holds 1\)"),
+    (lambda m: m.update(live=None), "live: expected an object, found NoneType"),
+    (lambda m: m.pop("files"), "files: expected an object"),
+    (lambda m: m.update(files=["live-g0-0.npz"]), "files: expected an object, found list"),
+    (lambda m: m["live"]["0"]["chunks"][0].pop("members"), "expected a listed file and members"),
+    (lambda m: m["live"]["0"].update(periods="1"), r"live.0: expected periods"),
+    (lambda m: m["groups"]["0"].update(done="no"), "groups.0: expected"),
+    (lambda m: m["history"].update({"x": []}), "history: unexpected key 'x'"),
+    (lambda m: m["groups"]["0"].update(done=True), "in training but not listed as such"),
+], ids=["periods", "live-null", "files-missing", "files-list", "members-missing",
+        "periods-text", "done-text", "history-key", "done-but-live"])
+def test_a_manifest_that_contradicts_itself_is_refused(edit, needle, tmp_path):
+  """Even with its checksum made to match: never KeyError, AttributeError or a
+  silently shorter run."""
+  ckpt = _crashed_checkpoint(tmp_path)
+  _edit(ckpt, edit)
+  with pytest.raises(errors.CheckpointError, match=needle):
+    _resume(tmp_path)
+
+
+def test_missing_latest_is_recovered_from_the_newest_complete_checkpoint(reference, tmp_path,
+                                                                        capsys):
+  ckpt = _crashed_checkpoint(tmp_path)
+  (tmp_path / "ckpt-000000").mkdir()  # An older, incomplete one: never chosen.
+  os.unlink(tmp_path / checkpoint.LATEST)
+  assert checkpoint.exists(str(tmp_path))
+  events = []
+  _same(_resume(tmp_path, callback=events.append), reference)
+  assert "LATEST is missing; going on from " + ckpt.name in capsys.readouterr().err
+  assert [e["step"] for e in events if e["event"] == "period"] == [4, 6]  # Not from step 0.
+
+
+def test_missing_latest_and_no_complete_checkpoint_is_refused(tmp_path):
+  ckpt = _crashed_checkpoint(tmp_path)
+  os.unlink(tmp_path / checkpoint.LATEST)
+  os.unlink(ckpt / checkpoint.MANIFEST_SUM)
+  with pytest.raises(errors.CheckpointError, match="LATEST is missing and no ckpt"):
+    _resume(tmp_path)
+
+
+def test_a_file_in_place_of_the_checkpoint_directory_is_one_error(tmp_path):
+  (tmp_path / "checkpoint").write_text("not a directory")
+  for resume in (False, True):
+    with pytest.raises(errors.CheckpointError,
+                       match="could not be created in .*checkpoint: .* is not a directory"):
+      engine.execute.execute(_plan(LRS[:2]), checkpoint_dir=str(tmp_path / "checkpoint"),
+                             resume=resume)
+  with pytest.raises(errors.CheckpointError, match="it is not a directory"):
+    checkpoint.Reader(str(tmp_path / "checkpoint"), fingerprint="x")
+
+
+TINY = """\
+data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
+model: {name: mlp, features: [16], activation: relu}
+loss: cross_entropy
+optimizer: {name: adam, learning_rate: 1.0e-3}
+train: {steps: 6, batch_size: 16, eval_every: 3}
+sweep:
+  optimizer.learning_rate: [1.0e-3, 1.0e-2]
+"""
+
+
+@pytest.mark.parametrize("good_writes", [0, 3])
+def test_disk_full_while_training_is_one_error_and_the_run_is_marked(good_writes, tmp_path,
+                                                                    monkeypatch):
+  """Like a full disk at the end: a CheckpointError, nothing temporary left,
+  run.json says failed (not running) or, with nothing saved, nothing is left;
+  no lock; --resume goes on once there is space."""
+  config = tmp_path / "tiny.yaml"
+  config.write_text(TINY)
+  out = tmp_path / "out"
+  real, calls = checkpoint._write, []  # pylint: disable=protected-access
+
+  def full(path, data):
+    calls.append(path)
+    if len(calls) <= good_writes:  # The first checkpoint (live chunk, manifest, sum).
+      return real(path, data)
+    with open(path, "wb") as f:
+      f.write(data[:10])
+    raise OSError(errno.ENOSPC, "No space left on device", path)
+
+  monkeypatch.setattr(checkpoint, "_write", full)
+  with pytest.raises(errors.CheckpointError, match="could not be saved in .*: the disk is full"):
+    js.run_config(str(config), out=str(out), checkpoint_every=0)
+  if good_writes:
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "failed" and "disk is full" in manifest["error"]
+    leftovers = [os.path.join(d, f) for d, dirs, files in os.walk(out) for f in dirs + files
+                 if f.startswith(".tmp-") or f.endswith(".tmp") or f.startswith(".jaxsweep")]
+    assert not leftovers
+  else:
+    assert not out.exists()
+  monkeypatch.undo()
+  events = []
+  res = js.run_config(str(config), out=str(out), resume=True, progress=events.append)
+  assert len(res.rows) == 2
+  assert bool(good_writes) == bool(next(e for e in events if e["event"] == "start")
+                                   ["resumed_from"])
+
+
+def test_overwrite_removes_only_what_jaxsweep_wrote(tmp_path):
+  """The README: your files are never replaced or deleted, also inside checkpoint/."""
+  config = tmp_path / "tiny.yaml"
+  config.write_text(TINY)
+  out = tmp_path / "out"
+  js.run_config(str(config), out=str(out), checkpoint_every=0, outputs={"plots": False})
+  assert checkpoint.exists(str(out / "checkpoint"))
+  (out / "checkpoint" / "my-notes.txt").write_text("mine")
+  (out / "checkpoint" / "done" / "mine.npz").write_text("mine too")
+  js.run_config(str(config), out=str(out), overwrite=True, outputs={"plots": False})
+  assert (out / "checkpoint" / "my-notes.txt").read_text() == "mine"
+  assert (out / "checkpoint" / "done" / "mine.npz").read_text() == "mine too"
+  assert checkpoint.clear(str(out / "checkpoint")) is False  # Kept: the user's files.
+  assert sorted(os.listdir(out / "checkpoint")) == ["done", "my-notes.txt"]
+  assert os.listdir(out / "checkpoint" / "done") == ["mine.npz"]

@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 import jaxsweep as js
 from jaxsweep import api
@@ -281,18 +282,44 @@ def test_failed_run_leaves_nothing_and_releases_the_lock(tmp_path):
 def test_write_failure_keeps_results_in_memory(work, monkeypatch, capsys):
   def full(*args, **kwargs):
     raise OSError(28, "No space left on device")
-  monkeypatch.setattr(js.report.outputs, "write_derived", full)
+  monkeypatch.setattr(js.report.outputs, "_write_aggregated", full)
   res = js.run_config("tiny.yaml", out="out")
   assert len(res.rows) == 2  # Returned, not raised.
   err = capsys.readouterr().err
   assert "could not be written to out" in err and "in memory only" in err
   assert "No space left on device" in err and "Traceback" not in err
-  assert listed("out") == present("out") == ["checkpoint/", "config.yaml", "results.csv",
-                                              "results.json", "run.json"]
+  assert present("out") == ["checkpoint/", "results.csv", "results.json", "run.json"]
   manifest = rundir.read_manifest("out")
   assert manifest["status"] == "finished" and "No space" in manifest["error"]
+  assert "results" in manifest["missing"]
   code, stdout, err = run_cli(["run", "tiny.yaml", "--out", "out2", "--quiet"])
   assert code == 1 and "in memory only" in err and "best: variant" in stdout
+
+
+def test_a_failure_after_the_results_never_costs_them(work, monkeypatch):
+  """issue 26: a config that cannot be dumped, a failing plot: the results are
+  written first, the rest each on its own; one line, exit 1."""
+  def unrepresentable(*args, **kwargs):
+    raise yaml.representer.RepresenterError("cannot represent an object", "LogUniform()")
+
+  def broken_plots(*args, **kwargs):
+    raise RuntimeError("no display")
+
+  monkeypatch.setattr(js.report.outputs.yaml, "safe_dump", unrepresentable)
+  monkeypatch.setattr(js.report.outputs.plots_lib, "make_plots", broken_plots)
+  code, stdout, err = run_cli(["run", "tiny.yaml", "--out", "out", "--quiet"])
+  assert code == 1 and "best: variant" in stdout and "Traceback" not in err
+  [line] = [ln for ln in err.splitlines() if "not written" in ln]
+  assert "config.yaml: RepresenterError" in line and "plots: RuntimeError" in line
+  assert "the results are complete" in line
+  assert {"results.csv", "results.json", "results.md", "results_aggregated.csv",
+          "results_aggregated.json"} <= set(present("out"))
+  manifest = rundir.read_manifest("out")
+  assert manifest["status"] == "finished" and "RepresenterError" in manifest["error"]
+  assert manifest["missing"] == ["config.yaml", "best.yaml", "plots"]
+  assert listed("out") == present("out")
+  code, _, err = run_cli(["report", "out"])
+  assert code == 0 and "incomplete" in err and "plots" in err
 
 
 # --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ A checkpoint directory holds::
   LATEST                 the name of the newest complete checkpoint
   ckpt-000012/           one checkpoint (written under a temporary name, then
     manifest.json        renamed): what was saved, with a sha256 per file
+    manifest.sha256      the sha256 of manifest.json itself
     live-g1-0.npz        the run state of chunk 0 of group 1, in training
   done/g0-3.npz          trained parameters of variants that finished
                          (a group's end, or stopped variants leaving a
@@ -20,19 +21,28 @@ stored as their raw ``key_data``. Nothing is pickled.
 Writing is atomic: a checkpoint appears under its final name only once all
 its files are on disk, and ``LATEST`` is replaced (write + rename) last, so
 a crash at any moment (even ``kill -9``) leaves the previous checkpoint
-intact. Loading checks the fingerprint, the format and every file's
-checksum: a checkpoint of another sweep, or a corrupt or truncated one, is
-refused with a :class:`~jaxsweep.errors.CheckpointError`, never mixed in.
+intact. Loading checks the manifest's own checksum, its structure (every
+key and type), the fingerprint, the format, every file's checksum and that
+the periods each live group reached agree with its history: a checkpoint of
+another sweep, or a corrupt, truncated or edited one, is refused with a
+one-line :class:`~jaxsweep.errors.CheckpointError`, never mixed in. Without
+``LATEST`` (deleted, or lost in a crash) the newest complete ``ckpt-*`` is
+used, with a note. A write that fails (disk full, permission) is a
+:class:`~jaxsweep.errors.CheckpointError` too, and leaves no temporary
+file behind. :func:`clear` removes only what a :class:`Writer` wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any
@@ -41,11 +51,16 @@ import jax
 import numpy as np
 
 from jaxsweep import errors
+from jaxsweep import signals
 from jaxsweep.engine import sharding
 
 FORMAT = 2  # 2: several groups live at once (sweep-wide boundaries).
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+DONE = "done"
+_CKPT_NAME = re.compile(r"ckpt-\d{6,}")
+_DONE_NAME = re.compile(r"g\d+-\d+\.npz(\.tmp)?")
 
 
 @dataclasses.dataclass
@@ -165,16 +180,27 @@ def _json(obj) -> str:
 class Writer:
   """Saves snapshots of one sweep into ``directory``.
 
+  Every write is held against signals (:func:`jaxsweep.signals.critical`):
+  a checkpoint is whole or absent.
+
   Args:
     directory: the checkpoint directory (created).
     keep: complete checkpoints kept (older ones are deleted after a newer
       one is in place).
+
+  Raises:
+    CheckpointError: when the directory cannot be made or written (a file
+      in its place, permission, a full disk): one line, no temporary file
+      left.
   """
 
   def __init__(self, directory: str, *, keep: int = 1):
     self.directory = directory
     self.keep = max(1, keep)
-    os.makedirs(os.path.join(directory, "done"), exist_ok=True)
+    with _writing(directory, "created"):
+      _check_directory(directory)
+      os.makedirs(os.path.join(directory, DONE), exist_ok=True)
+      _remove_temporary(directory)  # Left by a process that died while saving.
     self._done: dict[str, dict] = {}
     self._done_count = 0
     self._count = _latest_number(directory)
@@ -195,10 +221,11 @@ class Writer:
     self._done_count += 1
     name = f"g{group}-{self._done_count}"
     data = _npz_bytes(arrays)
-    path = os.path.join(self.directory, "done", f"{name}.npz")
+    path = os.path.join(self.directory, DONE, f"{name}.npz")
     tmp = path + ".tmp"
-    _write(tmp, data)
-    os.replace(tmp, path)
+    with signals.critical(), _writing(self.directory, "saved", cleanup=tmp):
+      _write(tmp, data)
+      os.replace(tmp, path)
     self._done[name] = {"sha256": _sha256(data), "group": group, "members": list(members)}
 
   def save(self, snap: Snapshot) -> str:
@@ -207,9 +234,19 @@ class Writer:
     Returns:
       The checkpoint's directory.
     """
+    with signals.critical():
+      tmp = None
+      try:
+        with _writing(self.directory, "saved"):
+          tmp = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-ckpt-")
+          return self._save(snap, tmp)
+      finally:
+        if tmp is not None and os.path.isdir(tmp):
+          shutil.rmtree(tmp, ignore_errors=True)
+
+  def _save(self, snap: Snapshot, tmp: str) -> str:
     self._count += 1
     name = f"ckpt-{self._count:06d}"
-    tmp = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-ckpt-")
     files, live = {}, {}
     for g, entry in sorted(snap.live.items()):
       chunks = []
@@ -227,7 +264,9 @@ class Writer:
         "history": {str(i): h for i, h in snap.history.items()},
         "finals": {str(i): f for i, f in snap.finals.items()},
         "live": live, "files": files, "done": self._done, "extra": snap.extra}
-    _write(os.path.join(tmp, MANIFEST), _json(manifest).encode())
+    data = _json(manifest).encode()
+    _write(os.path.join(tmp, MANIFEST), data)
+    _write(os.path.join(tmp, MANIFEST_SUM), (_sha256(data) + "\n").encode())
     final = os.path.join(self.directory, name)
     os.replace(tmp, final)
     _fsync_dir(self.directory)
@@ -236,13 +275,112 @@ class Writer:
     return final
 
   def _prune(self, newest: str) -> None:
-    names = sorted(n for n in os.listdir(self.directory) if n.startswith("ckpt-"))
+    names = sorted(n for n in os.listdir(self.directory) if _CKPT_NAME.fullmatch(n))
     for n in names[:-self.keep]:
       if n != newest:
         shutil.rmtree(os.path.join(self.directory, n), ignore_errors=True)
-    for n in os.listdir(self.directory):
-      if n.startswith(".tmp-"):
-        shutil.rmtree(os.path.join(self.directory, n), ignore_errors=True)
+    _remove_temporary(self.directory)
+
+
+class _writing:  # pylint: disable=invalid-name
+  """Turns an ``OSError`` of a checkpoint write into one-line CheckpointError
+  (removing ``cleanup`` first: a full disk gets its space back)."""
+
+  def __init__(self, directory: str, what: str, *, cleanup: str | None = None):
+    self.directory, self.what, self.cleanup = directory, what, cleanup
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> bool:
+    if exc_type is None or not issubclass(exc_type, OSError):
+      return False
+    if self.cleanup and os.path.lexists(self.cleanup):
+      try:
+        os.unlink(self.cleanup)
+      except OSError:
+        pass
+    raise _write_error(self.directory, self.what, exc) from None
+
+
+def _write_error(directory: str, what: str, e: OSError) -> errors.CheckpointError:
+  if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    why = "the disk is full"
+    fix = "free some space, then resume (--resume) from the last checkpoint"
+  elif e.errno in (errno.ENOTDIR, errno.EEXIST) or (
+      os.path.lexists(directory) and not os.path.isdir(directory)):
+    why = f"{directory} is not a directory"
+    fix = f"move {directory} away (a run keeps its checkpoint there)"
+  else:
+    why = e.strerror or str(e)
+    fix = "check the directory's permissions and space, then resume (--resume)"
+  return errors.CheckpointError(f"the checkpoint could not be {what} in {directory}: {why}.",
+                                key="checkpoint", fix=fix)
+
+
+def _check_directory(directory: str) -> None:
+  if os.path.lexists(directory) and not os.path.isdir(directory):
+    raise OSError(errno.ENOTDIR, "not a directory", directory)
+
+
+def _remove_temporary(directory: str) -> None:
+  """Temporary entries of interrupted writes (``.tmp-*``, ``done/*.tmp``)."""
+  for n in os.listdir(directory):
+    if n.startswith(".tmp-"):
+      path = os.path.join(directory, n)
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        _unlink(path)
+  done = os.path.join(directory, DONE)
+  if os.path.isdir(done):
+    for n in os.listdir(done):
+      if n.endswith(".tmp") and _DONE_NAME.fullmatch(n):
+        _unlink(os.path.join(done, n))
+
+
+def _unlink(path: str) -> None:
+  try:
+    os.unlink(path)
+  except OSError:
+    pass
+
+
+def clear(directory: str) -> bool:
+  """Removes what a :class:`Writer` wrote in ``directory``, nothing else.
+
+  ``LATEST``, ``ckpt-*/``, ``done/g*-*.npz`` and temporary entries go; a
+  file of the user's stays (with the directories holding it).
+
+  Returns:
+    Whether the directory is gone (False: something else is in it).
+  """
+  if not os.path.isdir(directory) or os.path.islink(directory):
+    if os.path.lexists(directory):
+      os.unlink(directory)
+    return True
+  _remove_temporary(directory)
+  for n in os.listdir(directory):
+    path = os.path.join(directory, n)
+    if n == LATEST and not os.path.isdir(path):
+      os.unlink(path)
+    elif _CKPT_NAME.fullmatch(n) and os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+  done = os.path.join(directory, DONE)
+  if os.path.isdir(done) and not os.path.islink(done):
+    for n in os.listdir(done):
+      if _DONE_NAME.fullmatch(n):
+        os.unlink(os.path.join(done, n))
+    _rmdir(done)
+  return _rmdir(directory)
+
+
+def _rmdir(path: str) -> bool:
+  try:
+    os.rmdir(path)
+  except OSError:
+    return False
+  return True
 
 
 def _fsync_dir(directory: str) -> None:
@@ -259,8 +397,7 @@ def _fsync_dir(directory: str) -> None:
 
 
 def _latest_number(directory: str) -> int:
-  nums = [int(n[5:]) for n in os.listdir(directory)
-          if n.startswith("ckpt-") and n[5:].isdigit()]
+  nums = [int(n[5:]) for n in os.listdir(directory) if _CKPT_NAME.fullmatch(n)]
   return max(nums, default=0)
 
 
@@ -268,8 +405,20 @@ def _latest_number(directory: str) -> int:
 # Loading.
 
 def exists(directory: str | None) -> bool:
-  """Whether ``directory`` holds a checkpoint pointer."""
-  return bool(directory) and os.path.isfile(os.path.join(directory, LATEST))
+  """Whether ``directory`` holds a checkpoint (``LATEST``, or a ``ckpt-*``)."""
+  if not directory or not os.path.isdir(directory):
+    return False
+  return os.path.isfile(os.path.join(directory, LATEST)) or bool(_saved_names(directory))
+
+
+def _saved_names(directory: str) -> list[str]:
+  """Checkpoints with a manifest, newest first."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted((n for n in names if _CKPT_NAME.fullmatch(n)
+                 and os.path.isfile(os.path.join(directory, n, MANIFEST))), reverse=True)
 
 
 def _refuse(directory: str, why: str) -> errors.CheckpointError:
@@ -283,30 +432,73 @@ class Reader:
   """A verified checkpoint: its manifest, with arrays read on demand.
 
   Raises:
-    CheckpointError: for a missing, corrupt, truncated or foreign checkpoint.
+    CheckpointError: for a missing, corrupt, truncated, edited or foreign
+      checkpoint (one line, naming what is wrong).
   """
 
   def __init__(self, directory: str, *, fingerprint: str):
     self.directory = directory
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+      raise _refuse(directory, "it is not a directory")
     try:
-      with open(os.path.join(directory, LATEST)) as f:
+      with open(os.path.join(directory, LATEST), encoding="utf-8") as f:
         name = f.read().strip()
-      self.path = os.path.join(directory, name)
-      with open(os.path.join(self.path, MANIFEST), "rb") as f:
-        manifest = json.loads(f.read().decode())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-      raise _refuse(directory, f"its manifest is missing or corrupt ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-      raise _refuse(directory, f"unknown format {manifest.get('format')!r}"
-                    if isinstance(manifest, dict) else "its manifest is not an object")
-    if manifest.get("fingerprint") != fingerprint:
+    except FileNotFoundError:
+      name = self._recover()
+    except (OSError, ValueError) as e:
+      raise _refuse(directory, f"{LATEST} is unreadable ({errors.first_line(e)})") from None
+    if not _CKPT_NAME.fullmatch(name):
+      raise _refuse(directory, f"{LATEST} names no checkpoint ({name[:40]!r})")
+    self.path = os.path.join(directory, name)
+    self.manifest = self._load(self.path)
+    if self.manifest["fingerprint"] != fingerprint:
       raise _refuse(directory, "it was saved by a different sweep (other variants, "
                                "settings or components)")
-    self.manifest = manifest
+
+  def _recover(self) -> str:
+    """The newest complete checkpoint when ``LATEST`` is gone."""
+    for name in _saved_names(self.directory):
+      try:
+        self._load(os.path.join(self.directory, name))
+      except errors.CheckpointError:
+        continue
+      print(f"jaxsweep: note: {os.path.join(self.directory, LATEST)} is missing; going on "
+            f"from {name}, the newest complete checkpoint.", file=sys.stderr)
+      return name
+    raise _refuse(self.directory, f"{LATEST} is missing and no ckpt-* in it is complete")
+
+  def _load(self, path: str) -> dict[str, Any]:
+    """The manifest of the checkpoint ``path``, every check passed."""
+    name = os.path.basename(path)
+    try:
+      with open(os.path.join(path, MANIFEST), "rb") as f:
+        data = f.read()
+      with open(os.path.join(path, MANIFEST_SUM), encoding="ascii") as f:
+        digest = f.read().strip()
+    except (OSError, ValueError) as e:
+      raise _refuse(self.directory, f"{name}'s manifest or its checksum is missing "
+                                    f"({errors.first_line(e)})") from None
+    if _sha256(data) != digest:
+      raise _refuse(self.directory, f"{name}/{MANIFEST} was changed or is corrupt (checksum "
+                                    "mismatch)")
+    try:
+      manifest = json.loads(data.decode())
+    except (ValueError, UnicodeDecodeError) as e:
+      raise _refuse(self.directory, f"{name}/{MANIFEST} is not JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+      raise _refuse(self.directory, f"unknown format {manifest.get('format')!r}"
+                    if isinstance(manifest, dict) else "its manifest is not an object")
+    problem = _malformed(manifest)
+    if problem:
+      raise _refuse(self.directory, f"{name}/{MANIFEST} is malformed ({problem})")
     for fname, digest in manifest["files"].items():
-      self._verify(os.path.join(self.path, fname), digest)
-    for name, entry in manifest["done"].items():
-      self._verify(os.path.join(directory, "done", f"{name}.npz"), entry["sha256"])
+      self._verify(os.path.join(path, fname), digest)
+    for done_name, entry in manifest["done"].items():
+      self._verify(os.path.join(self.directory, DONE, f"{done_name}.npz"), entry["sha256"])
+    problem = _inconsistent(manifest)
+    if problem:
+      raise _refuse(self.directory, f"{name} contradicts itself ({problem})")
+    return manifest
 
   def _verify(self, path: str, digest: str) -> None:
     try:
@@ -338,10 +530,16 @@ class Reader:
     return self.manifest["done"]
 
   def live_arrays(self, group: int, chunk: int, like) -> Any:
-    entry = self.manifest["live"][str(group)]["chunks"][chunk]
+    """The arrays of a live chunk, in the structure of ``like`` (checked)."""
+    try:
+      entry = self.manifest["live"][str(group)]["chunks"][chunk]
+    except (KeyError, IndexError):
+      raise _refuse(self.directory, f"it holds no chunk {chunk} of group {group} in "
+                                    "training") from None
     return self._arrays(os.path.join(self.path, entry["file"]), like)
 
   def done_arrays(self, name: str, like) -> Any:
+    """The arrays of finished variants (:attr:`done`), in the structure of ``like``."""
     return self._arrays(os.path.join(self.directory, "done", f"{name}.npz"), like)
 
   def _arrays(self, path: str, like) -> Any:
@@ -351,3 +549,88 @@ class Reader:
       raise _refuse(self.directory, f"{os.path.relpath(path, self.directory)} does not "
                                     f"match this sweep's arrays ({e})") from e
 
+
+
+# --------------------------------------------------------------------------
+# What a manifest must hold.
+
+def _is_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _int_key(k) -> bool:
+  return isinstance(k, str) and k.isdigit()
+
+
+def _malformed(m: dict[str, Any]) -> str | None:
+  """What is wrong with a manifest's structure (keys and types), or None."""
+  def dict_of(key, check_key=_int_key):
+    v = m.get(key)
+    if not isinstance(v, dict):
+      return f"{key}: expected an object, found {type(v).__name__}"
+    bad = next((k for k in v if not check_key(k)), None)
+    return None if bad is None else f"{key}: unexpected key {bad!r}"
+
+  for key in ("groups", "history", "finals", "live"):
+    problem = dict_of(key)
+    if problem:
+      return problem
+  for key in ("files", "done", "extra"):
+    problem = dict_of(key, lambda k: isinstance(k, str))
+    if problem:
+      return problem
+  if not isinstance(m.get("fingerprint"), str):
+    return "fingerprint: expected a string"
+  for g, v in m["groups"].items():
+    if not (isinstance(v, dict) and _is_int(v.get("chunk_size")) and _is_int(v.get("lanes"))
+            and isinstance(v.get("done"), bool)):
+      return f"groups.{g}: expected chunk_size, lanes (integers) and done (true/false)"
+  for i, h in m["history"].items():
+    if not (isinstance(h, list) and all(isinstance(e, dict) and _is_int(e.get("step"))
+                                        for e in h)):
+      return f"history.{i}: expected a list of entries with an integer step"
+  for i, f in m["finals"].items():
+    if not (isinstance(f, dict) and _is_int(f.get("step"))):
+      return f"finals.{i}: expected an entry with an integer step"
+  for fname, digest in m["files"].items():
+    if not (isinstance(digest, str) and re.fullmatch(r"live-g\d+-\d+\.npz", fname)):
+      return f"files.{fname}: expected a live-g*-*.npz file and its sha256"
+  for name, e in m["done"].items():
+    if not (re.fullmatch(r"g\d+-\d+", name) and isinstance(e, dict)
+            and isinstance(e.get("sha256"), str) and _is_int(e.get("group"))
+            and _members(e.get("members"))):
+      return f"done.{name}: expected sha256, group and members"
+  for g, e in m["live"].items():
+    if not (isinstance(e, dict) and _is_int(e.get("periods")) and e["periods"] >= 0
+            and isinstance(e.get("chunks"), list)):
+      return f"live.{g}: expected periods (an integer >= 0) and chunks (a list)"
+    for c, chunk in enumerate(e["chunks"]):
+      if not (isinstance(chunk, dict) and chunk.get("file") in m["files"]
+              and _members(chunk.get("members"))):
+        return f"live.{g}.chunks.{c}: expected a listed file and members"
+  return None
+
+
+def _members(x) -> bool:
+  return isinstance(x, list) and all(v is None or _is_int(v) for v in x)
+
+
+def _inconsistent(m: dict[str, Any]) -> str | None:
+  """Where a well-formed manifest contradicts itself, or None.
+
+  A live group that reached ``periods`` boundaries has evaluated its
+  variants ``periods + 1`` times (step 0 included): the variant with the
+  longest history has exactly that many entries (a stopped or diverged one
+  may have fewer). Its groups are known, not done, and not finished variants.
+  """
+  for g, e in m["live"].items():
+    if g not in m["groups"] or m["groups"][g]["done"]:
+      return f"group {g} is in training but not listed as such"
+    members = [v for chunk in e["chunks"] for v in chunk["members"] if v is not None]
+    if any(str(v) in m["finals"] for v in members):
+      return f"a variant of group {g} is both finished and in training"
+    lengths = [len(m["history"].get(str(v), ())) for v in members]
+    if lengths and max(lengths) != e["periods"] + 1:
+      return (f"group {g} reached {e['periods']} period(s) but its history holds "
+              f"{max(lengths) - 1}")
+  return None

@@ -22,9 +22,10 @@ Every option is an explicit argument: the caller (the CLI, or
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -37,6 +38,8 @@ from jaxsweep.report import plots as plots_lib
 from jaxsweep.report import tables
 from jaxsweep.report import tensorboard as tensorboard_lib
 
+# The run's manifest (jaxsweep.report.rundir writes it; read here by name).
+RUN_MANIFEST = "run.json"
 # Learning curves show this many of the best variants unless told otherwise.
 DEFAULT_CURVES = 5
 # results.md lists at most this many per-variant rows (the CSV has them all).
@@ -157,14 +160,20 @@ def _mean_std(row: Mapping[str, Any], metric: str) -> str:
 # --------------------------------------------------------------------------
 # Files.
 
+# The optional outputs, in the order written (after the results, each on its
+# own: one failing never costs the others or the results).
+EXTRAS = ("config.yaml", "best.yaml", "parquet", "plots", "tensorboard", "results.md")
+
+
 def write_outputs(res: results_lib.Results, out_dir: str, *,
                   config: Mapping[str, Any] | None = None, aggregate: bool = True,
                   plots: bool = True, tensorboard: bool = False,
                   curves: int = DEFAULT_CURVES) -> dict[str, Any]:
   """Writes every output file of a run (see the module docstring).
 
-  results.csv/json are written first (atomically), so a failing plot never
-  costs the results.
+  The results (:func:`write_results`) first, then the optional files
+  (:func:`write_extras`), so a failing plot or config dump never costs the
+  results.
 
   Args:
     res: the results.
@@ -180,17 +189,108 @@ def write_outputs(res: results_lib.Results, out_dir: str, *,
     Paths by kind (``csv``, ``json``, ``config``, ``aggregated_csv``, ...,
     ``plots``: a list).
   """
+  paths = write_results(res, out_dir, aggregate=aggregate)
+  paths.update(write_extras(res, out_dir, config=config, aggregate=aggregate, plots=plots,
+                            tensorboard=tensorboard, curves=curves))
+  return paths
+
+
+def write_results(res: results_lib.Results, out_dir: str, *,
+                  aggregate: bool = True) -> dict[str, Any]:
+  """The results alone: ``results.csv``/``.json``, the aggregated tables and a
+  first ``results.md`` (without plots). Nothing here depends on an optional
+  package or on the config."""
   os.makedirs(out_dir, exist_ok=True)
   paths: dict[str, Any] = {"csv": os.path.join(out_dir, "results.csv"),
                            "json": os.path.join(out_dir, "results.json")}
   res.to_csv(paths["csv"])
   res.to_json(paths["json"])
-  if config is not None:
-    paths["config"] = os.path.join(out_dir, "config.yaml")
-    results_lib.atomic_write(paths["config"],
-                             yaml.safe_dump(keys.plain(config), sort_keys=False))
-  paths.update(write_derived(res, out_dir, config=config, aggregate=aggregate, plots=plots,
-                             tensorboard=tensorboard, curves=curves))
+  paths.update(_write_aggregated(res, out_dir))
+  paths["markdown"] = os.path.join(out_dir, "results.md")
+  results_lib.atomic_write(paths["markdown"], format_markdown_report(
+      res, aggregate=aggregate, out_dir=out_dir))
+  return paths
+
+
+def _write_aggregated(res: results_lib.Results, out_dir: str) -> dict[str, str]:
+  paths = {"aggregated_csv": os.path.join(out_dir, "results_aggregated.csv"),
+           "aggregated_json": os.path.join(out_dir, "results_aggregated.json")}
+  agg = res.aggregate()
+  results_lib.atomic_write(paths["aggregated_csv"],
+                           results_lib.rows_to_csv(agg, tables.aggregated_columns(res)))
+  results_lib.atomic_write(paths["aggregated_json"], results_lib.rows_to_json(
+      {"target": res.target, "mode": res.mode, "ddof": results_lib.DEFAULT_DDOF,
+       "swept": [c for c in res.swept if c != results_lib.SEED],
+       "metrics": res.metrics, "rows": agg}))
+  return paths
+
+
+def write_extras(res: results_lib.Results, out_dir: str, *,
+                 config: Mapping[str, Any] | None = None, aggregate: bool = True,
+                 plots: bool = True, tensorboard: bool = False, curves: int = DEFAULT_CURVES,
+                 dump_config: bool = True,
+                 on_error: Callable[[str, Exception], None] | None = None,
+                 on_done: Callable[[str], None] | None = None) -> dict[str, Any]:
+  """The optional files, in the order of :data:`EXTRAS`, each on its own.
+
+  Args:
+    res, out_dir, config, aggregate, plots, tensorboard, curves: as for
+      :func:`write_outputs`.
+    dump_config: write ``config.yaml`` (``jaxsweep report`` keeps the run's).
+    on_error: called with the step's name and the exception when a step
+      fails, and the next step goes on; without it the exception is raised.
+      (A ``KeyboardInterrupt`` is never caught.)
+    on_done: called with each step's name once it is done.
+
+  Returns:
+    Paths by kind of the files written.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  paths: dict[str, Any] = {}
+
+  def config_yaml():
+    if config is not None and dump_config:
+      paths["config"] = os.path.join(out_dir, "config.yaml")
+      results_lib.atomic_write(paths["config"],
+                               yaml.safe_dump(keys.plain(config), sort_keys=False))
+
+  def best_yaml():
+    best = write_best_config(res, out_dir, config) if config is not None else None
+    if best is not None:
+      paths["best"] = best
+
+  def parquet():
+    paths.update(_write_parquet(res, res.aggregate(), out_dir))
+
+  def plots_():
+    if plots:
+      sweep = config.get("sweep") if isinstance(config, Mapping) else None
+      paths["plots"] = plots_lib.make_plots(res, out_dir, sweep=sweep, curves=curves)
+
+  def tensorboard_():
+    if tensorboard:
+      tb = tensorboard_lib.write_tensorboard(res, os.path.join(out_dir, "tensorboard"))
+      if tb is not None:
+        paths["tensorboard"] = tb
+
+  def markdown():
+    paths["markdown"] = os.path.join(out_dir, "results.md")
+    results_lib.atomic_write(paths["markdown"], format_markdown_report(
+        res, aggregate=aggregate, plots=paths.get("plots", ()), best_yaml="best" in paths,
+        out_dir=out_dir))
+
+  steps = dict(zip(EXTRAS, (config_yaml, best_yaml, parquet, plots_, tensorboard_, markdown),
+                   strict=True))
+  for name, step in steps.items():
+    try:
+      step()
+    except Exception as e:  # pylint: disable=broad-except
+      if on_error is None:
+        raise
+      on_error(name, e)
+      continue
+    if on_done is not None:
+      on_done(name)
   return paths
 
 
@@ -203,33 +303,9 @@ def write_derived(res: results_lib.Results, out_dir: str, *,
   Same arguments as :func:`write_outputs`; results.csv/json and config.yaml
   are left alone.
   """
-  os.makedirs(out_dir, exist_ok=True)
-  paths: dict[str, Any] = {
-      "aggregated_csv": os.path.join(out_dir, "results_aggregated.csv"),
-      "aggregated_json": os.path.join(out_dir, "results_aggregated.json")}
-  agg = res.aggregate()
-  results_lib.atomic_write(paths["aggregated_csv"],
-                           results_lib.rows_to_csv(agg, tables.aggregated_columns(res)))
-  results_lib.atomic_write(paths["aggregated_json"], results_lib.rows_to_json(
-      {"target": res.target, "mode": res.mode, "ddof": results_lib.DEFAULT_DDOF,
-       "swept": [c for c in res.swept if c != results_lib.SEED],
-       "metrics": res.metrics, "rows": agg}))
-  paths.update(_write_parquet(res, agg, out_dir))
-  if config is not None:
-    best = write_best_config(res, out_dir, config)
-    if best is not None:
-      paths["best"] = best
-  if plots:
-    sweep = config.get("sweep") if isinstance(config, Mapping) else None
-    paths["plots"] = plots_lib.make_plots(res, out_dir, sweep=sweep, curves=curves)
-  if tensorboard:
-    tb = tensorboard_lib.write_tensorboard(res, os.path.join(out_dir, "tensorboard"))
-    if tb is not None:
-      paths["tensorboard"] = tb
-  paths["markdown"] = os.path.join(out_dir, "results.md")
-  results_lib.atomic_write(paths["markdown"], format_markdown_report(
-      res, aggregate=aggregate, plots=paths.get("plots", ()), best_yaml="best" in paths,
-      out_dir=out_dir))
+  paths = _write_aggregated(res, out_dir)
+  paths.update(write_extras(res, out_dir, config=config, aggregate=aggregate, plots=plots,
+                            tensorboard=tensorboard, curves=curves, dump_config=False))
   return paths
 
 
@@ -331,6 +407,33 @@ def describe_outputs(out_dir: str) -> str:
 # --------------------------------------------------------------------------
 # Reading a run back.
 
+def incomplete(directory: str) -> str | None:
+  """Why a run directory is incomplete according to its ``run.json``, or None.
+
+  Incomplete: the run did not finish (``running`` is also a run that died),
+  or an output was not written (``"missing"``, ``"error"``). A directory
+  without ``run.json`` (written by ``js.run(out=)`` of an older version, or
+  by hand) is not judged.
+  """
+  try:
+    with open(os.path.join(directory, RUN_MANIFEST), encoding="utf-8") as f:
+      manifest = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if not isinstance(manifest, dict):
+    return None
+  why = []
+  status = manifest.get("status")
+  if status != "finished":
+    why.append(f"run {status}")
+  missing = manifest.get("missing")
+  if isinstance(missing, list) and missing:
+    why.append("not written: " + ", ".join(str(m) for m in missing))
+  if manifest.get("error") and not missing:
+    why.append(f"error: {manifest['error']}")
+  return "; ".join(why) or None
+
+
 def load_run(path: str) -> tuple[results_lib.Results, dict[str, Any] | None]:
   """Loads a run directory's results.json (and config.yaml, if any).
 
@@ -354,6 +457,10 @@ def load_run(path: str) -> tuple[results_lib.Results, dict[str, Any] | None]:
           fix="pass the --out directory of a finished run (default runs/<config name>)")
     directory, results_path = path, os.path.join(path, "results.json")
   res = results_lib.Results.from_json(results_path)
+  note = incomplete(directory)
+  if note:
+    print(f"jaxsweep: note: {directory} is incomplete ({note}); the table is its "
+          "results.json.", file=sys.stderr)
   config = None
   config_path = os.path.join(directory, "config.yaml")
   if os.path.isfile(config_path):

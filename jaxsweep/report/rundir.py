@@ -30,19 +30,29 @@ files jaxsweep did not write    kept, never replaced: a name jaxsweep could
                                 before training, even with ``overwrite``
 ==============================  ============================================
 
-At the end :meth:`RunDir.write_outputs` writes the files
-(:func:`jaxsweep.report.outputs.write_outputs`), removes files an earlier
-attempt of the same sweep wrote that this one did not, and lists in
-``results.json`` (``"outputs"``) and ``run.json`` (``"files"``) exactly the
-entries present. A failure to write (disk full, permission) is reported on
-stderr, not raised: the caller still has the results in memory.
-:func:`default_dir` picks ``runs/<config name>``, or ``-2``, ``-3``... so a
-rerun never lands on an earlier one.
+At the end :meth:`RunDir.write_outputs` writes the results first (whole,
+signals held back), then the optional files each on its own, removes files
+an earlier attempt of the same sweep wrote that this one did not, and lists
+in ``results.json`` (``"outputs"``) and ``run.json`` (``"files"``) exactly
+the entries present; ``run.json``'s ``"missing"`` names what is not written
+yet (a directory whose ``missing`` is not empty, or whose status is not
+``finished``, is incomplete: ``jaxsweep report`` says so). A failure to
+write (disk full, permission, a config that cannot be dumped) is reported
+on stderr and in ``run.json``'s ``"error"``, not raised: the caller still
+has the results in memory. :func:`default_dir` names ``runs/<config name>``,
+or ``-2``, ``-3``... so a rerun never lands on an earlier one;
+:func:`claim_default_dir` takes it atomically (``os.mkdir``, then its lock),
+so runs started together each get their own. Preparing, writing and closing
+hold signals back (:func:`jaxsweep.signals.critical`): an interrupted run
+leaves no lock and no temporary file, and ``run.json`` says ``interrupted``;
+temporary files a killed process left (``.tmp-*``) are removed by the next
+run of the directory.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import fnmatch
 import json
 import os
@@ -55,6 +65,8 @@ from typing import Any
 
 from jaxsweep import errors
 from jaxsweep import results as results_lib
+from jaxsweep import signals
+from jaxsweep.engine import checkpoint
 from jaxsweep.engine import execute
 from jaxsweep.engine import memory
 from jaxsweep.report import outputs
@@ -139,6 +151,75 @@ def latest_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str | None
     if m and os.path.isdir(path) and not _free(path):
       found.append((int(m.group(1) or 1), path))
   return max(found)[1] if found else None
+
+
+# Directories taken by claim_default_dir, locked, until prepare() uses them.
+_claims: dict[str, runlock.Lock] = {}
+
+
+def claim_default_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str:
+  """:func:`default_dir`, taken atomically: simultaneous runs get distinct ones.
+
+  Each candidate ``root/<name>[-k]`` is claimed by creating it (``os.mkdir``)
+  or, when it exists and is empty, by its lock; the first claim that holds
+  wins and the others go on to the next ``k``. The directory stays locked
+  for this process until :func:`prepare` (which uses the lock) or
+  :func:`release_claim`.
+
+  Returns:
+    The directory (the path :func:`default_dir` would name if nothing were
+    running; where ``root`` cannot be created, that path unclaimed, for
+    :func:`prepare` to report).
+  """
+  name = config_name(config_path_or_name)
+  try:
+    os.makedirs(root, exist_ok=True)
+  except OSError:
+    return default_dir(config_path_or_name, root)
+  k = 1
+  while True:
+    path = os.path.join(root, name if k == 1 else f"{name}-{k}")
+    with signals.critical():
+      lock = _try_claim(path)
+      if isinstance(lock, runlock.Lock):
+        _claims[os.path.abspath(path)] = lock
+        return path
+    if lock is False:
+      return path
+    k += 1
+
+
+def _try_claim(path: str) -> runlock.Lock | bool | None:
+  """The lock of ``path`` if this process took it fresh; None if taken;
+  False if it cannot be created (prepare reports why)."""
+  try:
+    os.mkdir(path)
+  except FileExistsError:
+    if not _free(path):
+      return None
+  except OSError:
+    return False
+  try:
+    lock = runlock.acquire(path)
+  except errors.ConfigError:
+    return None  # Another run claimed it first.
+  try:
+    if set(os.listdir(path)) - {LOCK}:  # Written into before our lock: not free.
+      lock.release()
+      return None
+  except OSError:
+    lock.release()
+    return None
+  return lock
+
+
+def release_claim(path: str) -> None:
+  """Gives back a directory :func:`claim_default_dir` took and :func:`prepare`
+  did not use (removed if still empty)."""
+  lock = _claims.pop(os.path.abspath(path), None)
+  if lock is not None:
+    lock.release()
+    _remove_empty(path)
 
 
 def checkpoint_path(path: str) -> str:
@@ -232,17 +313,37 @@ def prepare(path: str, *, sweep_id: str, resume: bool = False, overwrite: bool =
     raise errors.ConfigError(
         "resume and overwrite exclude each other.", key="out",
         fix="--resume continues the sweep in the directory, --overwrite starts it over")
+  rd = None
+  try:
+    with signals.critical():  # A signal now is acted on once the claim is whole.
+      rd = _prepare(path, sweep_id, resume=resume, overwrite=overwrite,
+                    estimate_bytes=estimate_bytes)
+    signals.pause_for_test("rundir")
+  except signals.Interrupt:
+    if rd is not None:
+      rd.close(STATUS_INTERRUPTED)
+    raise
+  return rd
+
+
+def _prepare(path: str, sweep_id: str, *, resume: bool, overwrite: bool,
+             estimate_bytes: int) -> RunDir:
+  lock = _claims.pop(os.path.abspath(path), None)
+  created = lock is not None or not os.path.isdir(path)
   _check_path(path, estimate_bytes)
-  created = not os.path.isdir(path)
+  if lock is None:
+    try:
+      os.makedirs(path, exist_ok=True)
+    except OSError as e:
+      raise _os_error(path, e) from None
   try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    raise _os_error(path, e) from None
-  lock = None
-  try:
-    lock = runlock.acquire(path)
+    if lock is None:
+      lock = runlock.acquire(path)
     rd = RunDir(path, sweep_id, lock=lock, created=created)
-    rd._claim(resume=resume, overwrite=overwrite)  # pylint: disable=protected-access
+    try:
+      rd._claim(resume=resume, overwrite=overwrite)  # pylint: disable=protected-access
+    except OSError as e:  # run.json or a deletion: a full disk, a permission.
+      raise _os_error(path, e) from None
   except BaseException:
     if lock is not None:
       lock.release()
@@ -343,6 +444,7 @@ class RunDir:
       status = STATUS_INTERRUPTED
     else:
       status = STATUS_FAILED
+      self.error = self.error or f"{type(exc).__name__}: {errors.first_line(exc)}"
     self.close(status)
     return False
 
@@ -402,9 +504,9 @@ class RunDir:
         detail = f"holds an unfinished run of this sweep ({status})"
         fix = "--resume to continue it, or --overwrite to start it over"
       raise errors.ConfigError(f"{self.path} {detail}.", key="out", fix=fix)
-    staging = os.path.join(self.path, _STAGING)
-    if os.path.isdir(staging):  # Left by a run that crashed while writing.
-      shutil.rmtree(staging)
+    for entry in entries:  # Left by a run that died while writing (.tmp-outputs too).
+      if entry.startswith(".tmp-"):
+        _remove(os.path.join(self.path, entry))
     self._manifest = manifest
     self._write_manifest()
 
@@ -412,7 +514,9 @@ class RunDir:
     """Deletes entries of the run's directory (names a manifest lists, only)."""
     for name in names:
       target = os.path.join(self.path, _bare(name))
-      if os.path.isdir(target) and not os.path.islink(target):
+      if _bare(name) == CHECKPOINT:  # Only what the engine wrote: a user's file stays.
+        checkpoint.clear(target)
+      elif os.path.isdir(target) and not os.path.islink(target):
         shutil.rmtree(target)
       elif os.path.lexists(target):
         os.unlink(target)
@@ -436,41 +540,95 @@ class RunDir:
                     curves: int = outputs.DEFAULT_CURVES) -> dict[str, Any] | None:
     """Writes the run's files; a failure is reported on stderr, never raised.
 
-    Arguments as for :func:`jaxsweep.report.outputs.write_outputs`. The files
-    are written into ``DIR/.tmp-outputs/`` first, listed in ``run.json``,
-    then moved into place (each move atomic): after a crash the manifest
-    still names every file the run put in the directory. Files an earlier
-    attempt of this sweep wrote that this one does not (e.g. a plot of
-    another name) are removed, and ``results.json`` lists the entries present
-    (``"outputs"``).
+    Arguments as for :func:`jaxsweep.report.outputs.write_outputs`. Two steps,
+    each written into ``DIR/.tmp-outputs/``, listed in ``run.json``, then
+    moved into place together:
+
+    1. the results (:func:`jaxsweep.report.outputs.write_results`), with
+       signals held back (:func:`jaxsweep.signals.critical`): they are whole
+       or absent;
+    2. the optional files (config.yaml, best.yaml, parquet, plots,
+       tensorboard, results.md with its plots), each on its own: a failure
+       (a config that cannot be dumped, a plot, a full disk) is one line on
+       stderr and ``run.json``'s ``"error"``, never the results' loss; a
+       signal stops them (nothing half-written is moved in).
+
+    Until both are done ``run.json`` lists under ``"missing"`` the steps
+    not yet written (``"results"`` and the names of
+    :data:`jaxsweep.report.outputs.EXTRAS`): a directory whose ``missing`` is
+    not empty is incomplete, and ``jaxsweep report`` says so. Files an
+    earlier attempt of this sweep wrote that this one does not (e.g. a plot
+    of another name) are removed, and ``results.json`` lists the entries
+    present (``"outputs"``).
 
     Returns:
-      The paths by kind, or None when writing failed (see :attr:`error`).
+      The paths by kind, or None when the results could not be written (see
+      :attr:`error`).
+
+    Raises:
+      KeyboardInterrupt: (:class:`jaxsweep.signals.Interrupt`) a signal
+        received meanwhile, once the results are whole.
     """
     staging = os.path.join(self.path, _STAGING)
-    paths = None
-    try:
-      if os.path.lexists(staging):
-        shutil.rmtree(staging)
+    paths: dict[str, Any] | None = None
+    failed: dict[str, str] = {}
+    with signals.critical():
       try:
-        paths = outputs.write_outputs(res, staging, config=config, aggregate=aggregate,
-                                      plots=plots, tensorboard=tensorboard, curves=curves)
-      finally:  # What was written in full goes in place, even after a failure.
-        staged = self._move_in(staging)
-      self._delete(sorted(self._earlier - {_bare(e) for e in staged} - {CHECKPOINT, MANIFEST}))
-      self._earlier = set()
-    except OSError as e:
-      self.error = f"{type(e).__name__}: {e}"
-      print(f"jaxsweep: error: the results could not be written to {self.path} "
-            f"({self.error}); they are in memory only (files written: "
-            f"{', '.join(self.owned()) or 'none'}).", file=sys.stderr)
-      paths = None
+        self._manifest["missing"] = ["results", *outputs.EXTRAS]
+        self._write_manifest()
+        _remove(staging)
+        try:
+          paths = outputs.write_results(res, staging, aggregate=aggregate)
+          signals.pause_for_test("writing")
+        finally:  # What was written in full goes in place, even after a failure.
+          written = set(self._move_in(staging))
+        self._manifest["missing"].remove("results")
+        self._list_outputs(res)
+      except OSError as e:
+        self.error = f"{type(e).__name__}: {e}"
+        print(f"jaxsweep: error: the results could not be written to {self.path} "
+              f"({self.error}); they are in memory only (files written: "
+              f"{', '.join(self.owned()) or 'none'}).", file=sys.stderr)
+        self._record_quietly()
+        return None
+    missing = self._manifest["missing"]
+
+    def on_error(name: str, e: Exception) -> None:
+      failed[name] = f"{type(e).__name__}: {errors.first_line(e)}"
+
     try:
-      self._list_outputs(res)
+      signals.pause_for_test("extras")
+      paths.update(outputs.write_extras(
+          res, staging, config=config, aggregate=aggregate, plots=plots,
+          tensorboard=tensorboard, curves=curves, on_error=on_error, on_done=missing.remove))
+    except BaseException:
+      with signals.critical():
+        _remove(staging)  # Possibly half-written: not moved in.
+        self._record_quietly()
+      raise
+    with signals.critical():
+      try:
+        written |= set(self._move_in(staging))
+        self._delete(sorted(self._earlier - {_bare(e) for e in written} - {CHECKPOINT, MANIFEST}))
+        self._earlier = set()
+        self._list_outputs(res)
+      except OSError as e:
+        failed.setdefault("move", f"{type(e).__name__}: {e}")
+      if failed:
+        self.error = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        print(f"jaxsweep: error: not written to {self.path}: {self.error}; the results are "
+              f"complete ({', '.join(self.owned())}).", file=sys.stderr)
+      self._record_quietly()
+    return {k: _relocate(v, staging, self.path) for k, v in paths.items()}
+
+  def _record_quietly(self) -> None:
+    """Writes run.json as it stands; a failure here is told by close()."""
+    try:
+      if self.error:
+        self._manifest["error"] = self.error
+      self._write_manifest()
     except OSError:
-      pass  # results.json keeps its contents, without the list.
-    return None if paths is None else {k: _relocate(v, staging, self.path)
-                                       for k, v in paths.items()}
+      pass
 
   def _move_in(self, staging: str) -> list[str]:
     """Moves the staged entries into the directory, listing them first."""
@@ -508,14 +666,18 @@ class RunDir:
     checkpoint, no file) leaves nothing behind: not even the directory, if
     :func:`prepare` created it.
     """
+    with signals.critical():
+      self._close(status)
+
+  def _close(self, status: str) -> None:
     if self._closed:
       return
     self._closed = True
     self.status = status
     try:
       ckpt = self.checkpoint_dir
-      if os.path.isdir(ckpt) and not os.listdir(ckpt):
-        os.rmdir(ckpt)  # An empty checkpoint directory is nothing saved.
+      if os.path.isdir(ckpt) and not checkpoint.exists(ckpt):
+        checkpoint.clear(ckpt)  # Nothing saved (a user's file in it stays).
       files = self.owned()
       if status != STATUS_FINISHED and not files and not self.resumed:
         os.unlink(os.path.join(self.path, MANIFEST))
@@ -534,14 +696,31 @@ class RunDir:
       self._lock.release()
 
   def _write_manifest(self) -> None:
-    results_lib.atomic_write(os.path.join(self.path, MANIFEST),
-                             json.dumps(self._manifest, indent=1) + "\n")
+    path, text = os.path.join(self.path, MANIFEST), json.dumps(self._manifest, indent=1) + "\n"
+    try:
+      results_lib.atomic_write(path, text)
+    except OSError as e:
+      if e.errno != errno.ENOSPC or not os.path.isfile(path):
+        raise
+      with open(path, "w", encoding="utf-8") as f:  # A full disk: in place, not lost.
+        f.write(text)
 
 
 def _relocate(value: Any, staging: str, path: str) -> Any:
   if isinstance(value, list):
     return [_relocate(v, staging, path) for v in value]
   return os.path.join(path, os.path.relpath(value, staging))
+
+
+def _remove(path: str) -> None:
+  """Removes a file or a directory tree, if present."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.lexists(path):
+    try:
+      os.unlink(path)
+    except OSError:
+      pass
 
 
 def _internal(name: str) -> bool:
