@@ -1,37 +1,40 @@
-"""Execution: the loop over population chunks and eval periods.
+"""Execution: the sweep's clock, from the first boundary to the last.
 
-The third stage of the engine. For each group of the plan (built and checked
-by :mod:`jaxsweep.engine.program` before anything trains)::
+The third stage of the engine. Every group of the plan is built and checked
+(:mod:`jaxsweep.engine.program`) before anything trains; then::
 
-  for each chunk of the group's population (memory permitting, one):
-    state = init(hparams)                       # or restored from a checkpoint
-    for each eval period:
-      state, stats = period(state, hparams)     # compiled, on every device
-      --- period boundary ---
-      record stats; progress event; the scheduler decides;
-      checkpoint when due (or when a signal asked to stop)
+  prepare    resume, lanes, memory; the scheduler starts on the whole plan
+  repeat:
+    for each group with a boundary at the next step of the clock:
+      open       compile (in the background one group ahead), initialise or
+                 restore its population, evaluate at step 0
+      advance    one period: ``eval_every`` steps and an evaluation, every
+                 chunk of the population, compiled, on every device
+    decide     the scheduler sees every variant at that step (Boundary) and
+               answers: stop, copy, fork, assign (Decision)
+    settle     stopped variants leave; a group that has finished records it
+    persist    checkpoint when due, at a group's end, or on a signal
 
-A *period* is a slice of training time (``eval_every`` steps and an
-evaluation); a *chunk* is a slice of the population. The period boundary is
-the one place where the run's state is on hand between compiled calls: a
-:class:`Scheduler` sees every variant's metrics there and answers which
-variants go on and which stop (:class:`Grid`, the plain sweep, lets all go
-on), and :mod:`jaxsweep.engine.checkpoint` saves the population there.
+A *period* is a slice of training time; a *chunk* is a slice of a group's
+population. With a ``sweep_wide`` scheduler (halving, Hyperband, PBT) the
+clock is shared: every group reaches a step before the scheduler is asked,
+so what it decides never depends on how the planner split the sweep into
+groups. Otherwise groups run start to end one after the other (the same
+results, fewer swaps). See :mod:`jaxsweep.engine.scheduling`.
 
-SIGINT and SIGTERM are caught while a sweep runs: the current period
-finishes, the population is saved (with a checkpoint directory) and
-:class:`Interrupted` is raised; a second signal stops at once.
+SIGINT and SIGTERM (:mod:`jaxsweep.signals`): the current period finishes,
+the sweep is saved (with a checkpoint directory) and :class:`Interrupted`
+is raised; a second signal stops at once.
 
-Events (dicts with an ``"event"`` key: ``start``, ``group``, ``compiled``,
-``period``, ``checkpoint``, ``done``) go to a callback; printing them is the
-report layer's job (:class:`jaxsweep.report.ProgressPrinter`).
+Events (dicts with an ``"event"`` key: ``start``, ``compiling``, ``group``,
+``compiled``, ``period``, ``checkpoint``, ``done``) go to a callback;
+printing them is the report layer's job (:class:`jaxsweep.report.ProgressPrinter`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +43,7 @@ import jax
 import numpy as np
 
 from jaxsweep import results as results_lib
+from jaxsweep import signals
 from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import distributed, scheduling, sharding, sizing, strategy, xla_cache
 from jaxsweep.engine import fingerprint as fingerprint_lib
@@ -80,32 +84,6 @@ class Interrupted(Exception):
     super().__init__(f"{name} at step {step}: "
                      + (f"the population was saved in {saved}" if saved else
                         "nothing was saved (no checkpoint directory)"))
-
-
-class _SignalGuard:
-  """Turns SIGINT/SIGTERM into a flag read at period boundaries (main thread only)."""
-
-  def __init__(self):
-    self.signum: int | None = None
-    self._previous: dict[int, Any] = {}
-
-  def _handle(self, signum, frame):
-    del frame  # Unused.
-    if self.signum is not None:  # A second signal: stop now.
-      self.__exit__()
-      raise KeyboardInterrupt
-    self.signum = signum
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for s in (signal.SIGINT, signal.SIGTERM):
-        self._previous[s] = signal.signal(s, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for s, handler in self._previous.items():
-      signal.signal(s, handler)
-    self._previous.clear()
 
 
 def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
@@ -213,7 +191,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   ctx = _Context(plan, mesh, emit, record, saver, compiler, reader, snap, pending)
   snap.live = {}  # Read by the groups; a checkpoint writes what is live then.
   # --- The clock: train to each boundary, decide, persist. ---
-  with _SignalGuard() as guard, compiler:
+  with signals.deferred(), compiler:
     for gr in pending:
       if gr.resumed is not None:  # Live when saved: back on the devices first.
         gr.open(ctx)
@@ -232,12 +210,12 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
         gr.settle(ctx)
       ctx.park_between_turns()
       more = any(not gr.done for gr in pending)
-      stopping = more and distributed.agree_any(guard.signum is not None)
+      stopping = more and distributed.agree_any(signals.requested() is not None)
       # A finished group is saved at once (a crash later costs none of it).
       if stopping or any(gr.done for gr in at) or (more and saver.due()):
         saved_to = saver.save(scheduler, step, [gr for gr in pending if gr.live])
         if stopping:
-          raise Interrupted(guard.signum or signal.SIGTERM, step, saved_to)
+          raise Interrupted(signals.requested() or signal.SIGTERM, step, saved_to)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
   record.groups.sort(key=lambda info: info["group"])
