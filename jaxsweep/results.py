@@ -401,7 +401,9 @@ def schedule_of(lineage: Mapping[int, Sequence[Mapping]], variant: int,
     initial: variant -> its values at step 0 (its settings).
 
   Returns:
-    ``[{"step": 0, "set": {...}}, {"step": s, "set": {...}}, ...]``.
+    ``[{"step": 0, "set": {...}}, {"step": s, "set": {...}, "fork": salt}, ...]``
+    (``fork``: where the member's random stream forked, see
+    :class:`jaxsweep.engine.scheduling.Decision`).
 
   Examples:
     >>> lineage = {1: [{"step": 20, "from": 0}, {"step": 20, "set": {"lr": 0.5}}]}
@@ -415,16 +417,20 @@ def schedule_of(lineage: Mapping[int, Sequence[Mapping]], variant: int,
     copies = [e for e in own if "from" in e]
     last_copy = copies[-1] if copies else None
     since = last_copy["step"] if last_copy else -1
-    events = [{"step": e["step"], "set": dict(e["set"])} for e in own
-              if "set" in e and e["step"] >= since] + events
+    events = [{"step": e["step"], "set": dict(e.get("set", {})),
+               **({"fork": e["fork"]} if "fork" in e else {})} for e in own
+              if ("set" in e or "fork" in e) and e["step"] >= since] + events
     if last_copy is None:
       events.insert(0, {"step": 0, "set": dict(initial[current])})
       break
     current, until = last_copy["from"], last_copy["step"]
   merged: dict[int, dict] = {}
   for e in events:
-    merged.setdefault(e["step"], {}).update(e["set"])
-  return [{"step": s, "set": v} for s, v in sorted(merged.items())]
+    entry = merged.setdefault(e["step"], {"step": e["step"], "set": {}})
+    entry["set"].update(e["set"])
+    if "fork" in e:
+      entry["fork"] = e["fork"]
+  return [merged[s] for s in sorted(merged)]
 
 
 def root_of(lineage: Mapping[int, Sequence[Mapping]], variant: int) -> int:

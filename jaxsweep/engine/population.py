@@ -37,6 +37,7 @@ from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import train as train_lib
 
 
 @dataclasses.dataclass
@@ -87,10 +88,14 @@ def _copy(state, hp, sources):
 
 
 @jax.jit
-def _fork(state, salts, mask):
-  """Where ``mask`` is set, the random key becomes ``fold_in(key, salt)``."""
+def _fork(state, seeds, salts, mask):
+  """Where ``mask`` is set, the random key becomes ``fold_in(k, salt)``, ``k``
+  the key the variant's seed started training with (so the stream after a
+  fork depends on the seed and the salt alone, and a replay can fork alike)."""
+  def forked(seed, salt):
+    return jax.random.fold_in(train_lib.run_key(seed), salt)
   old = jax.random.key_data(state.key)
-  new = jax.random.key_data(jax.vmap(jax.random.fold_in)(state.key, salts))
+  new = jax.random.key_data(jax.vmap(forked)(seeds, salts))
   m = mask.reshape(mask.shape + (1,) * (old.ndim - 1))
   return state._replace(key=jax.random.wrap_key_data(
       jnp.where(m, new, old), impl=jax.random.key_impl(state.key)))
@@ -273,7 +278,7 @@ class Population:
     self._park_all_but(None)
 
   def fork(self, salts: Mapping[int, int]) -> None:
-    """``{variant: salt}``: each variant's key becomes ``fold_in(key, salt)``."""
+    """``{variant: salt}``: each variant's random stream forks (:func:`_fork`)."""
     for chunk in self.chunks:
       rows = [(j, salts[m]) for j, m in enumerate(chunk.members) if m in salts]
       if not rows:
@@ -282,7 +287,8 @@ class Population:
       mask, values = np.zeros(chunk.size, bool), np.zeros(chunk.size, np.uint32)
       for j, salt in rows:
         mask[j], values[j] = True, salt
-      chunk.state = _fork(chunk.state, sharding.put_population(values, self.mesh),
+      chunk.state = _fork(chunk.state, chunk.hp["seed"],
+                          sharding.put_population(values, self.mesh),
                           sharding.put_population(mask, self.mesh))
       self._park_all_but(None)
 

@@ -109,6 +109,13 @@ def _on_period(x: float, period: int) -> int:
   return max(period, math.floor(x / period + 0.5) * period)  # Half up, not to even.
 
 
+def stream_salt(step: int, config: int) -> int:
+  """The salt of a PBT fork (:class:`scheduling.Decision`): distinct for every
+  (step, configuration), the same for a configuration's seeds (their keys
+  already differ), and a uint32."""
+  return (int(step) * 1_000_003 + int(config) + 1) % 2**32
+
+
 class _Configs:
   """Variants grouped by configuration (all settings but the seed), in plan order."""
 
@@ -677,7 +684,7 @@ class PBT(scheduling.Base):
     bottom = [c for c in ranked[-n:] if c not in top]
     pools: dict[int, list[tuple]] = {}
     taken: dict[tuple, set] = {}
-    copy, assign = {}, {}
+    copy, assign, fork = {}, {}, {}
     for config in bottom:
       dsts = [v for v in self._configs.members[config] if v in index]
       if not dsts:
@@ -701,11 +708,15 @@ class PBT(scheduling.Base):
       if values is None:
         continue  # Every draw would clone a member: it goes on as it is.
       used.add(self._as_trained(values))
+      # Its own random stream from here on (scheduling.Decision.fork): one salt
+      # for the configuration's seeds, so a replay of its schedule forks alike.
+      salt = stream_salt(b.step, self._configs.first(config))
       for dst, src in pairs:
-        copy[dst], assign[dst] = src, dict(values)
+        copy[dst], assign[dst], fork[dst] = src, dict(values), salt
         self.values[dst] = dict(values)
-        self.events[dst].append({"step": int(b.step), "from": int(src), "set": dict(values)})
-    return Decision(copy=copy, assign=assign)
+        self.events[dst].append({"step": int(b.step), "from": int(src), "set": dict(values),
+                                 "fork": salt})
+    return Decision(copy=copy, assign=assign, fork=fork)
 
   # What it reports ---------------------------------------------------------
   def chain(self, variant: int) -> tuple[int, list[dict]]:
@@ -779,7 +790,8 @@ class Replay(scheduling.Base):
   def __init__(self, schedule: Sequence[Mapping[str, Any]]):
     try:
       self.schedule = sorted(({"step": int(e["step"]), "set": {str(k): float(x) for k, x in
-                                                               dict(e["set"]).items()}}
+                                                               dict(e["set"]).items()},
+                               **({"fork": int(e["fork"])} if "fork" in e else {})}
                               for e in schedule), key=lambda e: e["step"])
     except (KeyError, TypeError, ValueError) as e:
       raise errors.ConfigError(f"a schedule is a list of {{step, set}} entries ({e}).",
@@ -809,14 +821,14 @@ class Replay(scheduling.Base):
               fix=f"replay with train.eval_every dividing {e['step']}")
 
   def boundary(self, b: Boundary) -> Decision:
-    values = {}
+    values, salt = {}, None
     for e in self.schedule:
       if e["step"] == b.step and b.step > 0:
         values.update(e["set"])
-    if not values:
-      return Decision()
-    return Decision(assign={v: values for v, halted in zip(b.variants, b.stopped, strict=True)
-                            if not halted})
+        salt = e.get("fork", salt)
+    live = [v for v, halted in zip(b.variants, b.stopped, strict=True) if not halted]
+    return Decision(assign={v: values for v in live} if values else {},
+                    fork={v: salt for v in live} if salt is not None else {})
 
 
 class Compose(scheduling.Base):
@@ -832,13 +844,14 @@ class Compose(scheduling.Base):
       p.start(plan, settings)
 
   def boundary(self, b: Boundary) -> Decision:
-    stop, copy, assign = set(), {}, {}
+    stop, copy, assign, fork = set(), {}, {}, {}
     for p in self.parts:
       d = p.boundary(b)
       stop |= set(d.stop)
       copy = copy or dict(d.copy)
       assign = assign or dict(d.assign)
-    return Decision(stop=frozenset(stop), copy=copy, assign=assign)
+      fork = fork or dict(d.fork)
+    return Decision(stop=frozenset(stop), copy=copy, assign=assign, fork=fork)
 
   def columns(self) -> dict[int, dict]:
     out: dict[int, dict] = {}

@@ -101,6 +101,16 @@ def scale_weights(params, scale):
       lambda p: (p * scale).astype(p.dtype) if p.ndim >= 2 else p, params)
 
 
+def init_keys(seed) -> tuple[jax.Array, jax.Array]:
+  """A variant's keys from its seed alone: ``(parameter init, training run)``."""
+  return tuple(jax.random.split(jax.random.key(jnp.asarray(seed, jnp.uint32))))
+
+
+def run_key(seed) -> jax.Array:
+  """The key a variant of this seed starts training with (batches, dropout)."""
+  return init_keys(seed)[1]
+
+
 def make_train(model: models_lib.ModelFns,
                opt: optim.Injected | optax.GradientTransformation,
                loss_fn: Callable[..., jax.Array],
@@ -161,8 +171,7 @@ def make_train(model: models_lib.ModelFns,
     return dict(hparams.get("model", {}))
 
   def init(hparams, data) -> RunState:
-    key = jax.random.key(jnp.asarray(hparams["seed"], jnp.uint32))
-    k_init, k_run = jax.random.split(key)
+    k_init, k_run = init_keys(hparams["seed"])
     x0 = data["train"]["x"][:1]
     init_kw = {k: v for k, v in model_hp(hparams).items() if k in model.init_args}
     variables = dict(model.init(k_init, x0, **init_kw))
