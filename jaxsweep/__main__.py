@@ -1,0 +1,7 @@
+"""``python -m jaxsweep``: the ``jaxsweep`` command."""
+
+import sys
+
+from jaxsweep import cli
+
+sys.exit(cli.main())
