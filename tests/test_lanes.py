@@ -24,13 +24,13 @@ sweep:
 """
 
 
-def _plan(features, batch):
+def _plan(features, batch, steps=4, variants=2):
   return plan_lib.make_plan(
       plan_lib.Components(model=helpers.mlp, optimizer=helpers.adam,
                           loss=js.losses.cross_entropy, data=helpers.DATA),
-      {"train.steps": 4, "train.batch_size": batch, "train.eval_every": 2,
+      {"train.steps": steps, "train.batch_size": batch, "train.eval_every": steps,
        "model.features": features, "seed": 0},
-      [{"optimizer.learning_rate": lr} for lr in (1e-3, 1e-2)])
+      [{"optimizer.learning_rate": 10.0 ** -(1 + i / variants)} for i in range(variants)])
 
 
 def test_forward_flops_counts_the_dense_layers():
@@ -42,14 +42,23 @@ def test_forward_flops_counts_the_dense_layers():
   assert matmuls <= flops < 1.2 * matmuls
 
 
-def test_rule_vectorizes_small_models_only_on_cpu():
+def test_rule_vectorizes_small_models_that_train_long():
+  """Planned only (nothing trains): 64 variants x 10,000 steps."""
   mesh = sharding.make_mesh(jax.devices()[:2])
-  small = strategy.rule(_plan((16,), 16), _plan((16,), 16).groups[0], mesh)
-  big = _plan((512, 512), 256)
-  large = strategy.rule(big, big.groups[0], mesh)
+
+  def rule(*args, **kw):
+    plan = _plan(*args, **kw)
+    return strategy.rule(plan, plan.groups[0], mesh)
+
+  small = rule((16,), 16, steps=10_000, variants=64)
   assert (small.lanes, small.source) == (strategy.RULE_SMALL_LANES, "rule")
-  assert (large.lanes, large.source) == (1, "rule")
-  assert "MFLOP" in small.detail and "MFLOP" in large.detail
+  assert "MFLOP" in small.detail and "variant-steps" in small.detail
+  assert rule((512, 512), 256, steps=10_000, variants=64).lanes == 1  # Fills a core.
+  assert rule((16,), 16, steps=100, variants=64).lanes == 1  # Compiling would not pay.
+  # Neither the device count nor the chunking enters the rule.
+  assert strategy.rule(_plan((16,), 16, steps=10_000, variants=64),
+                       _plan((16,), 16, steps=10_000, variants=64).groups[0],
+                       sharding.make_mesh()) == small
 
 
 def test_a_cached_measurement_is_read_only_with_lanes_auto(num_devices):

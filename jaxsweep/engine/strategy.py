@@ -101,8 +101,10 @@ SOURCE_RULE = "rule"
 SOURCE_AUTO = "auto"
 
 # The rule on CPU (see rule()): a variant whose forward pass over one
-# training batch costs less than this many FLOPs cannot keep a core busy on
-# its own, and RULE_SMALL_LANES of them vmapped together run faster.
+# training batch costs less than RULE_CPU_FLOPS cannot keep a core busy on
+# its own, and RULE_SMALL_LANES of them vmapped together train faster; but
+# the vmapped program takes about twice as long to compile, so the group must
+# train long enough (RULE_CPU_MIN_WORK variant-steps) to win that back.
 # bench/lanes_rule.py, digits MLPs (two hidden layers of width W, batch B),
 # 64 variants on 2 virtual devices of a 2-core AMD EPYC under load ~15,
 # variant-steps/s at lanes 1 / 8 and compile seconds at lanes 1 / 8:
@@ -111,9 +113,14 @@ SOURCE_AUTO = "auto"
 #   W64  B64   1.15 MFLOP:  5,169 /  5,037;                    20 / 30 s
 #   W128 B32   1.67 MFLOP:  1,974 /  2,251 (lanes 4: 2,385);   22 / 35 s
 #   W128 B128  6.69 MFLOP:  1,349 /    865;                    25 / 33 s
-# Lanes win by up to ~1.3x below about 1 MFLOP and lose by 1.5x at 6.7;
-# they double the compile time, so a tie goes to one lane.
+# Lanes win by up to ~1.3x below about 1 MFLOP and lose by 1.5x at 6.7 (a tie
+# goes to one lane). On a quiet machine (DESIGN.md: W32 B32, 24,600 / 33,000
+# variant-steps/s) 8 lanes save ~10 us per variant-step against ~5 s more
+# compilation: even from about 500k variant-steps; bench/sizes.py --quick
+# (64 x 200 = 12.8k variant-steps) lost 0.47x to Optuna with 8 lanes, most
+# of it compiling.
 RULE_CPU_FLOPS = 1e6
+RULE_CPU_MIN_WORK = 256_000
 RULE_SMALL_LANES = 8
 
 
@@ -271,25 +278,29 @@ def forward_flops(plan: plan_lib.Plan, group: plan_lib.Group) -> float:
 def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> Choice:
   """The default lanes: a fixed function of the model's size and the platform.
 
-  On CPU, one variant at a time (1 lane) when the forward pass over one
-  training batch costs at least :data:`RULE_CPU_FLOPS`, else
-  :data:`RULE_SMALL_LANES`: a small variant leaves a core idle between its
-  small ops, and vmapping several fills it (``bench/lanes_rule.py`` holds the
-  measured points). On GPU/TPU, :data:`jaxsweep.engine.sharding.ACCELERATOR_LANES`.
+  On CPU, :data:`RULE_SMALL_LANES` when the forward pass over one training
+  batch costs less than :data:`RULE_CPU_FLOPS` (a small variant leaves a
+  core idle between its small ops, and vmapping several fills it) and the
+  group trains at least :data:`RULE_CPU_MIN_WORK` variant-steps (enough to
+  pay for the vmapped program's longer compilation); else one variant at a
+  time. The measured points are beside the constants. On GPU/TPU,
+  :data:`jaxsweep.engine.sharding.ACCELERATOR_LANES`.
 
-  The rule reads neither the population size nor the device count nor any
-  measurement, so a variant's lanes (and bits) are the same whatever the
-  sweep around it and whichever machine of the platform runs it.
+  The rule reads the group's model, batch, steps and number of variants,
+  never the device count, the chunking or a measurement: the same sweep
+  gets the same lanes (and bits) on every machine of a platform.
   """
   platform = mesh.devices.flat[0].platform
   if platform != "cpu":
     return Choice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
   flops = forward_flops(plan, group)
-  lanes = 1 if flops >= RULE_CPU_FLOPS else RULE_SMALL_LANES
-  relation = ">=" if lanes == 1 else "<"
+  work = len(group.members) * program_lib.build(plan, group).program.settings.steps
+  small, long = flops < RULE_CPU_FLOPS, work >= RULE_CPU_MIN_WORK
+  lanes = RULE_SMALL_LANES if small and long else 1
   return Choice(lanes, SOURCE_RULE,
-                f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {relation} "
-                f"{RULE_CPU_FLOPS / 1e6:g}")
+                f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {'<' if small else '>='} "
+                f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps "
+                f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
 
 
 def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
