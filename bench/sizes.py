@@ -62,10 +62,14 @@ sweep:
 """
 
 
+# --platform: JAX_PLATFORMS of the children ("cuda" on a GPU machine).
+PLATFORM = {"name": "cpu"}
+
+
 def child_env(cache: str) -> dict:
   env = {k: v for k, v in os.environ.items()
          if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAXSWEEP_CPU_DEVICES")}
-  env.update(JAX_PLATFORMS="cpu", JAXSWEEP_CACHE_DIR=cache,
+  env.update(JAX_PLATFORMS=PLATFORM["name"], JAXSWEEP_CACHE_DIR=cache,
              JAXSWEEP_COMPILE_CACHE=os.path.join(cache, "xla"),
              PYTHONPATH=os.pathsep.join([ROOT, *filter(None, env.get("PYTHONPATH", "")
                                                        .split(os.pathsep))]))
@@ -225,19 +229,27 @@ def plot(report: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
+  global NUM_LRS  # pylint: disable=global-statement  (--variants, read by the runs)
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="two points, 200 steps")
   p.add_argument("--out", default=os.path.join(HERE, "sizes.json"),
                  help="the JSON file (the PNG goes beside it)")
+  p.add_argument("--platform", default="cpu",
+                 help="JAX_PLATFORMS of the runs (cpu; cuda on a GPU machine)")
+  p.add_argument("--variants", type=int, default=NUM_LRS,
+                 help="learning rates per point (default %(default)s; 256 for the GPU target)")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)
   p.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.child:
     print("@@RESULT " + json.dumps(CHILDREN[args.child](json.loads(args.spec))), flush=True)
     return 0
+  NUM_LRS = args.variants
+  PLATFORM["name"] = args.platform
   points = QUICK_POINTS if args.quick else POINTS
   steps = QUICK_STEPS if args.quick else STEPS
   report = {"cpu": machine.cpu_model(), "cores": len(os.sched_getaffinity(0)),
+            "platform": args.platform,
             "steps": steps, "variants": NUM_LRS, "quick": args.quick,
             "when": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": os.getloadavg(),
             "rows": []}
