@@ -5,33 +5,45 @@ with a leading variant axis and ``jax.vmap`` trains all variants in one
 compiled program; structural ones (width, depth, activation, ...) split the
 sweep into compile groups.
 
+The public names below are loaded on first use (PEP 562): ``import jaxsweep``
+itself imports neither JAX nor Flax, so the ``jaxsweep`` command answers
+``--help`` at once, and ``js.run`` pays for JAX only when it is called.
+
 Examples:
   >>> import jaxsweep as js
   >>> "mlp" in js.models.names() and "adam" in js.optim.names()
   True
 """
 
-from jaxsweep import api
-from jaxsweep import config
-from jaxsweep import engine
-from jaxsweep import errors
-from jaxsweep import keys
-from jaxsweep import report
-from jaxsweep import results
-from jaxsweep import space
-from jaxsweep.api import run
-from jaxsweep.api import run_config
-from jaxsweep.components import data
-from jaxsweep.components import losses
-from jaxsweep.components import models
-from jaxsweep.components import optim
-from jaxsweep.engine import distributed
-from jaxsweep.engine import sharding
-from jaxsweep.engine.train import make_train
-from jaxsweep.errors import ConfigError
-from jaxsweep.results import Results
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Public name -> (module, attribute or None for the module itself).
+_LAZY = {
+    "ConfigError": ("jaxsweep.errors", "ConfigError"),
+    "Results": ("jaxsweep.results", "Results"),
+    "api": ("jaxsweep.api", None),
+    "config": ("jaxsweep.config", None),
+    "data": ("jaxsweep.components.data", None),
+    "distributed": ("jaxsweep.engine.distributed", None),
+    "engine": ("jaxsweep.engine", None),
+    "errors": ("jaxsweep.errors", None),
+    "keys": ("jaxsweep.keys", None),
+    "losses": ("jaxsweep.components.losses", None),
+    "make_train": ("jaxsweep.engine.train", "make_train"),
+    "models": ("jaxsweep.components.models", None),
+    "optim": ("jaxsweep.components.optim", None),
+    "report": ("jaxsweep.report", None),
+    "results": ("jaxsweep.results", None),
+    "run": ("jaxsweep.api", "run"),
+    "run_config": ("jaxsweep.api", "run_config"),
+    "sharding": ("jaxsweep.engine.sharding", None),
+    "space": ("jaxsweep.space", None),
+}
 
 __all__ = [
     "ConfigError",
@@ -54,3 +66,40 @@ __all__ = [
     "sharding",
     "space",
 ]
+
+if TYPE_CHECKING:  # What type checkers and IDEs see: the eager imports.
+  from jaxsweep import api
+  from jaxsweep import config
+  from jaxsweep import engine
+  from jaxsweep import errors
+  from jaxsweep import keys
+  from jaxsweep import report
+  from jaxsweep import results
+  from jaxsweep import space
+  from jaxsweep.api import run
+  from jaxsweep.api import run_config
+  from jaxsweep.components import data
+  from jaxsweep.components import losses
+  from jaxsweep.components import models
+  from jaxsweep.components import optim
+  from jaxsweep.engine import distributed
+  from jaxsweep.engine import sharding
+  from jaxsweep.engine.train import make_train
+  from jaxsweep.errors import ConfigError
+  from jaxsweep.results import Results
+
+
+def __getattr__(name: str):
+  try:
+    module, attribute = _LAZY[name]
+  except KeyError:
+    raise AttributeError(f"module 'jaxsweep' has no attribute {name!r}") from None
+  value = importlib.import_module(module)
+  if attribute is not None:
+    value = getattr(value, attribute)
+  globals()[name] = value  # Later lookups skip this function.
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *__all__})

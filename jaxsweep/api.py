@@ -79,9 +79,28 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
         checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
         outputs: Mapping[str, Any] | None = None,
-        progress: bool | Callable[[dict], None] = False,
+        progress: bool | Callable[[dict], None] = True,
+        compile_cache: str | bool | None = None,
         max_variants: int = 10_000) -> results_lib.Results:
   """Trains every variant of a sweep, vectorized, and returns the results.
+
+  It runs as the ``jaxsweep`` command does: the same devices, compilation
+  cache and progress display, hence the same results at the same speed.
+  To that end the first call changes JAX's global configuration, once per
+  process (a later call changes only what it names explicitly):
+
+  * on a CPU-only machine whose JAX backend has not started yet, and without
+    ``mesh=``: one virtual CPU device per core (``jax_num_cpu_devices``, and
+    ``--xla_cpu_multi_thread_eigen=false`` in ``XLA_FLAGS`` while the backend
+    starts), unless the user chose a count (``XLA_FLAGS``,
+    ``JAX_NUM_CPU_DEVICES``, ``jax_num_cpu_devices``) or
+    ``JAXSWEEP_CPU_DEVICES`` says otherwise (see
+    :func:`jaxsweep.sharding.configure_cpu_devices`; if JAX started earlier,
+    a warning says how many devices it got);
+  * JAX's persistent compilation cache (``jax_compilation_cache_dir``,
+    ``jax_enable_compilation_cache``,
+    ``jax_persistent_cache_min_compile_time_secs``), as ``compile_cache``
+    says (:func:`jaxsweep.engine.xla_cache.enable`).
 
   Args:
     model: a ``flax.linen.Module``; a model factory whose keyword arguments
@@ -166,10 +185,16 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       SIGINT/SIGTERM.
     outputs: options of :func:`jaxsweep.report.write_outputs` for ``out``
       (``aggregate``, ``plots``, ``tensorboard``, ``curves``).
-    progress: ``True`` prints progress to stderr; a callable receives events
-      (the engine's, plus ``{"event": "rundir", "dir", "resumed"}`` once
-      ``out`` is ready and ``{"event": "outputs", "dir", "paths", "error"}``
-      after its files are written).
+    progress: ``True`` (the default) shows progress on stderr as the
+      command does: a live display in a terminal (with rich), plain lines
+      elsewhere (a notebook, a log); ``False`` is silent; a callable
+      receives events instead (the engine's, plus ``{"event": "rundir",
+      "dir", "resumed"}`` once ``out`` is ready and ``{"event": "outputs",
+      "dir", "paths", "error"}`` after its files are written).
+    compile_cache: where compiled programs are kept for later runs (a
+      directory), or ``"off"``/``False``; ``None``: this process's earlier
+      choice, else ``JAXSWEEP_COMPILE_CACHE``, else a directory configured in
+      JAX, else ``~/.cache/jaxsweep/xla`` (the command's ``--compile-cache``).
     max_variants: refuse larger sweeps unless raised.
 
   Returns:
@@ -216,7 +241,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
                 early_stopping=early_stopping, chunk_size=chunk_size, lanes=lanes,
                 unstable_factor=unstable_factor, memory_budget=memory_budget, mesh=mesh,
                 out=out, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
-                outputs=outputs, progress=progress)
+                outputs=outputs, progress=progress, compile_cache=compile_cache)
   if search is not None:
     return run_search(components, base, search.renamed(qualified), **common)
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
@@ -231,11 +256,12 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                out: str | None = None, resume: bool = False, overwrite: bool = False,
                checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
                outputs: Mapping[str, Any] | None = None,
-               progress: bool | Callable[[dict], None] = False,
-               mesh=None, chunk_size: int | None = None, lanes: int | None = None,
+               progress: bool | Callable[[dict], None] = True,
+               mesh=None, chunk_size: int | None = None, lanes: int | str | None = None,
                unstable_factor: float | None = None, method: Any = None,
                early_stopping: Mapping[str, Any] | None = None,
-               memory_budget: int | str | None = None) -> results_lib.Results:
+               memory_budget: int | str | None = None,
+               compile_cache: str | bool | None = None) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
 
   Args:
@@ -243,8 +269,9 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
     overrides: ``key=value`` / ``key=v1,v2`` overrides (with a path only).
     out: a directory to write the results files into (with ``config.yaml``
       and ``best.yaml``); checked before training, as for :func:`run`.
-    resume, overwrite, checkpoint_every, outputs, progress, mesh: as for
-      :func:`run`.
+    resume, overwrite, checkpoint_every, outputs, progress, mesh,
+      compile_cache: as for :func:`run` (which says what the first call
+      changes in JAX's configuration).
     chunk_size, lanes, unstable_factor, memory_budget: override the config's
       ``run:`` section.
     method, early_stopping: override the config's ``sweep.method`` and
@@ -261,7 +288,7 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
                 memory_budget=memory_budget or cfg.run.get("memory_budget"),
                 mesh=mesh, out=out, resume=resume, overwrite=overwrite,
                 checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
-                config=cfg.raw)
+                compile_cache=compile_cache, config=cfg.raw)
   try:
     if cfg.search is not None:
       if method is not None and not proposals.method_name(method):
@@ -285,7 +312,8 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
              out: str | None = None, resume: bool = False, overwrite: bool = False,
              checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
              outputs: Mapping[str, Any] | None = None,
-             progress: bool | Callable[[dict], None] = False,
+             progress: bool | Callable[[dict], None] = True,
+             compile_cache: str | bool | None = None,
              config: Mapping[str, Any] | None = None) -> results_lib.Results:
   """Plans and runs qualified settings (the layer shared by :func:`run` and configs).
 
@@ -297,9 +325,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
         f"method {proposals.method_name(method)} searches the sweep's distributions, not "
         "expanded variants.", key="sweep.method",
         fix="pass the sweep to js.run(method=...), or set sweep.method in the config")
-  if mesh is None:  # The CLI's layout: one virtual CPU device per core (if not started).
-    sharding.configure_cpu_devices()
-  xla_cache.enable()  # Compiled programs kept for the next run (JAXSWEEP_COMPILE_CACHE).
+  configure(mesh=mesh, compile_cache=compile_cache)
   plan = structure.make_plan(components, base, points, display=display)
   if target is not None:  # Before training: an objective of varied losses is refused.
     results_lib.check_comparable(target, plan.variants)
@@ -320,7 +346,7 @@ def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
     _preload_plots(outputs)
     train["resume"] = rd.resumed  # Nothing to resume in a new directory.
     res = _execute(plan, checkpoint_dir=rd.checkpoint_dir, **train)
-    paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
+    paths = rd.write_outputs(res, config=as_run(config, res.groups), **dict(outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
   return res
@@ -336,7 +362,8 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
                out: str | None = None, resume: bool = False, overwrite: bool = False,
                checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
                outputs: Mapping[str, Any] | None = None,
-               progress: bool | Callable[[dict], None] = False,
+               progress: bool | Callable[[dict], None] = True,
+               compile_cache: str | bool | None = None,
                config: Mapping[str, Any] | None = None) -> results_lib.Results:
   """Runs a proposal search (``method: tpe|gp|qmc``): rounds of trials, each
   round one population (:func:`jaxsweep.engine.proposals.search`).
@@ -354,6 +381,7 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
   """
   opts = proposals.options(method)
   _check_run_options(out, resume, overwrite, checkpoint_every)
+  configure(mesh=mesh, compile_cache=compile_cache)
   callback = _callback(progress)
   train = dict(display=display, target=target, mode=mode, early_stopping=early_stopping,
                callback=callback, mesh=mesh, chunk_size=chunk_size, lanes=lanes,
@@ -369,10 +397,40 @@ def run_search(components: plan_lib.Components, base: Mapping[str, Any],
     _preload_plots(outputs)
     res = proposals.search(components, base, space, opts, checkpoint_dir=rd.checkpoint_dir,
                            resume=rd.resumed, checkpoint_every=checkpoint_every, **train)
-    paths = rd.write_outputs(res, config=config, **dict(outputs or {}))
+    paths = rd.write_outputs(res, config=as_run(config, res.groups), **dict(outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
   return res
+
+
+def configure(*, mesh=None, compile_cache: str | bool | None = None) -> None:
+  """What a sweep changes in JAX's global configuration, as the command does.
+
+  One virtual CPU device per core unless ``mesh`` is given (before JAX's
+  backend starts; :func:`jaxsweep.sharding.configure_cpu_devices`), and the
+  persistent compilation cache (:func:`jaxsweep.engine.xla_cache.enable`:
+  decided once per process, changed only by an explicit ``compile_cache``).
+  """
+  if mesh is None:
+    sharding.configure_cpu_devices()
+  xla_cache.enable(compile_cache)
+
+
+def as_run(config: Mapping[str, Any] | None, groups: Sequence[Mapping[str, Any]]
+           ) -> Mapping[str, Any] | None:
+  """The config as it ran: ``run.lanes`` set to the lanes its groups used.
+
+  A variant's bits depend on its lanes, so ``config.yaml`` records them and
+  running it again reproduces them, whatever chose them (the rule, a
+  measurement, the user). Groups that ran with different lanes (the rule
+  gives each model its own) leave the config as it is: the rule chooses the
+  same again on the same platform, and ``results.json`` lists each group's.
+  """
+  lanes = {g.get("lanes") for g in groups}
+  if config is None or len(lanes) != 1 or not isinstance(next(iter(lanes)), int):
+    return config
+  run_opts = config.get("run") if isinstance(config.get("run"), Mapping) else {}
+  return {**config, "run": {**run_opts, "lanes": lanes.pop()}}
 
 
 def _check_run_options(out, resume: bool, overwrite: bool, checkpoint_every) -> None:

@@ -18,18 +18,17 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from jaxsweep import api
-from jaxsweep import config as config_lib
 from jaxsweep import errors
-from jaxsweep import report
 from jaxsweep import signals
-from jaxsweep.engine import distributed
-from jaxsweep.engine import memory as memory_lib
-from jaxsweep.engine import sharding
-from jaxsweep.engine import strategy
-from jaxsweep.engine import structure
-from jaxsweep.engine import xla_cache
-from jaxsweep.report import rundir
+
+# The engine, the config loader and the report are imported inside the
+# commands that use them, not here: they import JAX (about 2 s), and
+# `jaxsweep --help`, `jaxsweep run --help` and usage errors must answer at
+# once (issue #24: under 1 s). `errors` is plain Python.
+
+# Seconds between checkpoints (jaxsweep.api.DEFAULT_CHECKPOINT_EVERY, which
+# imports the engine; tests/test_startup.py checks that they agree).
+DEFAULT_CHECKPOINT_EVERY = 300.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
   again.add_argument("--overwrite", action="store_true",
                      help="replace the run in --out: delete the files its run.json lists "
                           "(never files jaxsweep did not write), then run")
-  r.add_argument("--checkpoint-every", type=float, default=api.DEFAULT_CHECKPOINT_EVERY,
+  r.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_EVERY,
                  metavar="SECONDS",
                  help="seconds between checkpoints of the population (default %(default)g; "
                       "0: at every period boundary; also at the end of each chunk and on SIGINT/SIGTERM)")
@@ -76,9 +75,13 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("--unstable-factor", type=float, default=None, metavar="X",
                  help="a variant whose training objective ends above X times its value at "
                       "step 0 is 'unstable' (default 3)")
-  r.add_argument("--lanes", type=int, default=None,
+  r.add_argument("--lanes", type=_lanes, default=None, metavar="K|auto",
                  help="variants each device computes together (vmapped); a variant's "
-                      "results depend on this only (default: 1 on CPU, 128 on GPU/TPU)")
+                      "results depend on this only. Default: a fixed rule from the "
+                      "model's size and the platform (recorded in results.json and "
+                      "config.yaml); 'auto': measure on this machine once and reuse the "
+                      "measurement (kept in ~/.cache/jaxsweep/lanes.json, written by "
+                      "`jaxsweep bench` too)")
   r.add_argument("--max-variants", type=int, default=None,
                  help="allow sweeps larger than 10,000 variants")
   r.add_argument("--memory-budget", default=None, metavar="SIZE",
@@ -187,11 +190,17 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
   if extra:
     args.overrides = list(args.overrides) + extra
+  # Only now that the arguments are understood (see the note at the top).
+  from jaxsweep.report import rundir
   try:
     signals.arm()
     if args.command in ("run", "plan", "bench"):
+      from jaxsweep.engine import distributed
+      from jaxsweep.engine import sharding
+      from jaxsweep.engine import xla_cache
       # Before anything touches JAX: one virtual device per core on CPU, and
-      # joining a multi-process run when launched as one.
+      # joining a multi-process run when launched as one; js.run does the
+      # same (jaxsweep.api.configure) and keeps the cache choice made here.
       sharding.configure_cpu_devices(args.devices)
       distributed.initialize(args.coordinator, args.num_processes, args.process_id)
       xla_cache.enable(args.compile_cache)
@@ -214,7 +223,25 @@ def _main(argv: Sequence[str] | None) -> int:
   return 1
 
 
+def _lanes(text: str) -> int | str:
+  """``--lanes``: a positive integer or ``auto``."""
+  if text.strip().lower() == "auto":
+    return "auto"
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer or 'auto'")
+  return value
+
+
 def _run(args) -> int:
+  from jaxsweep import api
+  from jaxsweep import config as config_lib
+  from jaxsweep import report
+  from jaxsweep.engine import distributed
+  from jaxsweep.report import rundir
   if not args.checkpoint_every >= 0:  # NaN too.
     raise errors.ConfigError(f"--checkpoint-every {args.checkpoint_every:g} is not a number "
                              "of seconds >= 0.", key="checkpoint-every",
@@ -283,6 +310,7 @@ class _Watch:
 
 def _interrupted(e: BaseException, args, out: str, watch: _Watch) -> int:
   """One line for a stopped run: what was saved and how to go on."""
+  from jaxsweep.report import rundir
   again = shlex.join(["jaxsweep", "run", args.config, *args.overrides,
                       *(["--wandb", args.wandb] if args.wandb else []),
                       "--out", out, "--resume"])
@@ -317,6 +345,11 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def _bench(args) -> int:
   """``jaxsweep bench``: lanes x sizes against one variant at a time."""
+  from jaxsweep import config as config_lib
+  from jaxsweep.engine import memory as memory_lib
+  from jaxsweep.engine import sharding
+  from jaxsweep.engine import strategy
+  from jaxsweep.engine import structure
   if args.steps < 1:
     raise errors.ConfigError(f"--steps {args.steps} must be positive.", key="steps")
   cfg = config_lib.load(args.config, args.overrides)
@@ -356,11 +389,15 @@ def _bench(args) -> int:
   if args.cache:
     path = strategy.store(strategy.signature(plan, group, mesh), best.lanes,
                           {best.lanes: best.variant_steps_per_s})
-    print(f"remembered in {path}: runs of this program on this machine use it by default")
+    print(f"remembered in {path}: runs of this program on this machine with --lanes auto "
+          "use it")
   return 0
 
 
 def _plan(args) -> int:
+  from jaxsweep import config as config_lib
+  from jaxsweep import report
+  from jaxsweep.engine import structure
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   try:
@@ -376,6 +413,8 @@ def _plan(args) -> int:
 
 
 def _report(args) -> int:
+  from jaxsweep import report
+  from jaxsweep.report import rundir
   res, config = report.load_run(args.dir)
   if args.target or args.mode:
     res = res.ranked(args.target, args.mode)
@@ -410,6 +449,7 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _sweep_id(directory: str) -> str:
+  from jaxsweep.report import rundir
   try:
     manifest = rundir.read_manifest(directory)
   except errors.ConfigError:
@@ -418,6 +458,7 @@ def _sweep_id(directory: str) -> str:
 
 
 def _compare(args) -> int:
+  from jaxsweep import report
   (a, _), (b, _) = report.load_run(args.dirs[0]), report.load_run(args.dirs[1])
   labels = [os.path.basename(os.path.normpath(d)) or d for d in args.dirs]
   if labels[0] == labels[1]:

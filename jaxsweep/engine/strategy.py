@@ -1,4 +1,4 @@
-"""How a group's population runs on a device, chosen by measurement.
+"""How a group's population runs on a device: a fixed rule, or a measurement.
 
 Each device computes its variants in groups of ``lanes`` (vmapped), one group
 after another (:func:`jaxsweep.engine.sharding.population_map`). One lane runs
@@ -8,13 +8,23 @@ the model: on GPUs and TPUs wide vmaps fill the device; on a CPU, XLA runs
 batched small matmuls far below the speed of plain ones, so one lane was
 fastest on the machine this was developed on (``bench/RESULTS.md``).
 
-:func:`measure` times the candidates on a short probe of a group's real
-program; :func:`choose` returns the lanes to use: an explicit value, else the
-measured choice cached for this machine and program, else the platform's
-default (:func:`jaxsweep.engine.sharding.default_lanes`). The cache is a JSON
-file under ``$XDG_CACHE_HOME/jaxsweep`` (``~/.cache/jaxsweep``), or
-``JAXSWEEP_CACHE_DIR``. A variant's bits depend on the lanes, so a choice is
-recorded with the results (and a resumed sweep keeps its own).
+:func:`choose` returns the lanes to use:
+
+* ``lanes=K`` (``--lanes K``, ``run: {lanes: K}``): as given (source ``user``);
+* ``None``, the default: :func:`rule`, a fixed function of the model's
+  forward FLOPs per training batch and the platform, so the same config
+  gives the same lanes (and the same bits) on every run of every machine of
+  that platform (source ``rule``);
+* ``"auto"`` (``--lanes auto``): the fastest candidate of :func:`measure` on
+  this machine, measured once and then read from a per-machine cache, a JSON
+  file ``lanes.json`` under ``$XDG_CACHE_HOME/jaxsweep`` (``~/.cache/jaxsweep``)
+  or ``JAXSWEEP_CACHE_DIR`` (``jaxsweep bench`` writes it too). Only
+  ``"auto"`` reads that cache: a measurement never changes a run that did
+  not ask for it (source ``auto``).
+
+A variant's bits depend on the lanes, so the choice and its source are
+recorded in every group's info (``results.json``) and as ``run.lanes`` in the
+run's ``config.yaml``; a resumed sweep keeps its own (source ``resumed``).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
@@ -84,15 +95,52 @@ def store(sig: str, lanes: int, measured: dict[int, float]) -> str:
   return path
 
 
+# Where a group's lanes came from (Choice.source, results.json's lanes_source).
+SOURCE_USER = "user"
+SOURCE_RULE = "rule"
+SOURCE_AUTO = "auto"
+
+# The rule on CPU (see rule()): a variant whose forward pass over one
+# training batch costs less than RULE_CPU_FLOPS cannot keep a core busy on
+# its own, and RULE_SMALL_LANES of them vmapped together train faster; but
+# the vmapped program takes about twice as long to compile, so the group must
+# train long enough (RULE_CPU_MIN_WORK variant-steps) to win that back.
+# bench/lanes_rule.py, digits MLPs (two hidden layers of width W, batch B),
+# 64 variants on 2 virtual devices of a 2-core AMD EPYC under load ~15,
+# variant-steps/s at lanes 1 / 8 and compile seconds at lanes 1 / 8:
+#   W16  B16   0.05 MFLOP: 26,112 / 21,277 (lanes 4: 31,722); 14 / 28 s
+#   W32  B32   0.22 MFLOP: 11,649 / 15,037;                    16 / 31 s
+#   W64  B64   1.15 MFLOP:  5,169 /  5,037;                    20 / 30 s
+#   W128 B32   1.67 MFLOP:  1,974 /  2,251 (lanes 4: 2,385);   22 / 35 s
+#   W128 B128  6.69 MFLOP:  1,349 /    865;                    25 / 33 s
+# Lanes win by up to ~1.3x below about 1 MFLOP and lose by 1.5x at 6.7 (a tie
+# goes to one lane). On a quiet machine (DESIGN.md: W32 B32, 24,600 / 33,000
+# variant-steps/s) 8 lanes save ~10 us per variant-step against ~5 s more
+# compilation: even from about 500k variant-steps; bench/sizes.py --quick
+# (64 x 200 = 12.8k variant-steps) lost 0.47x to Optuna with 8 lanes, most
+# of it compiling.
+RULE_CPU_FLOPS = 1e6
+RULE_CPU_MIN_WORK = 256_000
+RULE_SMALL_LANES = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Choice:
-  """The lanes a group runs with, and why."""
+  """The lanes a group runs with, and why.
+
+  Attributes:
+    lanes: variants vmapped together on a device.
+    source: ``"user"``, ``"rule"``, ``"auto"`` or ``"resumed"``.
+    detail: what the source read (the rule's FLOPs, the measurement's date).
+  """
 
   lanes: int
-  source: str  # "given", "measured", "cached", "default"
+  source: str
+  detail: str = ""
 
   def describe(self) -> str:
-    return f"{self.lanes} lane{'s' if self.lanes > 1 else ''} ({self.source})"
+    why = f"{self.source}: {self.detail}" if self.detail else self.source
+    return f"{self.lanes} lane{'s' if self.lanes > 1 else ''} ({why})"
 
 
 def candidates(num_variants: int, num_devices: int, platform: str) -> list[int]:
@@ -201,24 +249,84 @@ def _fastest(period, state, hp, data, flag, repeats: int):
   return state, best
 
 
+def forward_flops(plan: plan_lib.Plan, group: plan_lib.Group) -> float:
+  """FLOPs of one variant's forward pass over one training batch.
+
+  XLA's cost analysis of the group's model applied to a batch of the
+  training shape, lowered (traced, not compiled: tens of milliseconds), with
+  the first member's hyperparameters.
+  """
+  built = program_lib.build(plan, group)
+  x = built.dataset.train["x"]
+  batch = jax.ShapeDtypeStruct((built.program.settings.batch_size, *np.shape(x)[1:]),
+                               np.asarray(x).dtype)
+  hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  model_hp = dict(hp.get("model", {}))
+  init_hp = {k: v for k, v in model_hp.items() if k in built.model.init_args}
+  variables = jax.eval_shape(
+      lambda x: built.model.init(jax.random.key(0), x[:1], **init_hp), batch)
+
+  def forward(variables, x):
+    return built.model.apply(variables, x, train=True, rng=jax.random.key(1), **model_hp)[0]
+
+  cost = jax.jit(forward).lower(variables, batch).cost_analysis()
+  if isinstance(cost, (list, tuple)):  # Older JAX: one dict per computation.
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> Choice:
+  """The default lanes: a fixed function of the model's size and the platform.
+
+  On CPU, :data:`RULE_SMALL_LANES` when the forward pass over one training
+  batch costs less than :data:`RULE_CPU_FLOPS` (a small variant leaves a
+  core idle between its small ops, and vmapping several fills it) and the
+  group trains at least :data:`RULE_CPU_MIN_WORK` variant-steps (enough to
+  pay for the vmapped program's longer compilation); else one variant at a
+  time. The measured points are beside the constants. On GPU/TPU,
+  :data:`jaxsweep.engine.sharding.ACCELERATOR_LANES`.
+
+  The rule reads the group's model, batch, steps and number of variants,
+  never the device count, the chunking or a measurement: the same sweep
+  gets the same lanes (and bits) on every machine of a platform.
+  """
+  platform = mesh.devices.flat[0].platform
+  if platform != "cpu":
+    return Choice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
+  flops = forward_flops(plan, group)
+  work = len(group.members) * program_lib.build(plan, group).program.settings.steps
+  small, long = flops < RULE_CPU_FLOPS, work >= RULE_CPU_MIN_WORK
+  lanes = RULE_SMALL_LANES if small and long else 1
+  return Choice(lanes, SOURCE_RULE,
+                f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {'<' if small else '>='} "
+                f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps "
+                f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
+
+
 def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
            ) -> Choice:
   """The lanes a group runs with.
 
   Args:
-    lanes: an int (used as given), ``"auto"`` (the cached measurement, else
-      measured now and cached), or ``None`` (the cached measurement, else the
-      platform's default).
+    lanes: an int (used as given), ``"auto"`` (this machine's cached
+      measurement, else measured now and cached), or ``None`` (:func:`rule`;
+      no cache is read).
+
+  Raises:
+    ConfigError: for anything else.
   """
-  if isinstance(lanes, int) and not isinstance(lanes, bool):
-    return Choice(lanes, "given")
+  if isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1:
+    return Choice(lanes, SOURCE_USER)
+  if lanes is None:
+    return rule(plan, group, mesh)
+  if lanes != "auto":
+    raise errors.ConfigError(f"lanes must be a positive integer or 'auto', got {lanes!r}.",
+                             key="lanes", fix="e.g. --lanes 8, or --lanes auto to measure")
   sig = signature(plan, group, mesh)
   entry = cached(sig)
   if entry is not None:
-    return Choice(entry["lanes"], f"measured {entry['when']}, cached")
-  if lanes == "auto":
-    probes = measure(plan, group, mesh)
-    best = max(probes, key=lambda p: p.variant_steps_per_s)
-    store(sig, best.lanes, {p.lanes: p.variant_steps_per_s for p in probes})
-    return Choice(best.lanes, "measured")
-  return Choice(sharding.default_lanes(mesh), f"default for {mesh.devices.flat[0].platform}")
+    return Choice(entry["lanes"], SOURCE_AUTO, f"measured {entry['when']}, cached")
+  probes = measure(plan, group, mesh)
+  best = max(probes, key=lambda p: p.variant_steps_per_s)
+  store(sig, best.lanes, {p.lanes: p.variant_steps_per_s for p in probes})
+  return Choice(best.lanes, SOURCE_AUTO, "measured now")
