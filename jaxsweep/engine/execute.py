@@ -108,8 +108,9 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
     lanes: variants each device computes together (vmapped); a variant's
       results depend on it and on nothing else of the layout. An int, or
       ``"auto"`` (measured once per machine and program, then cached: see
-      :mod:`jaxsweep.engine.strategy`), or ``None``: a cached measurement,
-      else :func:`jaxsweep.engine.sharding.default_lanes` (1 on CPU).
+      :mod:`jaxsweep.engine.strategy`), or ``None``: a fixed rule from the
+      model's forward FLOPs (:func:`jaxsweep.engine.strategy.rule`). The
+      choice and its source are in each group's info (``Results.groups``).
     chunk_size: at most this many variants per compiled call (default: the
       whole group); padded to whole lanes on every device.
     memory_budget: memory the run may use (``"2GiB"``; see
@@ -366,7 +367,7 @@ class _Group:
     ctx.snap.groups.setdefault(self.index, {"chunk_size": size, "done": False, "lanes": lanes})
     n = len(group.members)
     self.info = {"group": self.index, "variants": n, "chunk_size": size, "lanes": lanes,
-                 "lanes_source": self.choice.source,
+                 "lanes_source": self.choice.source, "lanes_detail": self.choice.detail,
                  "padding": estimate.padding, "static": group.describe(),
                  "dynamic": [plan.column(k) for k in group.traced
                              if k in plan.swept or k in group.choices],
