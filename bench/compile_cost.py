@@ -1,7 +1,8 @@
 """Where a group's compile time goes, side by side with the plain per-trial program.
 
   PYTHONPATH=. python bench/compile_cost.py [--config configs/digits_lr.yaml]
-      [--width 128] [--repeats 3] [--out bench/compile_cost.json]
+      [--repeats 3] [--only NAME,...] [--out bench/compile_cost.json]
+  PYTHONPATH=. python bench/compile_cost.py --calibrate   # the planner's estimate
 
 For one compile group (the quick start by default: 48 variants x 300 steps
 of the digits MLP) it traces, lowers and compiles each of jaxsweep's
@@ -73,16 +74,84 @@ def measure(jitted, args, *, options=None) -> dict:
           "optimized_ops": hlo_ops(compiled.as_text())}
 
 
+CALIBRATION = [(depth, vec) for depth in (1, 2, 4) for vec in (False, True)]
+
+
+def calibration_plan(depth: int, vectorized: bool):
+  """Digits MLPs of ``depth`` layers of 64, three activations grouped or vectorized."""
+  from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxsweep.engine import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  comps = config_lib.registry_components(
+      vectorize=["model.activation"] if vectorized else False)
+  base = {"data.name": "digits", "model.name": "mlp", "model.features": (64,) * depth,
+          "optimizer.name": "adam", "optimizer.learning_rate": 1e-3, "train.steps": 200,
+          "train.batch_size": 128, "train.eval_every": 200, "seed": 0}
+  return plan_lib.make_plan(comps, base, [{"model.activation": a}
+                                          for a in ("relu", "tanh", "gelu")])
+
+
+def calibrate(repeats: int, out_path: str) -> int:
+  """Compile CPU seconds of one variant's period against its HLO instructions;
+  fits ``seconds = base + per_op * instructions`` (structure.Profile's)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from jaxsweep.engine import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  from jaxsweep.engine import program as program_lib  # pylint: disable=g-import-not-at-top
+  from jaxsweep.engine import structure  # pylint: disable=g-import-not-at-top
+
+  jax.config.update("jax_enable_compilation_cache", False)
+  rows = []
+  for depth, vec in CALIBRATION:
+    plan = calibration_plan(depth, vec)
+    group = plan.groups[0]
+    built = program_lib.build(plan, group)
+    hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+    data = program_lib.abstract_data(built.dataset)
+    state = jax.eval_shape(built.program.init, hp, data)
+    args = (state, hp, data, jax.ShapeDtypeStruct((), np.int32))
+    cpu = []
+    for _ in range(repeats):
+      jax.clear_caches()
+      cpu.append(measure(jax.jit(built.program.period), args)["compile_cpu_s"])
+    ops = structure.program_ops(plan, group)
+    rows.append({"name": f"mlp depth {depth}, activation {'vectorized' if vec else 'grouped'}",
+                 "depth": depth, "vectorized": vec, "hlo_ops": ops,
+                 "compile_cpu_s": statistics.median(cpu), "runs": cpu})
+    print(f"  {rows[-1]['name']}: {ops} HLO instructions, {rows[-1]['compile_cpu_s']:.2f} s CPU",
+          file=sys.stderr, flush=True)
+  x = np.array([r["hlo_ops"] for r in rows], float)
+  y = np.array([r["compile_cpu_s"] for r in rows])
+  per_op, base = np.polyfit(x, y, 1)
+  for r in rows:
+    r["estimate_s"] = structure.profile("cpu").compile_seconds(r["hlo_ops"])
+  out = {"cpu": _cpu_name(), "load_avg": os.getloadavg(), "jax": jax.__version__,
+         "repeats": repeats, "fit": {"base_s": float(base), "per_op_s": float(per_op)},
+         "profile": {"base_s": structure.CPU_COMPILE_BASE_S,
+                     "per_op_s": structure.CPU_COMPILE_S_PER_OP}, "programs": rows}
+  with open(out_path, "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=1)
+  print(f"fit: {base:.2f} s + {per_op * 1e3:.3f} ms per HLO instruction "
+        f"(profile: {structure.CPU_COMPILE_BASE_S} s + "
+        f"{structure.CPU_COMPILE_S_PER_OP * 1e3:.3f} ms); wrote {out_path}")
+  return 0
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   p.add_argument("--config", default="configs/digits_lr.yaml")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--only", default="", help="comma-separated program names")
   p.add_argument("--out", default="bench/compile_cost.json")
+  p.add_argument("--calibrate", action="store_true",
+                 help="fit the planner's compile estimate (bench/compile_calibration.json)")
   args = p.parse_args(argv)
 
   os.environ.setdefault("JAXSWEEP_COMPILE_CACHE", "off")
   sharding.configure_cpu_devices(DEVICES)
+  if args.calibrate:
+    return calibrate(args.repeats, "bench/compile_calibration.json"
+                     if args.out == "bench/compile_cost.json" else args.out)
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -106,11 +175,11 @@ def main(argv=None) -> int:
   pop, rep = sharding.population(mesh), sharding.replicated(mesh)
   init_fn = sharding.population_map(prog.init, mesh, lanes=1, num_population=1)
   state = jax.eval_shape(init_fn, hp, data)
-  flag = jax.ShapeDtypeStruct((), jnp.bool_, sharding=rep)
+  flag = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
   hp1 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), hp)
   state1 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
   data1 = program_lib.device_data(built.dataset)
-  flag1 = jax.ShapeDtypeStruct((), jnp.bool_)
+  flag1 = jax.ShapeDtypeStruct((), jnp.int32)
 
   def no_guards(fn):
     """``fn`` traced with the divergence guard on parameters off (the loss's stays)."""

@@ -46,10 +46,26 @@ class TrainSettings(NamedTuple):
   batch_size: int
   eval_every: int
   eval_batch_size: int = 1024
+  first_eval: int = 0       # An extra evaluation after this many steps (0: none).
 
   @property
   def num_periods(self) -> int:
     return -(-self.steps // self.eval_every)
+
+  def boundaries(self) -> tuple[int, ...]:
+    """The steps after which the population is evaluated, in order.
+
+    ``eval_every, 2 * eval_every, ..., steps``, preceded by ``first_eval``
+    when it is set (and below ``eval_every``): the first number comes after
+    a few steps instead of a whole period. Period call ``i`` takes
+    ``boundaries[i] - boundaries[i - 1]`` steps (``boundaries[-1] = 0``):
+    pass that as its ``train`` argument (:func:`steps_of`); no call takes
+    more than ``eval_every``, so the same compiled period serves them all.
+    """
+    ends = [min(p * self.eval_every, self.steps) for p in range(1, self.num_periods + 1)]
+    if 0 < self.first_eval < ends[0]:
+      ends.insert(0, self.first_eval)
+    return tuple(ends)
 
 
 class RunState(NamedTuple):
@@ -85,6 +101,16 @@ def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def steps_of(train, eval_every: int) -> jax.Array:
+  """How many of a period's steps a call takes: ``train`` is a bool (all of
+  them, or none: the step-0 evaluation) or a number of steps (clipped to
+  ``[0, eval_every]``), a Python value or a scalar array."""
+  flag = jnp.asarray(train)
+  if flag.dtype == jnp.bool_:
+    return jnp.where(flag, eval_every, 0).astype(jnp.int32)
+  return jnp.clip(flag.astype(jnp.int32), 0, eval_every)
 
 
 def _select(pred, on_true, on_false):
@@ -190,19 +216,24 @@ def make_train(model: models_lib.ModelFns,
     return (jax.random.randint(step_keys[0], (batch_size,), 0, num_train), step_keys[1],
             step_keys[2] if augment else None)
 
-  def train_step(hparams, train, carry, drawn):
+  def train_step(hparams, train, limit, carry, xs):
     """One optimisation step; a non-finite result is discarded and freezes.
 
     A variant that does not train at this step (past its last step, diverged
     or stopped) skips it: one variant at a time (lanes = 1) the branch is
     real and costs nothing; under vmap both branches run and a select keeps
-    one, as before.
+    one, as before. Steps at or past the call's ``limit`` (a period shorter
+    than ``eval_every``) are skipped without counting: the next call takes
+    them up with the same randomness (drawn per step index).
     """
     state, loss_sum, loss_count = carry
-    active = (state.step < steps) & ~state.diverged & ~state.stopped
+    i, drawn = xs
+    within = i < limit
+    active = within & (state.step < steps) & ~state.diverged & ~state.stopped
 
     def skip():
-      return state._replace(step=state.step + 1), loss_sum, loss_count
+      return state._replace(step=state.step + within.astype(state.step.dtype)), loss_sum, \
+          loss_count
 
     return jax.lax.cond(active, lambda: update(hparams, train, carry, drawn), skip)
 
@@ -308,15 +339,16 @@ def make_train(model: models_lib.ModelFns,
       out.update({f"{prefix}_{k}": v.sum(0)[j] / counts[j] for k, v in sums.items()})
     return out
 
-  def run_steps(state: RunState, hparams, data):
-    """The period's ``eval_every`` steps: the state, the loss sum and count."""
+  def run_steps(state: RunState, hparams, data, limit):
+    """The period's first ``limit`` (at most ``eval_every``) steps: the state,
+    the loss sum and count."""
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
     train = data["train"]
-    steps_ = state.step + jnp.arange(settings.eval_every, dtype=state.step.dtype)
+    index = jnp.arange(settings.eval_every, dtype=state.step.dtype)
     drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
-        state.key, steps_, train["x"].shape[0])
-    return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
-                        drawn)[0]
+        state.key, state.step + index, train["x"].shape[0])
+    return jax.lax.scan(lambda c, x: (train_step(hparams, train, limit, c, x), None), carry,
+                        (index, drawn))[0]
 
   def nan_evaluation(state: RunState, hparams, data) -> dict:
     """evaluate's stats, all NaN (shapes from evaluate alone, not traced
@@ -336,9 +368,11 @@ def make_train(model: models_lib.ModelFns,
 
   def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
     """``eval_every`` steps, then the evaluation (``train=False``: only the
-    evaluation, the one at step 0). A variant halted on entry (diverged,
-    stopped, padding, or past its last step) keeps its state and gets NaN
-    stats.
+    evaluation, the one at step 0; an integer ``n``: the first ``n`` of the
+    period's steps, at most ``eval_every``, e.g. a first evaluation after a
+    few steps, :meth:`TrainSettings.boundaries`). A variant halted on entry
+    (diverged, stopped, padding, or past its last step) keeps its state and
+    gets NaN stats.
 
     Under ``vmap`` a condition on a per-variant value becomes a select that
     computes both branches, and JAX then batches every operand of that
@@ -353,12 +387,14 @@ def make_train(model: models_lib.ModelFns,
     idle = halted(state)
     zeros = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
 
-    def train_now(state):
-      return jax.lax.cond(idle, lambda s: (s, *zeros), lambda s: run_steps(s, hparams, data),
-                          state)
+    limit = steps_of(train, settings.eval_every)
 
-    state, loss_sum, loss_count = jax.lax.cond(
-        jnp.asarray(train, bool), train_now, lambda s: (s, *zeros), state)
+    def train_now(state):
+      return jax.lax.cond(idle, lambda s: (s, *zeros),
+                          lambda s: run_steps(s, hparams, data, limit), state)
+
+    state, loss_sum, loss_count = jax.lax.cond(limit > 0, train_now, lambda s: (s, *zeros),
+                                               state)
     evaluated = jax.lax.cond(idle, lambda s: nan_evaluation(s, hparams, data),
                              lambda s: evaluate(s, hparams, data), state)
     stats = {"batch_objective": jnp.where(loss_count > 0,
