@@ -7,8 +7,10 @@
   and keys from its ``seed``;
 * ``period(state, hparams, data, train=True) -> (state, stats)`` runs
   ``eval_every`` optimisation steps in a ``lax.scan`` (none with
-  ``train=False``: the evaluation at step 0) and then evaluates on the
-  training subset, the validation and the test split;
+  ``train=False``: the evaluation at step 0; the first ``n`` with an integer,
+  e.g. an early first evaluation, :meth:`TrainSettings.boundaries`) and
+  then evaluates on the training subset, the validation and the test split
+  (one forward graph for all three);
 * ``evaluate(state, hparams, data) -> metrics``.
 
 The engine maps ``period`` over the population (``vmap`` within a group of
