@@ -27,15 +27,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsweep import errors, keys
+from jaxsweep import errors
+from jaxsweep import keys
 from jaxsweep.components import data as data_lib
 from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
-from jaxsweep.components import optim, registry
+from jaxsweep.components import optim
+from jaxsweep.components import registry
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
-from jaxsweep.engine import sharding, validate, xla_cache
+from jaxsweep.engine import sharding
 from jaxsweep.engine import train as train_lib
+from jaxsweep.engine import xla_cache
+from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
 # --------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxsweep import errors, keys
+from jaxsweep import errors
+from jaxsweep import keys
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.keys import Key
