@@ -42,7 +42,6 @@ from jaxsweep.engine import xla_cache
 from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
-
 # --------------------------------------------------------------------------
 # Data and settings of a group.
 
@@ -108,8 +107,13 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
                                key=f"train.{k}")
   steps = int(vals["steps"])
   eval_every = min(int(vals["eval_every"] or steps), steps)
+  first = static_train.get("first_eval")
+  if first is not None and (not isinstance(first, (int, np.integer)) or isinstance(first, bool)
+                            or first < 0):
+    raise errors.ConfigError(f"train.first_eval must be a number of steps, got {first!r}.",
+                             key="train.first_eval", fix="e.g. first_eval=10 (0: none)")
   return train_lib.TrainSettings(steps, int(vals["batch_size"]), eval_every,
-                                 int(vals["eval_batch_size"]))
+                                 int(vals["eval_batch_size"]), int(first or 0))
 
 
 # The fixed subset of the training data evaluated (in eval mode) at every
@@ -205,9 +209,18 @@ def num_params(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram
   return count(state.params)
 
 
-def train_flag(train: bool, mesh=None):
-  """The ``train`` argument of a compiled period (False: evaluate only)."""
-  flag = np.asarray(train, bool)
+# A compiled period's ``train`` argument: an int32 scalar, the number of the
+# period's steps to take (clipped to eval_every in the program).
+ALL_STEPS = np.iinfo(np.int32).max
+
+
+def train_flag(train: bool | int, mesh=None):
+  """The ``train`` argument of a compiled period: ``True`` (the whole period),
+  ``False`` (evaluate only: the step-0 evaluation) or a number of steps
+  (a first period shorter than ``eval_every``:
+  :meth:`~jaxsweep.engine.train.TrainSettings.boundaries`)."""
+  n = (ALL_STEPS if train else 0) if isinstance(train, (bool, np.bool_)) else int(train)
+  flag = np.asarray(n, np.int32)
   return jnp.asarray(flag) if mesh is None else sharding.put_replicated(flag, mesh)
 
 
@@ -591,7 +604,7 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
     period = jax.jit(period_fn, in_shardings=(pop, pop, rep, rep), out_shardings=(pop, pop),
                      donate_argnums=(0,))
     state = jax.eval_shape(init_fn, hp, data)
-    flag = jax.ShapeDtypeStruct((), jnp.bool_, sharding=rep)
+    flag = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)  # train_flag's.
     with _training_step_errors():  # The first trace of the period when check() left it out.
       lowered = period.lower(state, hp, data, flag)
     _start_inits(built)  # Their tracing overlaps this compile, not the trace above.

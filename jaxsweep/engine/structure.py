@@ -17,17 +17,24 @@ estimates, and :func:`make_plan` applies it to each key the user did not
 force (``vectorize=`` forces one way, ``group=`` the other).
 
 The estimates are deliberately simple and deterministic (the same config
-always gets the same decision, hence the same bits): a compilation costs
-:attr:`Profile.compile_s` seconds per program, and a variant-step costs
+always gets the same decision, hence the same bits). A variant-step costs
 ``6 * batch_size * parameters`` floating-point operations (a dense
-network's forward and backward pass) at :attr:`Profile.flops_per_s`. They
-do not depend on the compilation cache's state, and nothing is measured at
-plan time.
+network's forward and backward pass) at :attr:`Profile.flops_per_s`. A
+compilation costs, on CPU, a time fitted to the size of the program: one
+variant's training period is traced and lowered (not compiled) for the
+grouped program and for the program with the key vectorized, and its HLO
+instructions are priced at :attr:`Profile.compile_s_per_op` over
+:attr:`Profile.compile_base_s` (``bench/compile_cost.py --calibrate``
+measured both; a switched deep network's branches grow its program, which
+the fixed :attr:`Profile.compile_growth` of other platforms misses by about
+2x). The HLO does not depend on the machine's load or the compilation
+cache's state; nothing is timed at plan time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +46,10 @@ from jaxsweep import keys
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.keys import Key
+
+# bench/compile_cost.py --calibrate: compile CPU seconds = base + per_op * ops.
+CPU_COMPILE_BASE_S = 2.7
+CPU_COMPILE_S_PER_OP = 0.73e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +67,15 @@ class Profile:
   compile_s: float
   flops_per_s: float
   compile_growth: float = 0.06
+  compile_base_s: float | None = None
+  compile_s_per_op: float | None = None
+
+  def compile_seconds(self, ops: int) -> float:
+    """Estimated seconds to compile a group whose training period lowers to
+    ``ops`` HLO instructions (one variant, before XLA's passes)."""
+    if self.compile_base_s is None or self.compile_s_per_op is None:
+      return self.compile_s
+    return self.compile_base_s + self.compile_s_per_op * ops
 
 
 def profile(platform: str | None = None) -> Profile:
@@ -63,7 +83,11 @@ def profile(platform: str | None = None) -> Profile:
 
   CPU: measured on a 2-core AMD EPYC (jax 0.10.2): 3.5-4 s to compile a
   digits-MLP group, 23 GFLOP/s for a population of 64-64 MLPs at batch 128
-  (``bench/choice_vs_groups.json``). GPU and TPU: assumed, not measured
+  (``bench/choice_vs_groups.json``); a compile costs
+  ``compile_base_s + compile_s_per_op * HLO instructions`` of the period
+  program, a line fitted to the process CPU seconds of XLA's compile of
+  MLP periods of depth 1-4, grouped and with a vectorized activation
+  (``bench/compile_calibration.json``, 2026-12-07). GPU and TPU: assumed, not measured
   here (a few seconds per compile, ~10 TFLOP/s for small networks); force
   the choice there when it matters. The profile does not read the machine
   (its cores, the compilation cache), so a config gets the same decision,
@@ -71,7 +95,8 @@ def profile(platform: str | None = None) -> Profile:
   """
   platform = platform or jax.default_backend()
   if platform == "cpu":
-    return Profile(compile_s=4.0, flops_per_s=2.3e10)
+    return Profile(compile_s=4.0, flops_per_s=2.3e10, compile_base_s=CPU_COMPILE_BASE_S,
+                   compile_s_per_op=CPU_COMPILE_S_PER_OP)
   if platform == "tpu":
     return Profile(compile_s=8.0, flops_per_s=2e13)
   return Profile(compile_s=3.0, flops_per_s=1e13)
@@ -115,7 +140,8 @@ class Choice:
 
 
 def decide(key: Key, *, options: int, programs: int, merged_programs: int, compute_flops: float,
-           extra_flops: float, prof: Profile, why: str = "") -> Choice:
+           extra_flops: float, prof: Profile, why: str = "",
+           compile_s: tuple[float, float] | None = None) -> Choice:
   """Vectorize a key or group by it, whichever the estimates say is faster.
 
   Args:
@@ -127,6 +153,10 @@ def decide(key: Key, *, options: int, programs: int, merged_programs: int, compu
     extra_flops: what vectorizing adds (switch branches, padded units).
     prof: the platform's costs.
     why: a description of the extra compute, for :attr:`Choice.why`.
+    compile_s: seconds to compile one grouped and one vectorized program
+      (:func:`program_ops`, :meth:`Profile.compile_seconds`); default:
+      :attr:`Profile.compile_s`, grown by :attr:`Profile.compile_growth` per
+      extra option for the vectorized one.
 
   Examples:
     >>> p = Profile(compile_s=4.0, flops_per_s=1e10)
@@ -138,8 +168,10 @@ def decide(key: Key, *, options: int, programs: int, merged_programs: int, compu
     ...        extra_flops=9e12, prof=p).vectorize  # Padding: 900 s for 12 s.
     False
   """
-  grouped = programs * prof.compile_s + compute_flops / prof.flops_per_s
-  vectorized = (merged_programs * prof.compile_s * (1 + prof.compile_growth * (options - 1))
+  if compile_s is None:
+    compile_s = (prof.compile_s, prof.compile_s * (1 + prof.compile_growth * (options - 1)))
+  grouped = programs * compile_s[0] + compute_flops / prof.flops_per_s
+  vectorized = (merged_programs * compile_s[1]
                 + (compute_flops + extra_flops) / prof.flops_per_s)
   return Choice(key, options, grouped, vectorized, vectorized <= grouped, why=why,
                 programs=(programs, merged_programs))
@@ -200,7 +232,7 @@ def make_plan(components: plan_lib.Components, base: Mapping[str, Any],
                 and k not in components.group and any(k in g.static for g in plan.groups) and vectorizable(plan, k)]
   if not candidates:
     return dataclasses.replace(plan, structure=tuple(forced))
-  decided = _decide_all(plan, candidates, prof or profile())
+  decided = _decide_all(plan, candidates, prof or profile(), components, base, points)
   chosen = frozenset(c.key for c in decided if c.vectorize)
   if chosen:
     plan = plan_lib.make_plan(
@@ -218,7 +250,48 @@ def _programs(plan: plan_lib.Plan, removed: frozenset[Key]) -> int:
               for g in plan.groups})
 
 
-def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile) -> list[Choice]:
+def program_ops(plan: plan_lib.Plan, group: plan_lib.Group) -> int:
+  """HLO instructions of one variant's training period of ``group``, traced
+  and lowered abstractly (nothing compiles): what its compile time grows with."""
+  built = program_lib.build(plan, group)
+  hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
+  data = program_lib.abstract_data(built.dataset)
+  state = jax.eval_shape(built.program.init, hp, data)
+  lowered = jax.jit(built.program.period).lower(
+      state, hp, data, jax.ShapeDtypeStruct((), np.int32))
+  return hlo_instructions(lowered.as_text(dialect="hlo"))
+
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?[%\w.\-]+\s*=\s*\S+", re.M)
+
+
+def hlo_instructions(text: str) -> int:
+  """Instructions in an HLO module's text, every computation's."""
+  return len(_INSTRUCTION.findall(text))
+
+
+def _compile_estimates(plan, candidates, prof, components, base, points
+                       ) -> dict[Key, tuple[int, int]] | None:
+  """key -> (HLO instructions of a grouped program, of the program with the
+  key vectorized), or None where the profile has no per-op cost (or a
+  program fails to lower: then the fixed estimate holds)."""
+  if prof.compile_s_per_op is None:
+    return None
+  try:
+    grouped = program_ops(plan, plan.groups[0])
+    out = {}
+    for k in candidates:
+      merged = plan_lib.make_plan(
+          dataclasses.replace(components, vectorize=components.vectorize | {k}), base, points)
+      out[k] = (grouped, program_ops(merged, merged.groups[0]))
+    return out
+  except Exception:  # pylint: disable=broad-except  # The estimate is a fallback's business.
+    return None
+
+
+def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile,
+                components: plan_lib.Components | None = None, base=None, points=None
+                ) -> list[Choice]:
   params = _params(plan)  # variant -> parameters (its own network).
   step_flops = {i: 6.0 * _train(v, "batch_size") * params[i] for i, v in enumerate(plan.variants)}
   steps = {i: _train(v, "steps") for i, v in enumerate(plan.variants)}
@@ -229,6 +302,10 @@ def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile) -
       extras[k] = _extra(plan, k, params, step_flops, steps)
     except errors.ConfigError as e:  # The model cannot mask it (e.g. its initializer).
       extras[k] = (float("inf"), f"cannot vectorize: {errors.first_line(e)}")
+  finite = [k for k in candidates if extras[k][0] != float("inf")]
+  ops = (_compile_estimates(plan, finite, prof, components, base, points)
+         if components is not None and finite else None)
+  growth = 1.0  # The grouped program's size, with the keys vectorized so far.
   removed: frozenset[Key] = frozenset()
   out = []
   for k in sorted(candidates, key=lambda c: extras[c][0]):
@@ -236,12 +313,19 @@ def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile) -
     if extra == float("inf"):
       out.append(Choice(k, _options(plan, k), None, None, False, why=why))
       continue
+    compile_s = None
+    if ops is not None:
+      grouped_ops, merged_ops = ops[k]
+      compile_s = (prof.compile_seconds(round(grouped_ops * growth)),
+                   prof.compile_seconds(round(merged_ops * growth)))
     c = decide(k, options=_options(plan, k), programs=_programs(plan, removed),
                merged_programs=_programs(plan, removed | {k}), compute_flops=compute,
-               extra_flops=extra, prof=prof, why=why)
+               extra_flops=extra, prof=prof, why=why, compile_s=compile_s)
     if c.vectorize:
       removed |= {k}
       compute += extra
+      if ops is not None:
+        growth *= ops[k][1] / ops[k][0]
     out.append(c)
   return sorted(out, key=lambda c: plan.swept.index(c.key))
 

@@ -7,8 +7,10 @@
   and keys from its ``seed``;
 * ``period(state, hparams, data, train=True) -> (state, stats)`` runs
   ``eval_every`` optimisation steps in a ``lax.scan`` (none with
-  ``train=False``: the evaluation at step 0) and then evaluates on the
-  training subset, the validation and the test split;
+  ``train=False``: the evaluation at step 0; the first ``n`` with an integer,
+  e.g. an early first evaluation, :meth:`TrainSettings.boundaries`) and
+  then evaluates on the training subset, the validation and the test split
+  (one forward graph for all three);
 * ``evaluate(state, hparams, data) -> metrics``.
 
 The engine maps ``period`` over the population (``vmap`` within a group of
@@ -31,6 +33,7 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxsweep.components import models as models_lib
@@ -45,10 +48,26 @@ class TrainSettings(NamedTuple):
   batch_size: int
   eval_every: int
   eval_batch_size: int = 1024
+  first_eval: int = 0       # An extra evaluation after this many steps (0: none).
 
   @property
   def num_periods(self) -> int:
     return -(-self.steps // self.eval_every)
+
+  def boundaries(self) -> tuple[int, ...]:
+    """The steps after which the population is evaluated, in order.
+
+    ``eval_every, 2 * eval_every, ..., steps``, preceded by ``first_eval``
+    when it is set (and below ``eval_every``): the first number comes after
+    a few steps instead of a whole period. Period call ``i`` takes
+    ``boundaries[i] - boundaries[i - 1]`` steps (``boundaries[-1] = 0``):
+    pass that as its ``train`` argument (:func:`steps_of`); no call takes
+    more than ``eval_every``, so the same compiled period serves them all.
+    """
+    ends = [min(p * self.eval_every, self.steps) for p in range(1, self.num_periods + 1)]
+    if 0 < self.first_eval < ends[0]:
+      ends.insert(0, self.first_eval)
+    return tuple(ends)
 
 
 class RunState(NamedTuple):
@@ -84,6 +103,16 @@ def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def steps_of(train, eval_every: int) -> jax.Array:
+  """How many of a period's steps a call takes: ``train`` is a bool (all of
+  them, or none: the step-0 evaluation) or a number of steps (clipped to
+  ``[0, eval_every]``), a Python value or a scalar array."""
+  flag = jnp.asarray(train)
+  if flag.dtype == jnp.bool_:
+    return jnp.where(flag, eval_every, 0).astype(jnp.int32)
+  return jnp.clip(flag.astype(jnp.int32), 0, eval_every)
 
 
 def _select(pred, on_true, on_false):
@@ -198,19 +227,24 @@ def make_train(model: models_lib.ModelFns,
     return (jax.random.randint(step_keys[0], (batch_size,), 0, num_train), step_keys[1],
             step_keys[2] if augment else None)
 
-  def train_step(hparams, train, carry, drawn):
+  def train_step(hparams, train, limit, carry, xs):
     """One optimisation step; a non-finite result is discarded and freezes.
 
     A variant that does not train at this step (past its last step, diverged
     or stopped) skips it: one variant at a time (lanes = 1) the branch is
     real and costs nothing; under vmap both branches run and a select keeps
-    one, as before.
+    one, as before. Steps at or past the call's ``limit`` (a period shorter
+    than ``eval_every``) are skipped without counting: the next call takes
+    them up with the same randomness (drawn per step index).
     """
     state, loss_sum, loss_count = carry
-    active = (state.step < steps) & ~state.diverged & ~state.stopped
+    i, drawn = xs
+    within = i < limit
+    active = within & (state.step < steps) & ~state.diverged & ~state.stopped
 
     def skip():
-      return state._replace(step=state.step + 1), loss_sum, loss_count
+      return state._replace(step=state.step + within.astype(state.step.dtype)), loss_sum, \
+          loss_count
 
     return jax.lax.cond(active, lambda: update(hparams, train, carry, drawn), skip)
 
@@ -246,36 +280,36 @@ def make_train(model: models_lib.ModelFns,
     loss_count = loss_count + ok.astype(jnp.int32)
     return new_state, loss_sum, loss_count
 
-  def split_means(split, variables, hparams) -> dict:
-    """Mean objective and metrics over one split, in eval mode."""
-    n = split["x"].shape[0]
-    size = min(n, settings.eval_batch_size)
-    num_full, rest = divmod(n, size)
+  def example_stats(out, batch, hparams) -> dict:
+    """Objective and metrics of every example of a batch: ``name -> [B]``.
 
-    def batch_stats(batch):
-      out, _ = model.apply(variables, batch["x"], train=False, rng=None,
-                           **model_hp(hparams))
-      vals = {"objective": loss_fn(out, batch, **hparams.get("loss", {}))}
-      for name, fn in metrics.items():
-        vals[name] = jnp.mean(fn(out, batch))
-      return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), vals)
+    The loss (a mean over its batch) and metrics that return a scalar are
+    computed on one-example batches (``vmap``), so a split's mean is the mean
+    over its examples whatever the batching; metrics that return ``[B]`` are
+    taken as they are.
+    """
+    def one(fn):
+      def per_example(o, b):
+        o, b = jax.tree.map(lambda a: a[None], (o, b))
+        return jnp.mean(fn(o, b))
+      return jax.vmap(per_example)(out, batch)
 
-    # Full batches under lax.map, then one remainder batch: every example
-    # counts once and no padding or mask is needed.
-    totals = None
-    if num_full:
-      stacked = jax.tree.map(
-          lambda a: a[:num_full * size].reshape((num_full, size) + a.shape[1:]), split)
-      per_batch = jax.lax.map(batch_stats, stacked)
-      totals = jax.tree.map(lambda v: v.sum(0) * size, per_batch)
-    if rest:
-      last = batch_stats(jax.tree.map(lambda a: a[num_full * size:], split))
-      last = jax.tree.map(lambda v: v * rest, last)
-      totals = last if totals is None else jax.tree.map(jnp.add, totals, last)
-    return {k: v / n for k, v in totals.items()}
+    vals = {"objective": one(lambda o, b: loss_fn(o, b, **hparams.get("loss", {})))}
+    size = jax.tree.leaves(batch)[0].shape[0]
+    for name, fn in metrics.items():
+      shape = jax.eval_shape(fn, out, batch).shape
+      vals[name] = fn(out, batch) if shape == (size,) else one(fn)
+    return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), vals)
 
   def evaluate(state: RunState, hparams, data) -> dict:
     """Objective and metrics on every evaluation split in ``data``.
+
+    One forward graph serves every split (issue #24: three unrolled graphs
+    compiled in about 1.5x the time): the splits' examples are concatenated,
+    cut into ``K`` equal batches of at most ``eval_batch_size`` (the last
+    padded with copies of the first example, weighted 0) and evaluated under
+    one ``lax.map``; each example adds its values to its split's sums, and a
+    split's mean is its sum over its number of examples.
 
     Returns:
       ``{"<split>_<name>": scalar}`` for split ``train`` (the fixed training
@@ -283,23 +317,49 @@ def make_train(model: models_lib.ModelFns,
       names are ``objective`` (the training loss in eval mode) and the
       metrics'.
     """
+    present = [(key, prefix) for key, prefix in EVAL_SPLITS if key in data]
+    if not present:
+      return {}
     variables = {"params": state.params, **state.model_state}
+    sizes = [jax.tree.leaves(data[key])[0].shape[0] for key, _ in present]
+    total = sum(sizes)
+    num_batches = -(-total // min(total, settings.eval_batch_size))
+    size = -(-total // num_batches)
+    pad = num_batches * size - total
+    # Which split each slot holds (-1: padding); a constant of the program.
+    owner = np.concatenate([np.full(n, j, np.int32) for j, n in enumerate(sizes)]
+                           + [np.full(pad, -1, np.int32)]).reshape(num_batches, size)
+
+    def stacked(*leaves):
+      cat = jnp.concatenate(leaves + (jnp.repeat(leaves[0][:1], pad, axis=0),) * bool(pad))
+      return cat.reshape((num_batches, size) + cat.shape[1:])
+
+    examples = jax.tree.map(stacked, *[data[key] for key, _ in present])
+
+    def batch_sums(args):
+      batch, who = args
+      out, _ = model.apply(variables, batch["x"], train=False, rng=None, **model_hp(hparams))
+      vals = example_stats(out, batch, hparams)
+      mine = who[None, :] == jnp.arange(len(present), dtype=jnp.int32)[:, None]  # [J, B]
+      return {k: jnp.sum(jnp.where(mine, v[None, :], 0.0), axis=1) for k, v in vals.items()}
+
+    sums = jax.lax.map(batch_sums, (examples, jnp.asarray(owner)))
+    counts = jnp.asarray(sizes, jnp.float32)
     out = {}
-    for key, prefix in EVAL_SPLITS:
-      if key in data:
-        out.update({f"{prefix}_{k}": v
-                    for k, v in split_means(data[key], variables, hparams).items()})
+    for j, (_, prefix) in enumerate(present):
+      out.update({f"{prefix}_{k}": v.sum(0)[j] / counts[j] for k, v in sums.items()})
     return out
 
-  def run_steps(state: RunState, hparams, data):
-    """The period's ``eval_every`` steps: the state, the loss sum and count."""
+  def run_steps(state: RunState, hparams, data, limit):
+    """The period's first ``limit`` (at most ``eval_every``) steps: the state,
+    the loss sum and count."""
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
     train = data["train"]
-    steps_ = state.step + jnp.arange(settings.eval_every, dtype=state.step.dtype)
+    index = jnp.arange(settings.eval_every, dtype=state.step.dtype)
     drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
-        state.key, steps_, train["x"].shape[0])
-    return jax.lax.scan(lambda c, d: (train_step(hparams, train, c, d), None), carry,
-                        drawn)[0]
+        state.key, state.step + index, train["x"].shape[0])
+    return jax.lax.scan(lambda c, x: (train_step(hparams, train, limit, c, x), None), carry,
+                        (index, drawn))[0]
 
   def nan_evaluation(state: RunState, hparams, data) -> dict:
     """evaluate's stats, all NaN (shapes from evaluate alone, not traced
@@ -319,9 +379,11 @@ def make_train(model: models_lib.ModelFns,
 
   def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
     """``eval_every`` steps, then the evaluation (``train=False``: only the
-    evaluation, the one at step 0). A variant halted on entry (diverged,
-    stopped, padding, or past its last step) keeps its state and gets NaN
-    stats.
+    evaluation, the one at step 0; an integer ``n``: the first ``n`` of the
+    period's steps, at most ``eval_every``, e.g. a first evaluation after a
+    few steps, :meth:`TrainSettings.boundaries`). A variant halted on entry
+    (diverged, stopped, padding, or past its last step) keeps its state and
+    gets NaN stats.
 
     Under ``vmap`` a condition on a per-variant value becomes a select that
     computes both branches, and JAX then batches every operand of that
@@ -336,12 +398,14 @@ def make_train(model: models_lib.ModelFns,
     idle = halted(state)
     zeros = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
 
-    def train_now(state):
-      return jax.lax.cond(idle, lambda s: (s, *zeros), lambda s: run_steps(s, hparams, data),
-                          state)
+    limit = steps_of(train, settings.eval_every)
 
-    state, loss_sum, loss_count = jax.lax.cond(
-        jnp.asarray(train, bool), train_now, lambda s: (s, *zeros), state)
+    def train_now(state):
+      return jax.lax.cond(idle, lambda s: (s, *zeros),
+                          lambda s: run_steps(s, hparams, data, limit), state)
+
+    state, loss_sum, loss_count = jax.lax.cond(limit > 0, train_now, lambda s: (s, *zeros),
+                                               state)
     evaluated = jax.lax.cond(idle, lambda s: nan_evaluation(s, hparams, data),
                              lambda s: evaluate(s, hparams, data), state)
     stats = {"batch_objective": jnp.where(loss_count > 0,
