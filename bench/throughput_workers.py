@@ -143,14 +143,14 @@ def child_jaxsweep(spec):
       evals = []
       for _ in range(2):  # Warm-up, and the evaluation's own cost (the faster of two).
         t0 = time.perf_counter()
-        pop.run(train=False)
+        pop.run(steps=0)
         evals.append(time.perf_counter() - t0)
       eval_s = min(evals)
       periods = []
       for _ in range(spec.get("steady_repeats", STEADY_REPEATS)):
         pop = fresh()  # The period trains every step once: a fresh population each pass.
         t0 = time.perf_counter()
-        pop.run(train=True)
+        pop.run(steps=steps)
         periods.append(time.perf_counter() - t0)
       period_s = min(periods)
       # Training alone: the period less its evaluation, unless timing noise

@@ -16,14 +16,15 @@ from tests import helpers
 LRS = (3e-3, 1e-2, 3e-2)
 
 
-def _plan(widths=((8,), (16,)), lrs=LRS, steps=6):
+def _plan(widths=((8,), (16,)), lrs=LRS, steps=6, **train):
   variants = [{"model.features": w, "optimizer.learning_rate": lr, "seed": 0}
               for w in widths for lr in lrs]
   plan = engine.make_plan(
       engine.Components(model=helpers.mlp, optimizer=helpers.adam,
                         loss=losses.cross_entropy, data=helpers.DATA),
       {"train.steps": steps, "train.batch_size": helpers.BATCH, "train.eval_every": 2,
-       "train.eval_batch_size": 1024, "model.features": widths[0], "seed": 0},
+       "train.eval_batch_size": 1024, "model.features": widths[0], "seed": 0,
+       **{f"train.{k}": v for k, v in train.items()}},
       variants)
   assert len(plan.groups) == len(widths)  # Widths are static: one program each.
   return plan
@@ -165,3 +166,17 @@ def test_a_copy_without_a_fork_is_a_clone_and_a_fork_is_not():
   # The same salt is the same stream: a fork is reproducible.
   again = engine.execute.execute(_same_seed_plan(), scheduler=_CopyFork({1: 7, 2: 7}))
   _tree_equal(again.params(1), again.params(2))
+
+
+def test_first_eval_adds_an_early_boundary_and_changes_no_bits(grid):
+  """train.first_eval: the first number after a few steps, from the same
+  program (the first call takes 1 of its 2 steps); the rest is the same run."""
+  early = _plan(first_eval=1)
+  events = []
+  res = engine.execute.execute(early, callback=events.append)
+  assert [e["step"] for e in events if e["event"] == "period" and e["group"] == 0] == [
+      1, 2, 4, 6]
+  assert [h["step"] for h in res.history[0]] == [0, 1, 2, 4, 6]
+  for i in range(6):
+    _tree_equal(res.params(i), grid.params(i))
+    assert res.rows[i]["val_accuracy"] == grid.rows[i]["val_accuracy"]

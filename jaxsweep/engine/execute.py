@@ -348,7 +348,9 @@ class _Group:
     return self.pop is not None and not self.done
 
   def step_at(self, periods: int) -> int:
-    return min(periods * self.settings.eval_every, self.settings.steps)
+    """The step after ``periods`` calls of the period (``TrainSettings.boundaries``:
+    with ``first_eval``, the first call takes only that many steps)."""
+    return self.settings.boundaries()[periods - 1] if periods else 0
 
   @property
   def next_step(self) -> int:
@@ -394,7 +396,7 @@ class _Group:
     live, self.resumed = self.resumed, None
     if live is None:
       self.pop.start([m for m in group.members if m not in ctx.record.finals], size)
-      stats, flags = self.pop.run(train=False)  # The evaluation at step 0.
+      stats, flags = self.pop.run(steps=0)  # The evaluation at step 0.
       ctx.record.period(self.index, stats, 0)
     else:
       self.pop.restore([
@@ -410,9 +412,9 @@ class _Group:
     t0 = time.perf_counter()
     before = self.step_at(self.periods)
     running = sum(not h for h in self.halted.values())
-    self.stats, flags = self.pop.run()
+    step = self.step_at(self.periods + 1)
+    self.stats, flags = self.pop.run(steps=step - before)
     self.periods += 1
-    step = self.step_at(self.periods)
     self.halted = {v: d or st for v, (d, st) in flags.items()}
     ctx.record.period(self.index, self.stats, step)
     self.train_seconds += time.perf_counter() - t0
@@ -433,7 +435,8 @@ class _Group:
     left = self.pop.compact(self.halted)
     if left:
       _finish(self.pop, ctx.record, ctx.saver, self.index, self.settings.steps, left)
-    if self.periods < self.settings.num_periods and not all(self.halted.values()):
+    if (self.periods < len(self.settings.boundaries())
+        and not all(self.halted.values())):
       self.train_seconds += time.perf_counter() - t0
       return
     _finish(self.pop, ctx.record, ctx.saver, self.index, self.settings.steps,

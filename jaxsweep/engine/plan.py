@@ -44,7 +44,7 @@ from jaxsweep.engine import validate
 from jaxsweep.keys import Key
 
 TRAIN_ARGS = {"steps": None, "batch_size": None, "eval_every": None,
-              "eval_batch_size": 1024}
+              "eval_batch_size": 1024, "first_eval": None}
 # Model-factory arguments filled from the data when the sweep does not set them.
 OUTPUT_ARGS = ("num_outputs",)
 SEED = Key(keys.SEED, "")

@@ -135,7 +135,7 @@ class Population:
     self.plan, self.group, self.built, self.mesh, self.lanes = plan, group, built, mesh, lanes
     self.data, self.compile_for = data, compile_for
     self.chunks: list[Chunk] = []
-    self.flags = {f: program_lib.train_flag(f, mesh) for f in (True, False)}
+    self._flags: dict[int, Any] = {}  # Steps -> the period's train argument, placed.
 
   # ------------------------------------------------------------------ build
   def start(self, variants: Sequence[int], size: int) -> None:
@@ -188,14 +188,21 @@ class Population:
       chunk.parked = None
 
   # ------------------------------------------------------------ training
+  def _flag(self, steps: int):
+    """The period's ``train`` argument for ``steps`` steps, placed once."""
+    if steps not in self._flags:
+      self._flags[steps] = program_lib.train_flag(int(steps), self.mesh)
+    return self._flags[steps]
+
   @property
   def variants(self) -> list[int]:
     """Every variant still in the population, in slot order."""
     return [m for c in self.chunks for m in c.members if m is not None]
 
-  def run(self, *, train: bool = True
+  def run(self, *, steps: int
           ) -> tuple[dict[int, dict], dict[int, tuple[bool, bool]]]:
-    """One period of every chunk (``train=False``: the evaluation at step 0).
+    """One period of every chunk: ``steps`` steps (at most ``eval_every``; 0:
+    the evaluation at step 0), then an evaluation.
 
     Returns:
       ``(stats, flags)``: variant -> its metrics (floats), and variant ->
@@ -205,7 +212,7 @@ class Population:
     for chunk in self.chunks:
       self._unpark(chunk)
       compiled = self.compile_for(chunk.size)
-      chunk.state, out = compiled.period(chunk.state, chunk.hp, self.data, self.flags[train])
+      chunk.state, out = compiled.period(chunk.state, chunk.hp, self.data, self._flag(steps))
       host = sharding.to_host({"stats": out, "diverged": chunk.state.diverged,
                                "stopped": chunk.state.stopped})
       for j, v in enumerate(chunk.members):
