@@ -17,6 +17,7 @@ seed does not pick the configuration.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -97,14 +98,17 @@ class Results:
     target = target or self.target
     if self.rows and target not in self.rows[0]:
       raise errors.ConfigError(f"unknown target metric '{target}'.", key="target",
-                               fix=f"use one of: {', '.join(self.metrics)}")
+                               fix=_target_fix(target, self.metrics))
     if mode not in (None, "max", "min"):
       raise errors.ConfigError(f"mode must be 'max' or 'min', got {mode!r}.", key="mode")
     selection.check_comparable(target, self.settings.values())
     mode = mode or ("max" if "accuracy" in target else "min")
-    out = Results(self.rows, self.history, swept=self.swept, target=target, mode=mode,
+    rows, metrics = self.rows, self.metrics
+    if target != self.target and self.history:
+      rows, metrics = _best_columns(rows, self.history, metrics, target, mode)
+    out = Results(rows, self.history, swept=self.swept, target=target, mode=mode,
                   groups=self.groups, settings=self.settings, states=self._states,
-                  seconds=self.seconds, metrics=self.metrics, lineage=self.lineage)
+                  seconds=self.seconds, metrics=metrics, lineage=self.lineage)
     return out
 
   @property
@@ -360,6 +364,38 @@ class Results:
     except ImportError as e:
       raise ImportError("to_pandas needs pandas: pip install pandas") from e
     return pd.DataFrame(self.table, columns=self.columns())
+
+
+def _target_fix(target: str, metrics: Sequence[str]) -> str:
+  """How to name a metric that exists: a close name first, then the list."""
+  split, _, name = target.partition("_")
+  # A loss is reported under what it measures (cross-entropy as nll, squared
+  # error as mse), and as the training objective the variant minimised.
+  aliases = {"loss": ("nll", "mse", "objective")}.get(name, ())
+  close = [m for a in aliases if (m := f"{split}_{a}") in metrics]
+  close += [m for m in difflib.get_close_matches(target, metrics, n=2) if m not in close]
+  hint = f"did you mean {' or '.join(close)}? " if close else ""
+  return f"{hint}use one of: {', '.join(m for m in metrics if not m.startswith('best_'))}"
+
+
+def _best_columns(rows, history, metrics, target: str, mode: str):
+  """Rows with ``best_<target>``/``best_step`` for a new target, from the history.
+
+  The engine names the column after the target it ranked on while training;
+  a run ranked on another target (``target:`` in the config, ``--target``)
+  gets its own target's best, so the name says what the value is.
+  """
+  old = [m for m in metrics if m.startswith("best_")]
+  new_rows = []
+  for r in rows:
+    r = {k: v for k, v in r.items() if k not in old}
+    values = [(e[target], e["step"]) for e in history.get(r.get("variant"), ())
+              if isinstance(e.get(target), (int, float)) and math.isfinite(e[target])]
+    best = (max(values, key=lambda vs: (vs[0], -vs[1])) if mode == "max"
+            else min(values, key=lambda vs: (vs[0], vs[1]))) if values else (None, None)
+    r[f"best_{target}"], r["best_step"] = best
+    new_rows.append(r)
+  return new_rows, [m for m in metrics if m not in old] + [f"best_{target}"]
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
