@@ -15,6 +15,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -486,8 +487,55 @@ def test_progress_plain_for_logs():
   assert "\x1b" not in text and "\r" not in text
   assert len(text.splitlines()) == 5  # start, group, compiled, group end, done.
   assert "compiled in 2.5s" in text and "diverged 2" in text
-  assert "padding 2, lanes 1 (default); vectorized: learning_rate, seed" in text
   assert "2 of 6 variants diverged" in text and "compile 2.5s" in text
+  # The mechanics are for -v only (issue #26).
+  for word in ("padding", "lanes", "chunk", "vectorized", "traced"):
+    assert word not in text
+  assert all(len(line) <= progress.WIDTH for line in text.splitlines())
+
+
+def test_progress_verbose_shows_the_mechanics():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, verbose=True)
+  for e in EVENTS:
+    printer(e)
+  text = stream.getvalue()
+  assert "padding 2, lanes 1 (default); vectorized: learning_rate, seed" in text
+
+
+def test_progress_group_line_is_cut_to_the_width():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream)
+  static = ", ".join(f"model.layer_{i}.features={i * 64}" for i in range(12))
+  printer(EVENTS[0])
+  printer(dict(EVENTS[1], static=static))
+  line = stream.getvalue().splitlines()[-1]
+  assert len(line) == progress.WIDTH and line.endswith("...")
+
+
+def test_progress_says_it_is_compiling_with_the_time(monkeypatch):
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, heartbeat=30.0)
+  monkeypatch.setattr(printer, "_sender_busy", lambda: True)  # As if inside the engine.
+  printer(dict(EVENTS[0], groups=3))
+  printer({"event": "compiling", "group": 1, "num_groups": 3})
+  assert stream.getvalue().splitlines()[-1] == "compiling group 2/3 ..."
+  t0 = printer._printed  # pylint: disable=protected-access
+  printer.tick(t0 + 5)   # Too soon for a plain line.
+  assert len(stream.getvalue().splitlines()) == 2
+  printer.tick(t0 + 75)
+  last = stream.getvalue().splitlines()[-1]
+  assert last.startswith("  compiling group 2/3 ... 1m") and "s" in last
+  printer.close()
+
+
+def test_progress_heartbeat_is_silent_outside_the_engine():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, heartbeat=0.01)
+  printer({"event": "compiling", "group": 0, "num_groups": 1})
+  printer.tick(time.monotonic() + 60)  # The sender (this test) is not in jaxsweep.
+  assert stream.getvalue().splitlines() == ["compiling group 1/1 ..."]
+  printer.close()
 
 
 def test_progress_plain_lines_and_eta():
@@ -521,6 +569,21 @@ def test_progress_rich_live_display():
     printer(e)
   text = stream.getvalue()
   assert "group 1/1" in text and "diverged" in text and "compile 2.5s" in text
+  assert not progress._LIVE  # pylint: disable=protected-access
+  assert "padding" not in text
+
+
+def test_progress_rich_shows_compile_time():
+  pytest.importorskip("rich")
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, live=True)
+  printer(EVENTS[0])
+  printer({"event": "compiling", "group": 0, "num_groups": 1})
+  printer._sender_busy = lambda: True  # pylint: disable=protected-access
+  printer.tick(printer._phase[1] + 42)  # pylint: disable=protected-access
+  assert "compiling... 42s" in stream.getvalue()
+  for e in EVENTS[1:]:
+    printer(e)
   assert not progress._LIVE  # pylint: disable=protected-access
 
 

@@ -42,3 +42,10 @@ def test_shipped_config_ranks_on_validation_and_plans(path):
     count, size = stated
     assert len(plan.groups) == count
     assert {len(g.members) for g in plan.groups} == {size}
+
+
+def test_group_description_names_only_what_sets_the_group_apart():
+  cfg = config_lib.load(os.path.join(os.path.dirname(CONFIGS[0]), "digits_ablation.yaml"))
+  plan = structure.make_plan(cfg.components, cfg.base, cfg.points)
+  assert [g.describe() for g in plan.groups] == [
+      "model.features=(64,)", "model.features=(64, 64)", "model.features=(64, 64, 64)"]

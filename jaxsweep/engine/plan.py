@@ -276,6 +276,7 @@ class Group:
     members: indices of the member variants in the plan.
     defaults: values of traced keys for members that do not set them.
     signature: what the group's components accept.
+    swept: the plan's swept keys (the ones :meth:`describe` names).
   """
 
   index: int
@@ -285,6 +286,7 @@ class Group:
   members: list[int]
   defaults: dict[Key, Any]
   signature: Signature
+  swept: frozenset = frozenset()
 
   def static_args(self, slot: str) -> dict[str, Any]:
     """The static arguments of one slot (``name`` included)."""
@@ -296,8 +298,17 @@ class Group:
                         if k.slot == slot and not k.is_seed and k != INIT_SCALE))
 
   def describe(self) -> str:
-    return ", ".join(f"{k}={v}" for k, v in self.static.items()
-                     if k.slot != "data") or "(single group)"
+    """What sets this group apart: its swept static values (``model.depth=2``).
+
+    The fixed settings every group shares are left out (issue #26: they made
+    the progress line ~300 characters); without swept static values, all of
+    its static settings but the data's.
+    """
+    own = [(k, v) for k, v in self.static.items()
+           if k in self.swept and k not in self.choices]
+    if not own and not self.swept:
+      own = [(k, v) for k, v in self.static.items() if k.slot != "data"]
+    return ", ".join(f"{k}={v}" for k, v in own) or "(single group)"
 
 
 @dataclasses.dataclass
@@ -384,7 +395,7 @@ def make_plan(components: Components, base: Mapping[str, Any],
     gkey = (tuple(sorted((k, keys.freeze(v)) for k, v in static.items())), tuple(sorted(chosen)))
     if gkey not in groups:
       groups[gkey] = Group(index=len(groups), static=static, traced=(), choices={},
-                           members=[], defaults={}, signature=sig)
+                           members=[], defaults={}, signature=sig, swept=swept_set)
     g = groups[gkey]
     g.members.append(i)
     for k, v in chosen.items():

@@ -255,12 +255,13 @@ def selection_lines(res: results_lib.Results) -> list[str]:
   if chosen is None:
     return ["nothing selected: no variant trained without trouble (each is unstable or "
             "diverged; see the status and note columns)"]
+  tie = tie_line(res)
   if not res.has_seeds:
     best = res.table[0]
     line = (f"best: variant {best['variant']} ({_settings(best, res.swept)}): "
             f"{res.target} = {format_lib.fmt(best.get(res.target))}")
     return [line + (f"; report {report} = {format_lib.fmt(best.get(report))}" if report
-                    else "")]
+                    else ""), *tie]
   config_cols = [c for c in res.swept if c != results_lib.SEED]
   seeds = ", ".join(format_lib.fmt(s) for s in chosen["seeds"])
   line = (f"selected: {_settings(chosen, config_cols)}, mean over seeds {seeds}: "
@@ -274,7 +275,36 @@ def selection_lines(res: results_lib.Results) -> list[str]:
          f"{res.target} = {format_lib.fmt(single.get(res.target))}"
          + (f", {report} = {format_lib.fmt(single.get(report))}" if report else "")
          + " (one seed: not the selection)")
-  return [line, one]
+  return [line, *tie, one]
+
+
+def tie_line(res: results_lib.Results) -> list[str]:
+  """A line when the selection is a tie: how many share its value, what broke it.
+
+  Configurations tie when they are as healthy as the selected one and have
+  the same mean and std of the target. What broke the tie is the selection's
+  own word when it gives one (a ``tie_break`` field of the selected
+  configuration), else today's rule: the first in sweep order.
+  """
+  chosen = res.selected
+  if chosen is None:
+    return []
+  t = res.target
+
+  def key(r):
+    return (r[results_lib.STATUS_OK] > 0, r[results_lib.STATUS_DIVERGED] > 0,
+            r.get(f"{t}_mean"), r.get(f"{t}_std"))
+
+  tied = [r for r in res.aggregate() if key(r) == key(chosen)]
+  if len(tied) < 2 or chosen.get(f"{t}_mean") is None:
+    return []
+  what = "configurations" if res.has_seeds else "variants"
+  value = (_mean_std(chosen, t) if res.has_seeds
+           else format_lib.fmt(chosen.get(f"{t}_mean")))
+  rule = chosen.get("tie_break") or (
+      f"the first in sweep order (variant {chosen['variants'][0]}) was taken")
+  return [f"tie: {len(tied)} {what} share {t} = {value}; {rule}. Rank on a finer metric "
+          "(--target) or add seeds to separate them."]
 
 
 def _settings(row, columns) -> str:
