@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -406,8 +407,10 @@ def test_compare(tmp_path):
                                 chosen["test_accuracy_std"]) in best_table
   assert f"{b.best['test_accuracy']:.4g}" in best_table  # b did not: its best variant.
   lines = matched.splitlines()
-  assert lines[0].split()[0] == "learning_rate" and "sgd - adam" in lines[0]
-  by_lr = {line.split()[0]: line for line in lines[2:-1]}
+  assert lines[0].split()[0] == "learning_rate" and "B - A" in lines[0]
+  assert "A = adam, B = sgd" in matched
+  assert all(len(line) <= 100 for line in out.splitlines())  # Issue #26: it was ~330.
+  by_lr = {line.split()[0]: line for line in lines[2:2 + 3]}
   assert set(by_lr) == {"0.001", "0.01", "0.1"}
   assert "1/4" not in by_lr["0.01"] and "1/2" in by_lr["0.01"]  # b's diverged (lr .01, tanh)
   assert by_lr["0.1"].split()[-1] == "-" and by_lr["0.001"].split()[-1] == "-"
@@ -670,3 +673,42 @@ def test_quiet_run_prints_only_the_table(real_run):
   lines = stdout.splitlines()
   assert lines[0].startswith("optimizer.learning_rate,best,n,ok,") and len(lines) == 4
   assert not pngs(out) and os.path.exists(os.path.join(out, "results.md"))
+
+
+# --------------------------------------------------------------------------
+# What fits a terminal (issue #26).
+
+class _Terminal(io.StringIO):
+
+  def isatty(self):
+    return True
+
+
+def test_terminal_shows_the_rows_that_fit_and_says_where_the_rest_are(monkeypatch):
+  monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((100, 30)))
+  res = make_results(grid(learning_rate=[0.1, 0.03, 0.01, 0.003, 0.001, 3e-4],
+                          activation=["relu", "tanh", "gelu"],
+                          width=[16, 32, 64]))  # 54 variants
+  stream = _Terminal()
+  report.render(res, fmt_name="plain", stream=stream)
+  text = stream.getvalue()
+  lines = text.splitlines()
+  assert len(lines) <= 30
+  assert "36 more rows in results.md (or --top K to print more here)" in text
+  assert all(len(line) <= 100 for line in lines if not line.startswith(("variant", "---", " ")))
+  # A log keeps every row.
+  log = io.StringIO()
+  report.render(res, fmt_name="plain", stream=log)
+  assert "more rows" not in log.getvalue() and len(log.getvalue().splitlines()) > 54
+
+
+def test_tie_is_stated_with_what_broke_it():
+  res = make_results(grid(learning_rate=[0.1, 0.01, 0.001]))
+  for r in res.rows:
+    r["val_accuracy"] = 1.0
+  lines = report.selection_lines(res)
+  assert any(line.startswith("tie: 3 variants share val_accuracy = 1; the first in sweep "
+                             "order (variant 0) was taken") for line in lines)
+  res.rows[1]["val_accuracy"] = 0.5
+  res.rows[2]["val_accuracy"] = 0.5
+  assert not any(line.startswith("tie:") for line in report.selection_lines(res))

@@ -27,7 +27,9 @@ Examples:
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +37,12 @@ from jaxsweep import errors
 from jaxsweep import format as format_lib
 from jaxsweep import results as results_lib
 from jaxsweep.report import console
+
+# Console output is kept to this many columns where it can be (captions
+# wrapped, long descriptions under the table).
+WIDTH = 100
+# A terminal table shows at least this many rows, however short the window.
+MIN_ROWS = 10
 
 
 class Table(NamedTuple):
@@ -325,9 +333,35 @@ def use_aggregated(res: results_lib.Results, aggregate: bool = True) -> bool:
   return aggregate and res.has_seeds
 
 
+def fitting_rows(res: results_lib.Results, stream, *, aggregate: bool = True) -> int | None:
+  """How many rows of the table fit the terminal's height, or None (all).
+
+  In a terminal, the rows that fit with the caption, the selection lines and
+  the files line (at least :data:`MIN_ROWS`); elsewhere (a log, a pipe, a
+  notebook) every row.
+  """
+  if not console.isatty(stream):
+    return None
+  height = shutil.get_terminal_size().lines
+  n = len(res.aggregate()) if use_aggregated(res, aggregate) else len(res.rows)
+  # Header and rule, ~4 caption lines, 2-3 selection lines, the files line, a prompt.
+  fit = max(height - 12, MIN_ROWS)
+  return fit if fit < n else None
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+  """Each line of ``text`` wrapped at ``width``, continuation lines indented."""
+  return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") if line.strip() else line
+                   for line in text.split("\n"))
+
+
 def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool = True,
            fmt_name: str = "auto", stream=None) -> None:
   """Prints the table (aggregated over seeds when seeds were swept) and best.
+
+  In a terminal, without ``top``, only the best rows that fit its height are
+  shown ("N more rows ...": the files have them all) and the lines under the
+  table are wrapped at :data:`WIDTH` columns.
 
   Args:
     res: the results.
@@ -340,6 +374,9 @@ def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool 
   stream = stream if stream is not None else sys.stdout
   kind = console.resolve_format(fmt_name, stream)
   agg = use_aggregated(res, aggregate)
+  fit = None
+  if top is None and kind in ("rich", "plain"):
+    top = fit = fitting_rows(res, stream, aggregate=aggregate)
   if kind == "csv":
     if agg:
       rows = res.aggregate()[:top] if top else res.aggregate()
@@ -354,6 +391,15 @@ def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool 
     return
   table = aggregated_table(res, top=top) if agg else per_variant_table(res, top=top)
   lines = selection_lines(res)
+  if console.isatty(stream):
+    width = min(WIDTH, shutil.get_terminal_size().columns)
+    table = table._replace(footer=wrap(table.footer, width))
+    lines = [wrap(line, width) for line in lines]
+  if fit is not None:
+    total = len(res.aggregate()) if agg else len(res.rows)
+    what = "configurations" if agg else "rows"
+    table = table._replace(footer=table.footer + f"\n{total - fit} more {what} in results.md "
+                                                 "(or --top K to print more here)")
   if kind == "rich":
     print_rich_or_plain(table, stream)
   else:
