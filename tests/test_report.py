@@ -712,3 +712,25 @@ def test_tie_is_stated_with_what_broke_it():
   res.rows[1]["val_accuracy"] = 0.5
   res.rows[2]["val_accuracy"] = 0.5
   assert not any(line.startswith("tie:") for line in report.selection_lines(res))
+
+
+def test_print_results_with_seeds_shows_the_aggregated_table():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]))
+  text = repr(res)
+  assert text.startswith("best  learning_rate  seeds  status")
+  assert len(text.splitlines()[2:4]) == 2 and "ok 3/3" in text
+  assert text.splitlines()[0] == report.format_aggregated(res).splitlines()[0]
+  # Without seeds: one row per variant, as before.
+  assert repr(make_results(grid(learning_rate=[0.1, 0.01]))).startswith("variant")
+
+
+def test_aggregate_prints_as_the_console_table_and_is_a_list():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
+  agg = res.aggregate()
+  assert str(agg) == report.format_aggregated(res)
+  assert isinstance(agg, list) and agg[0]["best"] and len(agg) == 2
+  assert json.loads(results_lib.rows_to_json(agg))[0]["n"] == 2
+  pd = pytest.importorskip("pandas")
+  frame = agg.to_pandas()
+  assert isinstance(frame, pd.DataFrame) and len(frame) == 2
+  assert list(frame.columns) == report.aggregated_columns(res)

@@ -100,77 +100,25 @@ def _breaks(cols: Sequence[str], second: Sequence[str]) -> tuple[int, ...]:
   return tuple(cols.index(c) for c in (second[0], "params") if c in cols)
 
 
-def seed_status(row: dict) -> str:
-  """A configuration's seeds by status: ``ok 3/3``, ``unstable 1/3, diverged 1/3``."""
-  n = row["n"]
-  bad = [f"{s} {row[s]}/{n}" for s in (results_lib.STATUS_STOPPED, results_lib.STATUS_UNSTABLE,
-                                       results_lib.STATUS_DIVERGED) if row.get(s)]
-  return ", ".join(bad) or f"ok {n}/{n}"
+seed_status = results_lib.seed_status
 
 
 def aggregated_table(res: results_lib.Results, *, top: int | None = None,
                      ddof: int = results_lib.DEFAULT_DDOF) -> Table:
   """One row per configuration (seeds merged), best mean first, the selected one starred.
 
-  Columns: ``best`` (``*`` on the selected configuration), the swept values
-  but seed, ``seeds``, ``status`` (the seeds by status), the target's mean ±
-  std and the other validation metrics, their test counterparts, params.
+  See :meth:`jaxsweep.results.Results.aggregated_parts` for the columns
+  (``print(res.aggregate())`` shows the same table).
   """
-  agg = res.aggregate(ddof=ddof)
-  shown = agg[:top] if top else agg
-  config_cols = [c for c in res.swept if c != results_lib.SEED]
-  names = format_lib.short_names(res.swept)
-  first, second = res.metric_sets()
-  metrics = first + second
-  size = ["params"] if any(r.get("params") is not None for r in agg) else []
-  headers = (["best"] + [names[c] for c in config_cols] + ["seeds", "status"]
-             + [f"{m} (mean ± std)" if i == 0 else m for i, m in enumerate(metrics)] + size)
-  cells = []
-  for r in shown:
-    cells.append(["*" if r["best"] else ""] + [format_lib.fmt(r[c]) for c in config_cols]
-                 + [str(r["n"]), seed_status(r)]
-                 + [format_lib.fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
-                 + [format_lib.fmt(r.get("params")) for _ in size])
-  counts = sorted({r["n"] for r in agg})
-  seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
-  where = {"val": " on the validation split", "test": " on the test split"}.get(
-      results_lib.split_of(res.target), "")
-  lines = [f"{len(agg)} configurations x {seeds} seeds ({len(res.rows)} variants), ranked by "
-           f"the mean {res.target}{where} ({res.better} is better), ties by the lower std; "
-           f"mean ± std (ddof={ddof}) over seeds"]
-  num_div = sum(r[results_lib.STATUS_DIVERGED] for r in agg)
-  num_uns = sum(r[results_lib.STATUS_UNSTABLE] for r in agg)
-  num_stop = sum(r[results_lib.STATUS_STOPPED] for r in agg)
-  if num_stop:
-    lines.append(f"{num_stop} stopped seed(s) count with their metrics at the step a "
-                 "scheduler stopped them (a shorter budget)")
-  if num_uns:
-    lines.append(f"{num_uns} unstable seed(s) count in the means (their metrics are what the "
-                 "configuration does)")
-  if num_div:
-    lines.append(f"{num_div} diverged seed(s) are left out of the means; a configuration "
-                 "with one ranks after those without")
-  if top and top < len(agg):
-    lines[0] += f"; best {top} shown"
-  advice = res.advice(configurations=True)
-  if advice:
-    lines.append(advice)
-  cols = ["best", *config_cols, "seeds", "status", *metrics, *size]
-  right = ([False] + [format_lib.is_numeric(agg, c) for c in config_cols] + [True, False]
-           + [True] * (len(metrics) + len(size)))
-  return Table(headers=headers, cells=cells, right=right,
-               status=[r["status"] for r in shown], footer="\n".join(lines),
-               breaks=_breaks(cols, second))
+  parts = res.aggregated_parts(top=top, ddof=ddof)
+  return Table(headers=parts["headers"], cells=parts["cells"], right=parts["right"],
+               status=parts["status"], footer=parts["footer"],
+               breaks=_breaks(parts["columns"], parts["second"]))
 
 
 def aggregated_columns(res: results_lib.Results) -> list[str]:
   """Column order of the aggregated files."""
-  cols = [c for c in res.swept if c != results_lib.SEED]
-  cols += ["best", "n", *results_lib.STATUSES, "status", "seeds", "variants",
-           "params"]
-  for m in res.metrics:
-    cols += [f"{m}_mean", f"{m}_std", f"{m}_n"]
-  return cols
+  return res.aggregated_columns()
 
 
 # --------------------------------------------------------------------------
