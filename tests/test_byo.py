@@ -1,6 +1,8 @@
 """Bring your own code (issue #16): Optax factories as users write them, and
 Flax NNX models with batch statistics and dropout, per variant."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 from flax import nnx
 
 import jaxsweep as js
+from jaxsweep import cli
 from jaxsweep import errors
 from tests import helpers
 
@@ -233,3 +236,69 @@ def test_nnx_equals_the_same_model_in_linen():
                  va["params"], vb["params"])
     jax.tree.map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6),
                  va["nnx_state"], vb["batch_stats"])
+
+
+# --------------------------------------------------------------------------
+# Your own model from a config file: model: {name: "package.module:Name"}.
+
+NET = """\
+import flax.linen as nn
+
+
+class Net(nn.Module):
+  width: int = 16
+  num_outputs: int = 10
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    x = x.reshape((x.shape[0], -1))
+    return nn.Dense(self.num_outputs)(nn.relu(nn.Dense(self.width)(x)))
+"""
+
+
+def _own_model_config(tmp_path, package, name):
+  (tmp_path / package).mkdir()
+  (tmp_path / package / "__init__.py").write_text("")
+  (tmp_path / package / "nets.py").write_text(NET)
+  (tmp_path / "own.yaml").write_text(
+      "data: {name: synthetic, num_train: 64, num_test: 32}\n"
+      f"model: {{name: \"{name}\", width: 8}}\n"
+      "optimizer: {name: sgd, learning_rate: 0.1}\n"
+      "train: {steps: 2, batch_size: 16, eval_every: 2}\n"
+      "sweep:\n  optimizer.learning_rate: [0.1, 0.3]\n")
+  return str(tmp_path / "own.yaml")
+
+
+def _cli(argv):
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main(argv)
+  return code, out.getvalue(), err.getvalue()
+
+
+def test_own_model_from_a_config_file_is_imported_from_the_working_directory(
+    tmp_path, monkeypatch):
+  path = _own_model_config(tmp_path, "own_nets_ok", "own_nets_ok.nets:Net")
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+  code, out, err = _cli(["run", path, "--out", str(tmp_path / "out"), "-q"])
+  assert code == 0, err
+  res = js.Results.from_json(str(tmp_path / "out" / "results.json"))
+  assert len(res.rows) == 2 and {r["params"] for r in res.rows} == {16 * 8 + 8 + 8 * 4 + 4}  # width 8, 4 classes
+  assert str(tmp_path) not in sys.path  # Searched, not left behind.
+
+
+@pytest.mark.parametrize("name,needle,fix", [
+    ("own_nets_gone.nets:Net", "no module named 'own_nets_gone'",
+     "run jaxsweep from the folder that holds own_nets_gone/"),
+    ("own_nets_attr.nets:Nett", "has no attribute 'Nett'. Did you mean 'Net'?",
+     "name one of its attributes"),
+    ("own_nets_form.nets.Net", "unknown model 'own_nets_form.nets.Net'",
+     "'package.module:Name' for your own model"),
+])
+def test_own_model_that_cannot_be_imported_says_why(tmp_path, monkeypatch, name, needle, fix):
+  package = name.split(".")[0]
+  path = _own_model_config(tmp_path, package if "gone" not in package else "elsewhere", name)
+  monkeypatch.chdir(tmp_path)
+  code, _, err = _cli(["run", path, "--out", str(tmp_path / "out"), "-q"])
+  assert code == 2 and needle in err and fix in err and "Traceback" not in err, err
