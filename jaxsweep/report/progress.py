@@ -123,9 +123,9 @@ class _Tracker:
     # "start" event, so the event's total seconds need not include it.
     return f"training {self.train_total:.1f}s, compile {self.compile_seconds:.1f}s"
 
-  def group_label(self, *, event_group: bool = False) -> str:
-    """``group 2/3``: the group training, or (``event_group``) the one compiling."""
-    g = self.compiling if event_group and self.compiling else self.group
+  def group_label(self, *, compiling: bool = False) -> str:
+    """``group 2/3``: the group training, or (``compiling``) the one compiling."""
+    g = self.compiling if compiling and self.compiling else self.group
     return f"group {g.get('group', 0) + 1}/{g.get('num_groups', self.num_groups or 1)}"
 
   def status_line(self, *, markup: bool = False) -> str:
@@ -137,7 +137,7 @@ class _Tracker:
       div = f"[red]{div}[/]"
     return (f"step {p['step']}/{p['steps']}  "
             + (f"variants {p['chunk_start'] + 1}-{p['chunk_start'] + p['chunk_variants']}"
-               f"/{p['group_variants']}  " if chunked or not markup else "")
+               f"/{p['group_variants']}  " if chunked else "")
             + f"{rate or 0:,.0f} variant-steps/s  ETA {_duration(self.eta)}  {div}")
 
 
@@ -225,7 +225,7 @@ class ProgressPrinter:
     elapsed = _duration((time.monotonic() if now is None else now) - since)
     t = self._tracker
     if what == "compiling":
-      return f"compiling {t.group_label(event_group=True)} ... {elapsed}"
+      return f"compiling {t.group_label(compiling=True)} ... {elapsed}"
     p = t.last_period
     if p and p.get("group") == t.group.get("group"):
       return f"{t.group_label()} training: step {p['step']}/{p['steps']}, {elapsed} so far"
@@ -284,7 +284,7 @@ class ProgressPrinter:
       self._print(f"jaxsweep: {event['variants']} variants in {event['groups']} "
                   f"compile group(s) on {event['devices']} device(s)")
     elif kind == "compiling":
-      self._print(f"compiling {t.group_label(event_group=True)} ...")
+      self._print(f"compiling {t.group_label(compiling=True)} ...")
     elif kind == "group":
       self._last = time.monotonic()
       self._print(group_line(event, t.group_label(), verbose=self.verbose))
@@ -373,7 +373,7 @@ class _RichProgress:
       self.started = True
       _LIVE.append(self)
     elif kind == "compiling":
-      self.task = self.progress.add_task(t.group_label(event_group=True), total=1,
+      self.task = self.progress.add_task(t.group_label(compiling=True), total=1,
                                          info="compiling...")
       self.task_group = event.get("group")
     elif kind == "group":
