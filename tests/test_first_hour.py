@@ -22,9 +22,18 @@ def test_majority_class_rate_is_chance_even_when_the_objective_fell():
   # Learning the class frequencies lowers the training objective (0.69 ->
   # 0.66) without learning anything else: no better than chance.
   history = [{"step": 0, "train_objective": 0.70, "val_accuracy": 0.40, "val_nll": 0.70},
+             {"step": 100, "train_objective": 0.656, "val_accuracy": 0.622, "val_nll": 0.663},
+             {"step": 200, "train_objective": 0.659, "val_accuracy": 0.622, "val_nll": 0.662},
              {"step": 300, "train_objective": 0.655, "val_accuracy": 0.622, "val_nll": 0.662}]
   note = _unstable(history)
   assert "no better than chance (0.622)" in note
+
+
+def test_a_slow_learner_still_on_its_way_down_is_not_flagged():
+  history = [{"step": 0, "train_objective": 0.90, "val_accuracy": 0.40, "val_nll": 0.90},
+             {"step": 3, "train_objective": 0.85, "val_accuracy": 0.45, "val_nll": 0.85},
+             {"step": 6, "train_objective": 0.80, "val_accuracy": 0.50, "val_nll": 0.80}]
+  assert _unstable(history) == ""
 
 
 def test_a_run_that_learns_beyond_the_class_frequencies_is_ok():

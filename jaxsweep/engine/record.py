@@ -26,6 +26,9 @@ UNSTABLE_FACTOR = 3.0
 CHANCE_MARGIN = 0.01
 # A training objective below this fraction of its step-0 value is learning.
 LEARNING = 0.95
+# At chance, learning only while the last period took the objective below
+# this fraction of its previous value (a slow learning rate on its way down).
+STILL_FALLING = 0.99
 
 
 class Record:
@@ -118,8 +121,13 @@ class Record:
       return (f"the training objective ended at {end:.4g}, {end / start:.3g}x its value "
               "at step 0")
     split = target.partition("_")[0]
-    if start is not None and end is not None and end < LEARNING * start and not (
-        _at_chance(last, chance, split)):
+    prev = history[-2].get("train_objective")
+    # Still learning: the objective fell, and (where the validation metric is
+    # the majority-class prediction's) is still falling in the last period,
+    # not resting where the class frequencies alone put it.
+    if start is not None and end is not None and end < LEARNING * start and (
+        not _at_chance(last, chance, split)
+        or (prev is not None and end < STILL_FALLING * prev)):
       return ""
     for name, worse in (("accuracy", lambda v, c: v <= c + CHANCE_MARGIN),
                         ("nll", lambda v, c: v >= c), ("mse", lambda v, c: v >= c)):
