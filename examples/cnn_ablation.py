@@ -35,6 +35,7 @@ class CNN(nn.Module):
 def main(smoke: bool = False):
   data = js.data.load("digits", as_images=True)  # 8x8x1 images
   results = js.run(
+      progress=True,  # Progress on stderr while it compiles and trains.
       model=lambda activation, batch_norm: CNN(activation, batch_norm),
       optimizer=lambda learning_rate: optax.adam(learning_rate),
       loss=js.losses.cross_entropy,
@@ -46,7 +47,7 @@ def main(smoke: bool = False):
              "seed": range(1 if smoke else 2)},
       steps=4 if smoke else 300, batch_size=32 if smoke else 128,
       eval_every=2 if smoke else 100)
-  print(results)  # The ranked per-variant table.
+  print(results)  # The ranked table (one row per configuration when seeds are swept).
   print("best:", results.best)
   return results
 

@@ -30,6 +30,7 @@ class Net(nn.Module):
 
 def main(smoke: bool = False):
   results = js.run(
+      progress=True,  # Progress on stderr while it compiles and trains.
       model=lambda dropout: Net(dropout=dropout),
       optimizer=lambda learning_rate, weight_decay: optax.adamw(
           learning_rate, weight_decay=weight_decay),
@@ -38,7 +39,7 @@ def main(smoke: bool = False):
       sweep={"dropout": [0.1], "learning_rate": [1e-3, 1e-2],
              "weight_decay": [0.0, 1e-4], "seed": range(2)},
       steps=4 if smoke else 300, batch_size=32 if smoke else 128)
-  print(results)  # The ranked per-variant table.
+  print(results)  # The ranked table (one row per configuration when seeds are swept).
   return results
 
 

@@ -27,6 +27,7 @@ seed does not pick the configuration.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -107,14 +108,17 @@ class Results:
     target = target or self.target
     if self.rows and target not in self.rows[0]:
       raise errors.ConfigError(f"unknown target metric '{target}'.", key="target",
-                               fix=f"use one of: {', '.join(self.metrics)}")
+                               fix=_target_fix(target, self.metrics))
     if mode not in (None, "max", "min"):
       raise errors.ConfigError(f"mode must be 'max' or 'min', got {mode!r}.", key="mode")
     selection.check_comparable(target, self.settings.values())
     mode = mode or ("max" if "accuracy" in target else "min")
-    out = Results(self.rows, self.history, swept=self.swept, target=target, mode=mode,
+    rows, metrics = self.rows, self.metrics
+    if target != self.target and self.history:
+      rows, metrics = _best_columns(rows, self.history, metrics, target, mode)
+    out = Results(rows, self.history, swept=self.swept, target=target, mode=mode,
                   groups=self.groups, settings=self.settings, states=self._states,
-                  seconds=self.seconds, metrics=self.metrics, lineage=self.lineage)
+                  seconds=self.seconds, metrics=metrics, lineage=self.lineage)
     return out
 
   @property
@@ -150,16 +154,88 @@ class Results:
       return next(r for r in table if r.get("variant") in chosen["variants"])
     return table[0]
 
-  def aggregate(self, *, ddof: int = DEFAULT_DDOF) -> list[dict[str, Any]]:
+  def aggregate(self, *, ddof: int = DEFAULT_DDOF) -> Aggregate:
     """Rows that differ only in ``seed`` merged: mean/std per metric, best first.
 
     Unstable seeds count in the mean, diverged seeds are counted and left
     out; the first row is the selected configuration (``best``). See
     :func:`aggregate_rows` for the columns and the ranking. ``ddof=1``
     (default) is the sample standard deviation, ``numpy.std(values, ddof=1)``.
+
+    Returns:
+      An :class:`Aggregate`: a list of dicts that prints as the console's
+      seed-aggregated table and has ``to_pandas()``.
     """
-    return aggregate_rows(self.rows, swept=self.swept, metrics=self.metrics,
-                          target=self.target, mode=self.mode, ddof=ddof)
+    return Aggregate(aggregate_rows(self.rows, swept=self.swept, metrics=self.metrics,
+                                    target=self.target, mode=self.mode, ddof=ddof),
+                     self, ddof)
+
+  def aggregated_parts(self, rows: Sequence[Mapping[str, Any]] | None = None, *,
+                       top: int | None = None, ddof: int = DEFAULT_DDOF) -> dict[str, Any]:
+    """The seed-aggregated table's headers, cells and caption (one row per configuration).
+
+    Columns: ``best`` (``*`` on the selected configuration), the swept values
+    but seed, ``seeds``, ``status`` (the seeds by status), the target's mean
+    ± std and the other validation metrics, their test counterparts, params.
+    :func:`jaxsweep.report.tables.aggregated_table` renders it; so does
+    ``print(res.aggregate())``.
+
+    Returns:
+      ``headers``, ``cells``, ``right``, ``status``, ``footer``, ``columns``.
+    """
+    agg = list(self.aggregate(ddof=ddof)) if rows is None else list(rows)
+    shown = agg[:top] if top else agg
+    config_cols = [c for c in self.swept if c != SEED]
+    names = format_lib.short_names(self.swept)
+    first, second = self.metric_sets()
+    metrics = first + second
+    size = ["params"] if any(r.get("params") is not None for r in agg) else []
+    headers = (["best"] + [names[c] for c in config_cols] + ["seeds", "status"]
+               + [f"{m} (mean ± std)" if i == 0 else m for i, m in enumerate(metrics)] + size)
+    cells = []
+    for r in shown:
+      cells.append(["*" if r["best"] else ""] + [format_lib.fmt(r[c]) for c in config_cols]
+                   + [str(r["n"]), seed_status(r)]
+                   + [format_lib.fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+                   + [format_lib.fmt(r.get("params")) for _ in size])
+    counts = sorted({r["n"] for r in agg}) or [0]
+    seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
+    where = {"val": " on the validation split", "test": " on the test split"}.get(
+        split_of(self.target), "")
+    lines = [f"{len(agg)} configurations x {seeds} seeds ({len(self.rows)} variants), ranked "
+             f"by the mean {self.target}{where} ({self.better} is better), ties by the lower "
+             f"std; mean ± std (ddof={ddof}) over seeds"]
+    num_div = sum(r[STATUS_DIVERGED] for r in agg)
+    num_uns = sum(r[STATUS_UNSTABLE] for r in agg)
+    num_stop = sum(r[STATUS_STOPPED] for r in agg)
+    if num_stop:
+      lines.append(f"{num_stop} stopped seed(s) count with their metrics at the step a "
+                   "scheduler stopped them (a shorter budget)")
+    if num_uns:
+      lines.append(f"{num_uns} unstable seed(s) count in the means (their metrics are what "
+                   "the configuration does)")
+    if num_div:
+      lines.append(f"{num_div} diverged seed(s) are left out of the means; a configuration "
+                   "with one ranks after those without")
+    if top and top < len(agg):
+      lines[0] += f"; best {top} shown"
+    advice = self.advice(configurations=True)
+    if advice:
+      lines.append(advice)
+    cols = ["best", *config_cols, "seeds", "status", *metrics, *size]
+    right = ([False] + [format_lib.is_numeric(agg, c) for c in config_cols] + [True, False]
+             + [True] * (len(metrics) + len(size)))
+    return {"headers": headers, "cells": cells, "right": right,
+            "status": [r["status"] for r in shown], "footer": "\n".join(lines),
+            "columns": cols, "second": second}
+
+  def aggregated_columns(self) -> list[str]:
+    """Column order of the aggregated files (and of ``aggregate().to_pandas()``)."""
+    cols = [c for c in self.swept if c != SEED]
+    cols += ["best", "n", *STATUSES, "status", "seeds", "variants", "params"]
+    for m in self.metrics:
+      cols += [f"{m}_mean", f"{m}_std", f"{m}_n"]
+    return cols
 
   @property
   def has_seeds(self) -> bool:
@@ -170,7 +246,16 @@ class Results:
     return len(self.rows)
 
   def __repr__(self) -> str:
-    """The ranked per-variant table as aligned plain text (best first)."""
+    """The table the console shows, as aligned plain text (best first).
+
+    With seeds swept, the seed-aggregated table (one row per configuration,
+    mean ± std; the per-variant rows are ``res.table``); else one row per
+    variant.
+    """
+    if self.has_seeds:
+      return (repr(self.aggregate())
+              + "\nper-variant rows: res.table, res.to_pandas(); configurations: "
+                "res.aggregate()")
     rows, cols = self.table, self.table_columns()
     second = self.metric_sets()[1]
     breaks = [cols.index(c) for c in (second[:1] + ["params"]) if second and c in cols]
@@ -445,6 +530,77 @@ def root_of(lineage: Mapping[int, Sequence[Mapping]], variant: int) -> int:
     if not copies:
       return current
     current, until = copies[-1]["from"], copies[-1]["step"]
+
+
+def seed_status(row: Mapping[str, Any]) -> str:
+  """A configuration's seeds by status: ``ok 3/3``, ``unstable 1/3, diverged 1/3``."""
+  n = row["n"]
+  bad = [f"{s} {row[s]}/{n}" for s in (STATUS_STOPPED, STATUS_UNSTABLE, STATUS_DIVERGED)
+         if row.get(s)]
+  return ", ".join(bad) or f"ok {n}/{n}"
+
+
+class Aggregate(list):
+  """What :meth:`Results.aggregate` returns: one dict per configuration, best first.
+
+  A plain list of dicts (index it, loop over it, ``json.dumps`` it) that
+  prints as the console's seed-aggregated table and converts to pandas.
+  """
+
+  def __init__(self, rows: Sequence[Mapping[str, Any]], results: Results, ddof: int):
+    super().__init__(rows)
+    self._results = results
+    self._ddof = ddof
+
+  def __repr__(self) -> str:
+    parts = self._results.aggregated_parts(self, ddof=self._ddof)
+    second = parts["second"]
+    breaks = [parts["columns"].index(c) for c in (second[:1] + ["params"])
+              if second and c in parts["columns"]]
+    return format_lib.align(parts["headers"], parts["cells"], parts["right"],
+                            parts["footer"], breaks=breaks)
+
+  __str__ = __repr__
+
+  def to_pandas(self):
+    """The configurations as a ``pandas.DataFrame`` (best first); needs pandas."""
+    try:
+      import pandas as pd  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("to_pandas needs pandas: pip install pandas") from e
+    return pd.DataFrame(list(self), columns=self._results.aggregated_columns())
+
+
+def _target_fix(target: str, metrics: Sequence[str]) -> str:
+  """How to name a metric that exists: a close name first, then the list."""
+  split, _, name = target.partition("_")
+  # A loss is reported under what it measures (cross-entropy as nll, squared
+  # error as mse), and as the training objective the variant minimised.
+  aliases = {"loss": ("nll", "mse", "objective")}.get(name, ())
+  close = [m for a in aliases if (m := f"{split}_{a}") in metrics]
+  close += [m for m in difflib.get_close_matches(target, metrics, n=2) if m not in close]
+  hint = f"did you mean {' or '.join(close)}? " if close else ""
+  return f"{hint}use one of: {', '.join(m for m in metrics if not m.startswith('best_'))}"
+
+
+def _best_columns(rows, history, metrics, target: str, mode: str):
+  """Rows with ``best_<target>``/``best_step`` for a new target, from the history.
+
+  The engine names the column after the target it ranked on while training;
+  a run ranked on another target (``target:`` in the config, ``--target``)
+  gets its own target's best, so the name says what the value is.
+  """
+  old = [m for m in metrics if m.startswith("best_")]
+  new_rows = []
+  for r in rows:
+    r = {k: v for k, v in r.items() if k not in old}
+    values = [(e[target], e["step"]) for e in history.get(r.get("variant"), ())
+              if isinstance(e.get(target), (int, float)) and math.isfinite(e[target])]
+    best = (max(values, key=lambda vs: (vs[0], -vs[1])) if mode == "max"
+            else min(values, key=lambda vs: (vs[0], vs[1]))) if values else (None, None)
+    r[f"best_{target}"], r["best_step"] = best
+    new_rows.append(r)
+  return new_rows, [m for m in metrics if m not in old] + [f"best_{target}"]
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

@@ -12,9 +12,11 @@ import itertools
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -405,8 +407,10 @@ def test_compare(tmp_path):
                                 chosen["test_accuracy_std"]) in best_table
   assert f"{b.best['test_accuracy']:.4g}" in best_table  # b did not: its best variant.
   lines = matched.splitlines()
-  assert lines[0].split()[0] == "learning_rate" and "sgd - adam" in lines[0]
-  by_lr = {line.split()[0]: line for line in lines[2:-1]}
+  assert lines[0].split()[0] == "learning_rate" and "B - A" in lines[0]
+  assert "A = adam, B = sgd" in matched
+  assert all(len(line) <= 100 for line in out.splitlines())  # Issue #26: it was ~330.
+  by_lr = {line.split()[0]: line for line in lines[2:2 + 3]}
   assert set(by_lr) == {"0.001", "0.01", "0.1"}
   assert "1/4" not in by_lr["0.01"] and "1/2" in by_lr["0.01"]  # b's diverged (lr .01, tanh)
   assert by_lr["0.1"].split()[-1] == "-" and by_lr["0.001"].split()[-1] == "-"
@@ -486,8 +490,55 @@ def test_progress_plain_for_logs():
   assert "\x1b" not in text and "\r" not in text
   assert len(text.splitlines()) == 5  # start, group, compiled, group end, done.
   assert "compiled in 2.5s" in text and "diverged 2" in text
-  assert "padding 2, lanes 1 (default); vectorized: learning_rate, seed" in text
   assert "2 of 6 variants diverged" in text and "compile 2.5s" in text
+  # The mechanics are for -v only (issue #26).
+  for word in ("padding", "lanes", "chunk", "vectorized", "traced"):
+    assert word not in text
+  assert all(len(line) <= progress.WIDTH for line in text.splitlines())
+
+
+def test_progress_verbose_shows_the_mechanics():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, verbose=True)
+  for e in EVENTS:
+    printer(e)
+  text = stream.getvalue()
+  assert "padding 2, lanes 1 (default); vectorized: learning_rate, seed" in text
+
+
+def test_progress_group_line_is_cut_to_the_width():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream)
+  static = ", ".join(f"model.layer_{i}.features={i * 64}" for i in range(12))
+  printer(EVENTS[0])
+  printer(dict(EVENTS[1], static=static))
+  line = stream.getvalue().splitlines()[-1]
+  assert len(line) == progress.WIDTH and line.endswith("...")
+
+
+def test_progress_says_it_is_compiling_with_the_time(monkeypatch):
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, heartbeat=30.0)
+  monkeypatch.setattr(printer, "_sender_busy", lambda: True)  # As if inside the engine.
+  printer(dict(EVENTS[0], groups=3))
+  printer({"event": "compiling", "group": 1, "num_groups": 3})
+  assert stream.getvalue().splitlines()[-1] == "compiling group 2/3 ..."
+  t0 = printer._printed  # pylint: disable=protected-access
+  printer.tick(t0 + 5)   # Too soon for a plain line.
+  assert len(stream.getvalue().splitlines()) == 2
+  printer.tick(t0 + 75)
+  last = stream.getvalue().splitlines()[-1]
+  assert last.startswith("  compiling group 2/3 ... 1m") and "s" in last
+  printer.close()
+
+
+def test_progress_heartbeat_is_silent_outside_the_engine():
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, heartbeat=0.01)
+  printer({"event": "compiling", "group": 0, "num_groups": 1})
+  printer.tick(time.monotonic() + 60)  # The sender (this test) is not in jaxsweep.
+  assert stream.getvalue().splitlines() == ["compiling group 1/1 ..."]
+  printer.close()
 
 
 def test_progress_plain_lines_and_eta():
@@ -521,6 +572,21 @@ def test_progress_rich_live_display():
     printer(e)
   text = stream.getvalue()
   assert "group 1/1" in text and "diverged" in text and "compile 2.5s" in text
+  assert not progress._LIVE  # pylint: disable=protected-access
+  assert "padding" not in text
+
+
+def test_progress_rich_shows_compile_time():
+  pytest.importorskip("rich")
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, live=True)
+  printer(EVENTS[0])
+  printer({"event": "compiling", "group": 0, "num_groups": 1})
+  printer._sender_busy = lambda: True  # pylint: disable=protected-access
+  printer.tick(printer._phase[1] + 42)  # pylint: disable=protected-access
+  assert "compiling... 42s" in stream.getvalue()
+  for e in EVENTS[1:]:
+    printer(e)
   assert not progress._LIVE  # pylint: disable=protected-access
 
 
@@ -565,7 +631,11 @@ def test_real_run_outputs(real_run):
 def test_real_run_progress_is_plain_on_non_terminals(real_run):
   err = real_run["stderr"]
   assert "\x1b" not in err and "\r" not in err
-  assert len(err.splitlines()) <= 6 and "compiled in" in err and "diverged" in err
+  # start, writing to, compiling, group, compiled, trained, done; under load
+  # also the heartbeat's lines ("compiling group 1/1 ... 30s").
+  events = [line for line in err.splitlines() if not line.startswith("  compiling group")]
+  assert len(events) <= 7 and "compiled in" in err and "diverged" in err, err
+  assert "compiling group 1/1 ..." in err
 
 
 def test_best_yaml_reproduces_selected_configuration(real_run):
@@ -607,3 +677,64 @@ def test_quiet_run_prints_only_the_table(real_run):
   lines = stdout.splitlines()
   assert lines[0].startswith("optimizer.learning_rate,best,n,ok,") and len(lines) == 4
   assert not pngs(out) and os.path.exists(os.path.join(out, "results.md"))
+
+
+# --------------------------------------------------------------------------
+# What fits a terminal (issue #26).
+
+class _Terminal(io.StringIO):
+
+  def isatty(self):
+    return True
+
+
+def test_terminal_shows_the_rows_that_fit_and_says_where_the_rest_are(monkeypatch):
+  monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((100, 30)))
+  res = make_results(grid(learning_rate=[0.1, 0.03, 0.01, 0.003, 0.001, 3e-4],
+                          activation=["relu", "tanh", "gelu"],
+                          width=[16, 32, 64]))  # 54 variants
+  stream = _Terminal()
+  report.render(res, fmt_name="plain", stream=stream)
+  text = stream.getvalue()
+  lines = text.splitlines()
+  assert len(lines) <= 30
+  assert "36 more rows in results.md (or --top K to print more here)" in text
+  assert all(len(line) <= 100 for line in lines if not line.startswith(("variant", "---", " ")))
+  # A log keeps every row.
+  log = io.StringIO()
+  report.render(res, fmt_name="plain", stream=log)
+  assert "more rows" not in log.getvalue() and len(log.getvalue().splitlines()) > 54
+
+
+def test_tie_is_stated_with_what_broke_it():
+  res = make_results(grid(learning_rate=[0.1, 0.01, 0.001]))
+  for r in res.rows:
+    r["val_accuracy"] = 1.0
+  lines = report.selection_lines(res)
+  assert any(line.startswith("tie: 3 variants share val_accuracy = 1; the first in sweep "
+                             "order (variant 0) was taken") for line in lines)
+  res.rows[1]["val_accuracy"] = 0.5
+  res.rows[2]["val_accuracy"] = 0.5
+  assert not any(line.startswith("tie:") for line in report.selection_lines(res))
+
+
+def test_print_results_with_seeds_shows_the_aggregated_table():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1, 2]))
+  text = repr(res)
+  assert text.startswith("best  learning_rate  seeds  status")
+  assert len(text.splitlines()[2:4]) == 2 and "ok 3/3" in text
+  assert text.splitlines()[0] == report.format_aggregated(res).splitlines()[0]
+  # Without seeds: one row per variant, as before.
+  assert repr(make_results(grid(learning_rate=[0.1, 0.01]))).startswith("variant")
+
+
+def test_aggregate_prints_as_the_console_table_and_is_a_list():
+  res = make_results(grid(learning_rate=[0.1, 0.01], seed=[0, 1]))
+  agg = res.aggregate()
+  assert str(agg) == report.format_aggregated(res)
+  assert isinstance(agg, list) and agg[0]["best"] and len(agg) == 2
+  assert json.loads(results_lib.rows_to_json(agg))[0]["n"] == 2
+  pd = pytest.importorskip("pandas")
+  frame = agg.to_pandas()
+  assert isinstance(frame, pd.DataFrame) and len(frame) == 2
+  assert list(frame.columns) == report.aggregated_columns(res)

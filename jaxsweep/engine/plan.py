@@ -27,6 +27,7 @@ from the group's classification; nothing downstream re-derives it.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -276,6 +277,7 @@ class Group:
     members: indices of the member variants in the plan.
     defaults: values of traced keys for members that do not set them.
     signature: what the group's components accept.
+    swept: the plan's swept keys (the ones :meth:`describe` names).
   """
 
   index: int
@@ -285,6 +287,7 @@ class Group:
   members: list[int]
   defaults: dict[Key, Any]
   signature: Signature
+  swept: frozenset = frozenset()
 
   def static_args(self, slot: str) -> dict[str, Any]:
     """The static arguments of one slot (``name`` included)."""
@@ -296,8 +299,17 @@ class Group:
                         if k.slot == slot and not k.is_seed and k != INIT_SCALE))
 
   def describe(self) -> str:
-    return ", ".join(f"{k}={v}" for k, v in self.static.items()
-                     if k.slot != "data") or "(single group)"
+    """What sets this group apart: its swept static values (``model.depth=2``).
+
+    The fixed settings every group shares are left out (issue #26: they made
+    the progress line ~300 characters); without swept static values, all of
+    its static settings but the data's.
+    """
+    own = [(k, v) for k, v in self.static.items()
+           if k in self.swept and k not in self.choices]
+    if not own and not self.swept:
+      own = [(k, v) for k, v in self.static.items() if k.slot != "data"]
+    return ", ".join(f"{k}={v}" for k, v in own) or "(single group)"
 
 
 @dataclasses.dataclass
@@ -360,6 +372,7 @@ def make_plan(components: Components, base: Mapping[str, Any],
   groups: dict[tuple, Group] = {}
   sig_cache: dict[tuple, Signature] = {}
   model_cache: dict = {}
+  components = _static_where_untraceable(components, variants, swept_set, model_cache)
   for i, settings in enumerate(variants):
     names = tuple(keys.freeze(settings.get(Key(s, "name"))) for s in keys.SLOTS)
     model_static = tuple(sorted((k.arg, keys.freeze(v)) for k, v in settings.items()
@@ -384,7 +397,7 @@ def make_plan(components: Components, base: Mapping[str, Any],
     gkey = (tuple(sorted((k, keys.freeze(v)) for k, v in static.items())), tuple(sorted(chosen)))
     if gkey not in groups:
       groups[gkey] = Group(index=len(groups), static=static, traced=(), choices={},
-                           members=[], defaults={}, signature=sig)
+                           members=[], defaults={}, signature=sig, swept=swept_set)
     g = groups[gkey]
     g.members.append(i)
     for k, v in chosen.items():
@@ -404,6 +417,79 @@ def make_plan(components: Components, base: Mapping[str, Any],
     g.defaults = _traced_defaults(g)
   ids = [space.variant_id({str(k): v[k] for k in swept if k in v}) for v in variants]
   return Plan(components, variants, swept, shown, list(groups.values()), ids)
+
+
+# Stand-in parameters for probing an optimizer factory: the tracer errors
+# of interest come from the factory's Python control flow, not the shapes.
+_PROBE_PARAMS = {"w": np.zeros((2,), np.float32)}
+
+
+def _static_where_untraceable(components: Components, variants: Sequence[Mapping[Key, Any]],
+                              swept: frozenset, model_cache: dict) -> Components:
+  """The user's optimizer arguments that cannot be traced, made static.
+
+  ``optax.adam(optax.warmup_cosine_decay_schedule(0.0, learning_rate, 20,
+  200))`` tests ``peak_value == 0.0`` in Python, so a traced learning rate
+  raises a tracer error. Do what the user meant (issue #26): each such
+  argument becomes static for this factory (one compiled program per value),
+  said in one warning line with the cheaper form as a hint. Each traced
+  argument is traced alone through the factory and ``init``
+  (:func:`jaxsweep.components.optim.untraceable`); factories named from the
+  registry (configs) are jaxsweep's own and traceable.
+  """
+  if components.named("optimizer") or not callable(components.optimizer):
+    return components
+  factory = components.optimizer
+  found: list[str] = []
+  probed: set = set()
+  sigs: dict[tuple, Signature] = {}
+  for settings in variants:
+    sig_key = (tuple(keys.freeze(settings.get(Key(s, "name"))) for s in keys.SLOTS),
+               tuple(sorted((k.arg, keys.freeze(v)) for k, v in settings.items()
+                            if k.slot == "model")))
+    if sig_key not in sigs:
+      sigs[sig_key] = signature(components, settings, model_cache)
+    sig = sigs[sig_key]
+    static, traced = {}, {}
+    for k, v in settings.items():
+      if k.slot != "optimizer" or k.arg not in sig.accepted["optimizer"]:
+        continue
+      role = sig.classify(k, v, components, swept)
+      (traced if role == TRACED else static)[k.arg] = v
+    for arg, default in sig.accepted["optimizer"].items():  # Unset: as the groups bind them.
+      key = Key("optimizer", arg)
+      if arg in static or arg in traced:
+        continue
+      if key in components.static and optim.is_numeric(default):
+        static[arg] = default
+      elif key not in components.static and optim.traced_by_default(default):
+        traced[arg] = default
+    probe = keys.freeze(static), tuple(sorted(traced))
+    if not traced or probe in probed:
+      continue
+    probed.add(probe)
+    try:
+      opt = optim.wrap(factory, static, {k: float(v) for k, v in traced.items()})
+      names = optim.untraceable(opt, _PROBE_PARAMS)
+    except Exception:  # pylint: disable=broad-except  # Reported when it is built.
+      continue
+    found += [n for n in names if n not in found]
+  if not found:
+    return components
+  name = getattr(factory, "__name__", "<lambda>")
+  # An unswept argument bound as a Python value costs nothing: only swept
+  # ones multiply the programs, and only they are worth a line.
+  which = ", ".join(n for n in found if Key("optimizer", n) in swept)
+  if which:
+    warnings.warn(
+        f"jaxsweep: the optimizer factory{'' if name == '<lambda>' else ' ' + name} uses "
+        f"{which} in Python control flow (Optax schedules test their values), so {which} "
+        "compiles one program per value; to train all values in one program, build the "
+        "schedule from constants and scale it (lambda count: learning_rate * "
+        "sched(count)), or use js.optim.schedule / optax.inject_hyperparams.",
+        UserWarning, stacklevel=4)
+  return dataclasses.replace(
+      components, static=components.static | {Key("optimizer", n) for n in found})
 
 
 def _unswept_optimizer_args(components: Components, group: Group) -> tuple[Key, ...]:

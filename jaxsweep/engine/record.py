@@ -26,6 +26,9 @@ UNSTABLE_FACTOR = 3.0
 CHANCE_MARGIN = 0.01
 # A training objective below this fraction of its step-0 value is learning.
 LEARNING = 0.95
+# At chance, learning only while the last period took the objective below
+# this fraction of its previous value (a slow learning rate on its way down).
+STILL_FALLING = 0.99
 
 
 class Record:
@@ -121,9 +124,15 @@ class Record:
         end > self.unstable_factor * start or not math.isfinite(end)):
       return (f"the training objective ended at {end:.4g}, {end / start:.3g}x its value "
               "at step 0")
-    if start is not None and end is not None and end < LEARNING * start:
-      return ""
     split = target.partition("_")[0]
+    prev = history[-2].get("train_objective")
+    # Still learning: the objective fell, and (where the validation metric is
+    # the majority-class prediction's) is still falling in the last period,
+    # not resting where the class frequencies alone put it.
+    if start is not None and end is not None and end < LEARNING * start and (
+        not _at_chance(last, chance, split)
+        or (prev is not None and end < STILL_FALLING * prev)):
+      return ""
     for name, worse in (("accuracy", lambda v, c: v <= c + CHANCE_MARGIN),
                         ("nll", lambda v, c: v >= c), ("mse", lambda v, c: v >= c)):
       key = f"{split}_{name}"
@@ -179,6 +188,22 @@ class Record:
         mode=mode, groups=self.groups, settings=settings, states=self.states,
         seconds=seconds, metrics=[*metric_keys, f"best_{target}"],
         lineage={i: v for i, v in self.lineage.items() if v})
+
+
+def _at_chance(last: Mapping[str, float], chance: Mapping[str, float], split: str) -> bool:
+  """Whether a classifier's last evaluation is the majority-class prediction's.
+
+  Its accuracy is within :data:`CHANCE_MARGIN` of the majority class's share
+  and its nll no better than the labels' entropy (what predicting the class
+  frequencies scores): a training objective that fell by learning the class
+  frequencies alone is no better than chance (issue #26: breast cancer at lr
+  0.1 ended at the majority rate, 0.622, and was ``ok``).
+  """
+  acc, nll = last.get(f"{split}_accuracy"), last.get(f"{split}_nll")
+  c_acc, c_nll = chance.get(f"{split}_accuracy"), chance.get(f"{split}_nll")
+  if acc is None or c_acc is None or not math.isfinite(acc) or acc > c_acc + CHANCE_MARGIN:
+    return False
+  return nll is None or c_nll is None or not math.isfinite(nll) or nll >= LEARNING * c_nll
 
 
 def _best(history: list[dict], metric: str, mode: str) -> tuple[float, int] | None:

@@ -9,6 +9,7 @@ counted, as in the seed-aggregated table.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,8 +43,9 @@ def _sort_value(v: Any):
 def _best_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence[str],
                 target: str, metrics: Sequence[str]) -> tables.Table:
   """Each sweep's selection: its best variant, or (seeds swept) its selected
-  configuration's mean ± std over seeds."""
-  cells, status = [], []
+  configuration's mean ± std over seeds. The selected settings are lines
+  under the table, so that it stays narrow whatever was swept."""
+  cells, status, chosen_lines = [], [], []
   for res, label in ((a, labels[0]), (b, labels[1])):
     chosen = res.selected if res.rows and res.has_seeds else None
     if chosen is not None:
@@ -57,14 +59,17 @@ def _best_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence
       values = [format_lib.fmt(best.get(m)) for m in metrics]
     num_div = sum(r["status"] == results_lib.STATUS_DIVERGED for r in res.rows)
     cells.append([label, str(len(res.rows)), str(num_div),
-                  format_lib.fmt(res.seconds) if res.seconds else "-", settings] + values)
+                  format_lib.fmt(res.seconds) if res.seconds else "-"] + values)
+    chosen_lines.append(textwrap.fill(f"{label} selected: {settings}", tables.WIDTH,
+                                      subsequent_indent="    "))
     status.append(chosen["status"] if chosen else (res.best.get("status", "") if res.rows
                                                     else ""))
   return tables.Table(
-      headers=["sweep", "variants", "diverged", "seconds", "selected", *metrics],
-      cells=cells, right=[False, True, True, True, False] + [True] * len(metrics),
-      status=status, footer=f"each sweep's selection by {target} ({a.better} is better): "
-                            "its best variant, or the best mean over seeds (mean ± std)")
+      headers=["sweep", "variants", "diverged", "seconds", *metrics],
+      cells=cells, right=[False, True, True, True] + [True] * len(metrics),
+      status=status, footer="\n".join(
+          [f"each sweep's selection by {target} ({a.better} is better):",
+           "its best variant, or the best mean over seeds (mean ± std)", *chosen_lines]))
 
 
 def _matched_table(a: results_lib.Results, b: results_lib.Results, labels: Sequence[str],
@@ -91,15 +96,17 @@ def _matched_table(a: results_lib.Results, b: results_lib.Results, labels: Seque
     row.append("-" if delta is None else f"{delta:+.4g}")
     rows.append(row)
     status.append(results_lib.STATUS_OK)
-  headers = ([names[c] for c in shared] + [f"{labels[0]} {target}", f"{labels[0]} diverged",
-                                            f"{labels[1]} {target}", f"{labels[1]} diverged",
-                                            f"{labels[1]} - {labels[0]}"])
+  # A and B stand for the sweeps in the headers (their names can be long
+  # paths); the footer says which is which.
+  headers = ([names[c] for c in shared] + [f"A {target}", "A div", f"B {target}", "B div",
+                                            "B - A"])
   right = [format_lib.is_numeric(a.rows + b.rows, c) for c in shared] + [True] * 5
-  return tables.Table(
-      headers=headers, cells=rows, right=right, status=status,
-      footer=f"rows matched on {', '.join(names[c] for c in shared)}; "
-             f"{target} mean ± std (ddof={results_lib.DEFAULT_DDOF}) over seeds "
-             "and unshared columns, diverged excluded; - where a sweep lacks the value")
+  footer = (f"A = {labels[0]}, B = {labels[1]}; rows matched on "
+            f"{', '.join(names[c] for c in shared)}; {target} mean ± std "
+            f"(ddof={results_lib.DEFAULT_DDOF}) over seeds and unshared columns; div: "
+            "diverged/total, excluded from the mean; - where a sweep lacks the value")
+  return tables.Table(headers=headers, cells=rows, right=right, status=status,
+                      footer=textwrap.fill(footer, tables.WIDTH, subsequent_indent="  "))
 
 
 def compare_tables(a: results_lib.Results, b: results_lib.Results, *,
@@ -128,7 +135,11 @@ def compare_tables(a: results_lib.Results, b: results_lib.Results, *,
                                fix=f"pass --target with one of: {', '.join(res.metrics)}")
   mode = a.mode if target == a.target else None
   a, b = a.ranked(target, mode), b.ranked(target, mode)
-  metrics = [target] + [m for m in a.metrics if m in b.metrics and m != target]
+  # The target and the number to report beside it: every shared metric made
+  # this table ~330 characters wide (issue #26); the run's files have them all.
+  report = results_lib.report_metric(target)
+  metrics = [target] + [m for m in (report,) if m and m != target
+                        and m in a.columns() and m in b.columns()]
   best = _best_table(a, b, labels, target, metrics)
   shared = [c for c in a.swept if c in b.swept and c != results_lib.SEED]
   if not shared:

@@ -27,7 +27,9 @@ Examples:
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +37,12 @@ from jaxsweep import errors
 from jaxsweep import format as format_lib
 from jaxsweep import results as results_lib
 from jaxsweep.report import console
+
+# Console output is kept to this many columns where it can be (captions
+# wrapped, long descriptions under the table).
+WIDTH = 100
+# A terminal table shows at least this many rows, however short the window.
+MIN_ROWS = 10
 
 
 class Table(NamedTuple):
@@ -92,77 +100,25 @@ def _breaks(cols: Sequence[str], second: Sequence[str]) -> tuple[int, ...]:
   return tuple(cols.index(c) for c in (second[0], "params") if c in cols)
 
 
-def seed_status(row: dict) -> str:
-  """A configuration's seeds by status: ``ok 3/3``, ``unstable 1/3, diverged 1/3``."""
-  n = row["n"]
-  bad = [f"{s} {row[s]}/{n}" for s in (results_lib.STATUS_STOPPED, results_lib.STATUS_UNSTABLE,
-                                       results_lib.STATUS_DIVERGED) if row.get(s)]
-  return ", ".join(bad) or f"ok {n}/{n}"
+seed_status = results_lib.seed_status
 
 
 def aggregated_table(res: results_lib.Results, *, top: int | None = None,
                      ddof: int = results_lib.DEFAULT_DDOF) -> Table:
   """One row per configuration (seeds merged), best mean first, the selected one starred.
 
-  Columns: ``best`` (``*`` on the selected configuration), the swept values
-  but seed, ``seeds``, ``status`` (the seeds by status), the target's mean ±
-  std and the other validation metrics, their test counterparts, params.
+  See :meth:`jaxsweep.results.Results.aggregated_parts` for the columns
+  (``print(res.aggregate())`` shows the same table).
   """
-  agg = res.aggregate(ddof=ddof)
-  shown = agg[:top] if top else agg
-  config_cols = [c for c in res.swept if c != results_lib.SEED]
-  names = format_lib.short_names(res.swept)
-  first, second = res.metric_sets()
-  metrics = first + second
-  size = ["params"] if any(r.get("params") is not None for r in agg) else []
-  headers = (["best"] + [names[c] for c in config_cols] + ["seeds", "status"]
-             + [f"{m} (mean ± std)" if i == 0 else m for i, m in enumerate(metrics)] + size)
-  cells = []
-  for r in shown:
-    cells.append(["*" if r["best"] else ""] + [format_lib.fmt(r[c]) for c in config_cols]
-                 + [str(r["n"]), seed_status(r)]
-                 + [format_lib.fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
-                 + [format_lib.fmt(r.get("params")) for _ in size])
-  counts = sorted({r["n"] for r in agg})
-  seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}")
-  where = {"val": " on the validation split", "test": " on the test split"}.get(
-      results_lib.split_of(res.target), "")
-  lines = [f"{len(agg)} configurations x {seeds} seeds ({len(res.rows)} variants), ranked by "
-           f"the mean {res.target}{where} ({res.better} is better), ties by the lower std; "
-           f"mean ± std (ddof={ddof}) over seeds"]
-  num_div = sum(r[results_lib.STATUS_DIVERGED] for r in agg)
-  num_uns = sum(r[results_lib.STATUS_UNSTABLE] for r in agg)
-  num_stop = sum(r[results_lib.STATUS_STOPPED] for r in agg)
-  if num_stop:
-    lines.append(f"{num_stop} stopped seed(s) count with their metrics at the step a "
-                 "scheduler stopped them (a shorter budget)")
-  if num_uns:
-    lines.append(f"{num_uns} unstable seed(s) count in the means (their metrics are what the "
-                 "configuration does)")
-  if num_div:
-    lines.append(f"{num_div} diverged seed(s) are left out of the means; a configuration "
-                 "with one ranks after those without")
-  if top and top < len(agg):
-    lines[0] += f"; best {top} shown"
-  advice = res.advice(configurations=True)
-  if advice:
-    lines.append(advice)
-  cols = ["best", *config_cols, "seeds", "status", *metrics, *size]
-  right = ([False] + [format_lib.is_numeric(agg, c) for c in config_cols] + [True, False]
-           + [True] * (len(metrics) + len(size)))
-  return Table(headers=headers, cells=cells, right=right,
-               status=[r["status"] for r in shown], footer="\n".join(lines),
-               breaks=_breaks(cols, second))
+  parts = res.aggregated_parts(top=top, ddof=ddof)
+  return Table(headers=parts["headers"], cells=parts["cells"], right=parts["right"],
+               status=parts["status"], footer=parts["footer"],
+               breaks=_breaks(parts["columns"], parts["second"]))
 
 
 def aggregated_columns(res: results_lib.Results) -> list[str]:
   """Column order of the aggregated files."""
-  cols = [c for c in res.swept if c != results_lib.SEED]
-  cols += ["best", "n", *results_lib.STATUSES, "status", "seeds", "variants",
-           "params"]
-  for m in res.metrics:
-    cols += [f"{m}_mean", f"{m}_std", f"{m}_n"]
-  return cols
+  return res.aggregated_columns()
 
 
 # --------------------------------------------------------------------------
@@ -255,12 +211,13 @@ def selection_lines(res: results_lib.Results) -> list[str]:
   if chosen is None:
     return ["nothing selected: no variant trained without trouble (each is unstable or "
             "diverged; see the status and note columns)"]
+  tie = tie_line(res)
   if not res.has_seeds:
     best = res.table[0]
     line = (f"best: variant {best['variant']} ({_settings(best, res.swept)}): "
             f"{res.target} = {format_lib.fmt(best.get(res.target))}")
     return [line + (f"; report {report} = {format_lib.fmt(best.get(report))}" if report
-                    else "")]
+                    else ""), *tie]
   config_cols = [c for c in res.swept if c != results_lib.SEED]
   seeds = ", ".join(format_lib.fmt(s) for s in chosen["seeds"])
   line = (f"selected: {_settings(chosen, config_cols)}, mean over seeds {seeds}: "
@@ -274,7 +231,36 @@ def selection_lines(res: results_lib.Results) -> list[str]:
          f"{res.target} = {format_lib.fmt(single.get(res.target))}"
          + (f", {report} = {format_lib.fmt(single.get(report))}" if report else "")
          + " (one seed: not the selection)")
-  return [line, one]
+  return [line, *tie, one]
+
+
+def tie_line(res: results_lib.Results) -> list[str]:
+  """A line when the selection is a tie: how many share its value, what broke it.
+
+  Configurations tie when they are as healthy as the selected one and have
+  the same mean and std of the target. What broke the tie is the selection's
+  own word when it gives one (a ``tie_break`` field of the selected
+  configuration), else today's rule: the first in sweep order.
+  """
+  chosen = res.selected
+  if chosen is None:
+    return []
+  t = res.target
+
+  def key(r):
+    return (r[results_lib.STATUS_OK] > 0, r[results_lib.STATUS_DIVERGED] > 0,
+            r.get(f"{t}_mean"), r.get(f"{t}_std"))
+
+  tied = [r for r in res.aggregate() if key(r) == key(chosen)]
+  if len(tied) < 2 or chosen.get(f"{t}_mean") is None:
+    return []
+  what = "configurations" if res.has_seeds else "variants"
+  value = (_mean_std(chosen, t) if res.has_seeds
+           else format_lib.fmt(chosen.get(f"{t}_mean")))
+  rule = chosen.get("tie_break") or (
+      f"the first in sweep order (variant {chosen['variants'][0]}) was taken")
+  return [f"tie: {len(tied)} {what} share {t} = {value}; {rule}. Rank on a finer metric "
+          "(--target) or add seeds to separate them."]
 
 
 def _settings(row, columns) -> str:
@@ -295,9 +281,35 @@ def use_aggregated(res: results_lib.Results, aggregate: bool = True) -> bool:
   return aggregate and res.has_seeds
 
 
+def fitting_rows(res: results_lib.Results, stream, *, aggregate: bool = True) -> int | None:
+  """How many rows of the table fit the terminal's height, or None (all).
+
+  In a terminal, the rows that fit with the caption, the selection lines and
+  the files line (at least :data:`MIN_ROWS`); elsewhere (a log, a pipe, a
+  notebook) every row.
+  """
+  if not console.isatty(stream):
+    return None
+  height = shutil.get_terminal_size().lines
+  n = len(res.aggregate()) if use_aggregated(res, aggregate) else len(res.rows)
+  # Header and rule, ~4 caption lines, 2-3 selection lines, the files line, a prompt.
+  fit = max(height - 12, MIN_ROWS)
+  return fit if fit < n else None
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+  """Each line of ``text`` wrapped at ``width``, continuation lines indented."""
+  return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") if line.strip() else line
+                   for line in text.split("\n"))
+
+
 def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool = True,
            fmt_name: str = "auto", stream=None) -> None:
   """Prints the table (aggregated over seeds when seeds were swept) and best.
+
+  In a terminal, without ``top``, only the best rows that fit its height are
+  shown ("N more rows ...": the files have them all) and the lines under the
+  table are wrapped at :data:`WIDTH` columns.
 
   Args:
     res: the results.
@@ -310,6 +322,9 @@ def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool 
   stream = stream if stream is not None else sys.stdout
   kind = console.resolve_format(fmt_name, stream)
   agg = use_aggregated(res, aggregate)
+  fit = None
+  if top is None and kind in ("rich", "plain"):
+    top = fit = fitting_rows(res, stream, aggregate=aggregate)
   if kind == "csv":
     if agg:
       rows = res.aggregate()[:top] if top else res.aggregate()
@@ -324,6 +339,15 @@ def render(res: results_lib.Results, *, top: int | None = None, aggregate: bool 
     return
   table = aggregated_table(res, top=top) if agg else per_variant_table(res, top=top)
   lines = selection_lines(res)
+  if console.isatty(stream):
+    width = min(WIDTH, shutil.get_terminal_size().columns)
+    table = table._replace(footer=wrap(table.footer, width))
+    lines = [wrap(line, width) for line in lines]
+  if fit is not None:
+    total = len(res.aggregate()) if agg else len(res.rows)
+    what = "configurations" if agg else "rows"
+    table = table._replace(footer=table.footer + f"\n{total - fit} more {what} in results.md "
+                                                 "(or --top K to print more here)")
   if kind == "rich":
     print_rich_or_plain(table, stream)
   else:

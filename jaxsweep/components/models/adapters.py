@@ -272,6 +272,28 @@ def to_model_fns(model: Any) -> ModelFns:
           "pair, js.models.from_nnx(factory) or js.models.ModelFns")
 
 
+def linen_factory(obj: Any) -> Any:
+  """A Linen module class as a factory of its fields; anything else as it is.
+
+  A module class's signature has Flax's own ``parent`` and ``name``; the
+  factory's has only the module's fields, so a config's keys are checked
+  against them (``model: {name: "mynets:Net", width: 64}``).
+  """
+  if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+    return obj
+  params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for n, p in inspect.signature(obj).parameters.items()
+            if n not in ("parent", "name") and p.kind is not p.VAR_KEYWORD]
+
+  def factory(**kwargs):
+    return obj(**kwargs)
+
+  factory.__signature__ = inspect.Signature(params)
+  factory.__name__ = factory.__qualname__ = obj.__name__
+  factory.__doc__ = obj.__doc__
+  return factory
+
+
 def is_factory(model: Any) -> bool:
   """True for a callable that builds a model from hyperparameters."""
   if isinstance(model, (nn.Module, ModelFns, tuple)):

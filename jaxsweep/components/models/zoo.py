@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from jaxsweep import errors
 from jaxsweep.components import registry
+from jaxsweep.components.models import adapters
 from jaxsweep.components.models import layers as layers_lib
 from jaxsweep.components.models import masked
 from jaxsweep.components.models.layers import Activation
@@ -363,7 +364,9 @@ class RNNClassifier(nn.Module):
 # --------------------------------------------------------------------------
 # Registry of named model factories (``model: {name: mlp, ...}`` in configs).
 
-REGISTRY = registry.Registry("model", default="mlp")
+# A name "package.module:Name" imports the user's own model (a Linen class
+# or a factory) from the working directory: see jaxsweep.components.registry.
+REGISTRY = registry.Registry("model", default="mlp", adapt=adapters.linen_factory)
 
 
 @REGISTRY.register("mlp")
