@@ -293,14 +293,34 @@ class Results:
                       *([advice] if advice else [])])
 
   def tie_note(self) -> str:
-    """``selected by tie-break: ...`` when the selected configuration's target
-    ties with the next one's (within :data:`jaxsweep.selection.RANK_RTOL`), else ''."""
-    agg = self.aggregate() if self.rows and self.target in self.rows[0] else []
-    if not agg or not agg[0].get("tie_break"):
+    """A line when the selection is a tie, else ``''``: how many share its
+    value and what broke the tie (the one place this is worded).
+
+    Configurations tie when they are as healthy as the selected one and
+    their means of the target are equal within :data:`jaxsweep.selection.RANK_RTOL`
+    (:func:`jaxsweep.selection.tie_classes`); the selection then took the
+    lower std, then the first in sweep order (its ``tie_break`` field).
+    """
+    chosen = self.selected
+    t = self.target
+    if chosen is None or chosen.get(f"{t}_mean") is None:
       return ""
-    return (f"selected by tie-break: {self.target} ties with the next configuration's "
-            f"(within a relative {selection.RANK_RTOL:g}); the {agg[0]['tie_break']} "
-            "decided")
+    agg = self.aggregate()
+    health = lambda r: (r[STATUS_OK] > 0, r[STATUS_DIVERGED] > 0)
+    peers = [r for r in agg if health(r) == health(chosen)]
+    sign = -1.0 if self.mode == "max" else 1.0
+    classes = selection.tie_classes([None if r.get(f"{t}_mean") is None
+                                     else sign * r[f"{t}_mean"] for r in peers])
+    mine = classes[next(j for j, r in enumerate(peers) if r is chosen or r == chosen)]
+    tied = [r for r, c in zip(peers, classes, strict=True) if c == mine]
+    if len(tied) < 2:
+      return ""
+    what = "configurations" if self.has_seeds else "variants"
+    value = format_lib.fmt(chosen[f"{t}_mean"])
+    rule = chosen.get("tie_break") or "sweep order"
+    return (f"tie: {len(tied)} {what} share {t} = {value} (within a relative "
+            f"{selection.RANK_RTOL:g}); the {rule} decided. Rank on a finer metric "
+            "(--target) or add seeds to separate them.")
 
   def advice(self, *, configurations: bool = False) -> str:
     """Which number to report, or a warning when the ranking is on the test split.

@@ -711,8 +711,8 @@ def test_tie_is_stated_with_what_broke_it():
   for r in res.rows:
     r["val_accuracy"] = 1.0
   lines = report.selection_lines(res)
-  assert any(line.startswith("tie: 3 variants share val_accuracy = 1; the first in sweep "
-                             "order (variant 0) was taken") for line in lines)
+  assert any(line.startswith("tie: 3 variants share val_accuracy = 1 (within a relative "
+                             "1e-06); the variant order decided") for line in lines)
   res.rows[1]["val_accuracy"] = 0.5
   res.rows[2]["val_accuracy"] = 0.5
   assert not any(line.startswith("tie:") for line in report.selection_lines(res))

@@ -127,7 +127,7 @@ def test_float_noise_in_a_mean_is_a_tie_broken_by_the_lower_std():
   assert agg[0]["val_accuracy_mean"] < agg[1]["val_accuracy_mean"]  # Lower by float noise...
   assert res.selected["learning_rate"] == 0.01  # ...but the std decides.
   assert [r["tie"] for r in agg] == ["", "="] and agg[0]["tie_break"] == "lower std"
-  assert "selected by tie-break" in res.caption() and "lower std" in res.caption()
+  assert "lower std decided" in res.caption() and "lower std" in res.caption()
 
 
 def test_exact_ties_fall_to_sweep_order_and_are_marked():

@@ -178,7 +178,7 @@ def untraceable(opt: Injected, params) -> tuple[str, ...]:
     try:
       one = wrap(opt.factory, {**opt.static, **others}, {name: value})
       jax.eval_shape(lambda v, p, one=one, name=name: init_state(one, p, {name: v}),
-                     jnp.float32(value), params)
+                     jax.ShapeDtypeStruct((), jnp.float32), params)  # Nothing computes.
     except _TRACER_ERRORS:
       out.append(name)
     except Exception:  # pylint: disable=broad-except  # Another fault: not this one's.

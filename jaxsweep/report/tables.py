@@ -235,32 +235,9 @@ def selection_lines(res: results_lib.Results) -> list[str]:
 
 
 def tie_line(res: results_lib.Results) -> list[str]:
-  """A line when the selection is a tie: how many share its value, what broke it.
-
-  Configurations tie when they are as healthy as the selected one and have
-  the same mean and std of the target. What broke the tie is the selection's
-  own word when it gives one (a ``tie_break`` field of the selected
-  configuration), else today's rule: the first in sweep order.
-  """
-  chosen = res.selected
-  if chosen is None:
-    return []
-  t = res.target
-
-  def key(r):
-    return (r[results_lib.STATUS_OK] > 0, r[results_lib.STATUS_DIVERGED] > 0,
-            r.get(f"{t}_mean"), r.get(f"{t}_std"))
-
-  tied = [r for r in res.aggregate() if key(r) == key(chosen)]
-  if len(tied) < 2 or chosen.get(f"{t}_mean") is None:
-    return []
-  what = "configurations" if res.has_seeds else "variants"
-  value = (_mean_std(chosen, t) if res.has_seeds
-           else format_lib.fmt(chosen.get(f"{t}_mean")))
-  rule = chosen.get("tie_break") or (
-      f"the first in sweep order (variant {chosen['variants'][0]}) was taken")
-  return [f"tie: {len(tied)} {what} share {t} = {value}; {rule}. Rank on a finer metric "
-          "(--target) or add seeds to separate them."]
+  """The selection's tie, as a list of at most one line (:meth:`Results.tie_note`)."""
+  note = res.tie_note()
+  return [note] if note else []
 
 
 def _settings(row, columns) -> str:
