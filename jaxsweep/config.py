@@ -317,6 +317,8 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   effective = effective_sweep(sweep_obj, parsed_override)
   if method is not None:  # The search method stays with the sweep it searches.
     effective = {**(effective or {}), "method": method}
+  if effective is not None:
+    effective = space.plain_sweep(effective)
   if effective is None:
     raw_out.pop("sweep", None)
   else:
@@ -350,9 +352,8 @@ def effective_sweep(sweep: Any, override: space.Sweep | None) -> dict[str, Any] 
     >>> effective_sweep({"optimizer.learning_rate": [0.1, 0.3]}, over)
     {'optimizer.learning_rate': [0.1, 0.3], 'model.activation': ['relu', 'tanh']}
   """
-  if isinstance(sweep, space.Sweep):
-    sweep = space.unparse(sweep)
-  sweep = sweep or None
+  # A W&B bayes space is a mapping of key -> domain: written in the grammar.
+  sweep = space.plain_sweep(sweep) or None
   if override is None:
     return sweep
   over = space.unparse(override)

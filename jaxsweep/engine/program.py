@@ -443,6 +443,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
   """
   validate.check_data(built.dataset)
   validate.check_targets_fit_loss(built.dataset, built.loss)
+  validate.check_batch_size(built.program.settings.batch_size, built.dataset)
   hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   data = abstract_data(built.dataset)
   settings = built.program.settings
