@@ -321,9 +321,8 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   try:
     opt = optim.wrap(opt_fn, opt_static, placeholders)
   except TypeError as e:
-    raise errors.ConfigError(f"the optimizer rejected its arguments: {e}", key="optimizer",
-                             fix=f"it accepts: {', '.join(registry.signature_args(opt_fn))}"
-                             ) from e
+    raise errors.rejected_arguments(e, slot="optimizer",
+                                    accepted=registry.signature_args(opt_fn)) from e
   loss_bound = functools.partial(loss_fn, **loss_static) if loss_static else loss_fn
   program = train_lib.make_train(model_fns, opt, loss_bound, metrics, settings,
                                  augment=augment)
