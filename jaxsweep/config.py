@@ -289,7 +289,14 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   _check_plain(raw, "")
   fixed, override_sweep = space.parse_overrides(overrides) if overrides else ({}, None)
   for key, value in fixed.items():
-    keys.set_path(raw, keys.parse(key), value)
+    key = keys.parse(key)
+    section = raw.get(key.slot)
+    if not key.is_seed and not isinstance(section, (type(None), str, Mapping)):
+      raise errors.ConfigError(
+          f"'{key.slot}' must be a mapping (or a name), got {type(section).__name__}; the "
+          f"override {key}={value!r} cannot be set in it.", key=key.slot,
+          fix=f"write {key.slot}: {{{key.arg}: ...}} in the config")
+    keys.set_path(raw, key, value)
   sweep_obj = raw.get("sweep")
   method = None
   if isinstance(sweep_obj, dict) and "method" in sweep_obj:  # How to search, not a key.

@@ -36,6 +36,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import weakref
 from collections.abc import Callable, Mapping
@@ -298,11 +299,25 @@ def check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapp
       raise errors.ConfigError(
           f"a negative learning rate ({value}) climbs the loss instead of descending it.",
           key=str(key), fix=f"give a positive value, e.g. {key}: {abs(value)}")
+    if not (key.slot == "data" and isinstance(value, (int, np.integer))) and _beyond_float32(
+        value):
+      raise errors.ConfigError(
+          f"{value!r} is beyond float32's range (about 3.4e38): hyperparameters are float32 "
+          "on the device, where it would be inf.", key=str(key),
+          fix=f"give a value of a realistic size, e.g. {key}: {example}")
     check_range(key, value, example)
     if key.slot == "model" and whole and isinstance(example, int) and abs(value) > MAX_SIZE:
       raise errors.ConfigError(
           f"{value:g} is beyond any size that fits in memory (at most {MAX_SIZE:,}).",
           key=str(key), fix=f"give a realistic size, e.g. {key}: {example}")
+
+
+def _beyond_float32(value: Any) -> bool:
+  try:
+    f = float(value)
+  except OverflowError:  # An int beyond any float.
+    return True
+  return math.isfinite(f) and abs(f) > data_lib.dataset.FLOAT32_MAX
 
 
 def check_seed(value: Any) -> None:
