@@ -309,7 +309,8 @@ def check_count(x: Any, key: str, name: str) -> int:
                              key=key,
                              fix=f"write {name}=8 (a whole number > 0)")
   if x > MAX_COUNT:
-    raise errors.ConfigError(f"{name} must be at most {MAX_COUNT:,}, got {x!r}", key=key,
+    raise errors.ConfigError(f"{name} must be at most {MAX_COUNT:,} (beyond any max_variants "
+                             f"a run can hold), got {x!r}", key=key,
                              fix=f"ask for at most {MAX_COUNT:,} (e.g. {name}: 8)")
   return int(x)
 
