@@ -245,8 +245,8 @@ def npz(*, path: str, task: str | None = None, num_classes: int | None = None,
                              fix="check the path and its permissions") from None
   if magic != b"PK\x03\x04":  # An .npz is a zip archive; numpy would try a pickle.
     raise errors.ConfigError(
-        f"{path} is not an .npz file (it starts with {magic!r}, not a zip archive's "
-        "header).", key="data.path",
+        f"cannot read {path} as .npz: it is not an .npz file (it starts with {magic!r}, not "
+        "a zip archive's header).", key="data.path",
         fix=f"write it with np.savez({os.path.basename(path)!r}, "
             f"{', '.join(k + '=...' for k in NPZ_KEYS)}); for a CSV of texts use "
             "name: text_classification")
