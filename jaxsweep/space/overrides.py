@@ -20,8 +20,9 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any],
 
   ``key=v`` sets one value; ``key=v1,v2,...`` (commas outside brackets and
   quotes) is a product axis, and so is ``key={log_uniform: [1e-4, 1], num: 4}``
-  (a value kind of the sweep grammar, written as in a config's ``sweep:``). Each item is read as an int, a float, else YAML
-  (1.2 numbers), so ``[64,64]`` is a tuple and ``1e-3`` a float.
+  (a value kind of the sweep grammar, written as in a config's ``sweep:``).
+  Each item is read as an int, a float, else YAML (1.2 numbers), so
+  ``[64,64]`` is a tuple and ``1e-3`` a float.
 
   Args:
     overrides: strings such as ``"optimizer.learning_rate=1e-3,1e-2"``.
