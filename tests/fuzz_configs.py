@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
 
 EXTREME = [1e308, -1e308, float("nan"), float("inf"), -float("inf"), 2**63, -2**63, 2**31,
-           1e-320, -0.0, 1e39, 10**20, 0, -1, 1.5, 6e10]
+           1e-320, -0.0, 1e39, 10**20, 0, -1, 1.5, 6e10, 100_000, 2**24 + 1]
 OTHER_TYPES = ["text", "", 3, -1, 0, 1.5, True, False, None, [], {}, "1e-3", [1, "a"],
                {"name": "x"}, [[1]]]
 TAGS = ["!!timestamp 2020-01-01", "!!binary aGVsbG8=", "!!set {a: null}", "!!float 1e-3",
@@ -101,7 +101,7 @@ def plan(case: Case, tmp_dir: str) -> str:
   return report.plan.describe(p, memory="shapes", memory_budget="8GiB")
 
 
-def run_case(case: Case, tmp_dir: str, *, limit: float = 10.0) -> Outcome:
+def run_case(case: Case, tmp_dir: str, *, limit: float = 30.0) -> Outcome:
   """Plans a case under a time limit and classifies the outcome."""
   old = signal.signal(signal.SIGALRM, _alarm)
   signal.setitimer(signal.ITIMER_REAL, limit)

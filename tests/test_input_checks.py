@@ -352,3 +352,16 @@ def test_rejected_arguments_other_than_missing():
   e = errors.rejected_arguments(TypeError("got an unexpected keyword argument 'x'"),
                                 slot="optimizer", accepted=["learning_rate"])
   assert e.key == "optimizer" and e.fix == "it accepts: learning_rate"
+
+
+@pytest.mark.parametrize("model, data, key", [
+    ("{name: mlp, features: [" + ", ".join(["8"] * 2000) + "]}", None, "model.features"),
+    ("{name: rnn, layers: 100000}", "{name: text, max_chars: 20000}", "model.layers"),
+], ids=["2000 widths", "100000 rnn layers"])
+def test_absurd_depths_are_refused(tmp_path, model, data, key):
+  text = BASE.replace("{name: mlp, features: [8]}", model)
+  if data:
+    text = text.replace("{name: synthetic, num_train: 64, num_test: 32}", data)
+  with pytest.raises(js.ConfigError) as e:
+    _plan(tmp_path, text)
+  assert "layers would take hours" in _one_line_error(e, key)

@@ -218,6 +218,10 @@ RANGES = {
 # The largest width or size a model setting may take (16,777,216): a layer
 # that wide already needs far more memory than any device has.
 MAX_SIZE = 2**24
+# Model arguments that count layers, and the most accepted: every layer is
+# traced and compiled, so a depth of 10**5 is a hang, not a model.
+DEPTH_ARGS = ("layers", "num_layers", "depth")
+MAX_DEPTH = 1_000
 
 
 def _is_number(value: Any) -> bool:
@@ -306,6 +310,10 @@ def check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapp
           "on the device, where it would be inf.", key=str(key),
           fix=f"give a value of a realistic size, e.g. {key}: {example}")
     check_range(key, value, example)
+    if key.slot == "model" and key.arg in DEPTH_ARGS and value > MAX_DEPTH:
+      raise errors.ConfigError(
+          f"{value:g} layers would take hours to trace and compile (at most {MAX_DEPTH:,}).",
+          key=str(key), fix=f"give a realistic depth, e.g. {key}: {example}")
     if key.slot == "model" and whole and isinstance(example, int) and abs(value) > MAX_SIZE:
       raise errors.ConfigError(
           f"{value:g} is beyond any size that fits in memory (at most {MAX_SIZE:,}).",
