@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,7 +44,9 @@ from jaxsweep.space import yaml12
 SECTIONS = keys.SLOTS
 TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description", "run",
              "early_stopping", "vectorize", "group")
-RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor")
+RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor",
+            "allow_zero_learning_rate")
+LEARNING_RATE = "optimizer.learning_rate"
 
 
 @dataclasses.dataclass
@@ -159,6 +162,16 @@ def read_yaml(path: str) -> dict[str, Any]:
         f"given twice ({lines}); YAML would keep only the last.", key=e.key, file=path,
         fix=f"keep one '{e.key.rsplit('.', 1)[-1]}' (to sweep several values, list them "
             "under sweep:)") from None
+  except yaml12.UnsupportedValueError as e:
+    raise errors.ConfigError(
+        f"{e}.", key=e.key or None, file=path,
+        fix="a seed is an integer: write e.g. seed: 0" if e.key.endswith("seed") else
+        f"drop the {e.tag.rpartition(':')[2] and '!!' + e.tag.rpartition(':')[2]} tag: write "
+        "the value as a number or as quoted text") from None
+  except yaml12.TooLargeError as e:
+    raise errors.ConfigError(
+        f"{e}", file=path, fix="write the values out instead of nesting aliases of "
+                               "aliases") from None
   except yaml.YAMLError as e:
     syntax = isinstance(e, yaml.MarkedYAMLError)  # Else nesting too deep or cyclic.
     raise errors.ConfigError(
@@ -228,6 +241,10 @@ def _run_options(run: Any) -> dict[str, Any]:
     if k == "memory_budget":
       if v is not None:
         memory_lib.parse_bytes(v, key="run.memory_budget")
+    elif k == "allow_zero_learning_rate":
+      if not isinstance(v, bool):
+        raise errors.ConfigError(f"must be true or false, got {v!r}.", key=f"run.{k}",
+                                 fix="write run: {allow_zero_learning_rate: true}")
     elif k == "unstable_factor":
       if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                             or not v > 1):
@@ -239,13 +256,47 @@ def _run_options(run: Any) -> dict[str, Any]:
   return {k: v for k, v in run.items() if v is not None}
 
 
+def _is_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What a config (a YAML file or the raw= dict of the API) may hold.
+_PLAIN = (str, numbers.Number, type(None), list, tuple, Mapping)
+
+
+def _check_plain(obj: Any, path: str, depth: int = 0) -> None:
+  """Refuses values YAML cannot write back as plain text (a date, bytes, a
+  set, an object), naming the key; a parsed sweep's trees and domains pass."""
+  if isinstance(obj, (space.Sweep, space.Domain)) or depth > yaml12.MAX_DEPTH:
+    return
+  if not isinstance(obj, _PLAIN):
+    raise errors.ConfigError(
+        f"holds {type(obj).__name__} {obj!r}; a config holds only numbers, text, "
+        "true/false, null, lists and mappings.", key=path or None,
+        fix="give the value as a number or as text (a seed is an integer)")
+  if isinstance(obj, Mapping):
+    for k, v in obj.items():
+      _check_plain(v, f"{path}.{k}" if path else str(k), depth + 1)
+  elif isinstance(obj, (list, tuple)):
+    for v in obj:
+      _check_plain(v, path, depth + 1)
+
+
 def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   for k in raw:
     if k not in TOP_LEVEL:
       raise errors.unknown_key(str(k), TOP_LEVEL, what="top-level key")
+  _check_plain(raw, "")
   fixed, override_sweep = space.parse_overrides(overrides) if overrides else ({}, None)
   for key, value in fixed.items():
-    keys.set_path(raw, keys.parse(key), value)
+    key = keys.parse(key)
+    section = raw.get(key.slot)
+    if not key.is_seed and not isinstance(section, (type(None), str, Mapping)):
+      raise errors.ConfigError(
+          f"'{key.slot}' must be a mapping (or a name), got {type(section).__name__}; the "
+          f"override {key}={value!r} cannot be set in it.", key=key.slot,
+          fix=f"write {key.slot}: {{{key.arg}: ...}} in the config")
+    keys.set_path(raw, key, value)
   sweep_obj = raw.get("sweep")
   method = None
   if isinstance(sweep_obj, dict) and "method" in sweep_obj:  # How to search, not a key.
@@ -310,6 +361,15 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
             "combinator; it would be ignored.", key=k,
             fix=f"take {k} out of the config's sweep section (it is set inside random:, "
                 "zip:, chain: or when: there), then fix it in the config or by the override")
+  if not run_opts.get("allow_zero_learning_rate"):
+    for p in points:
+      lr = p.get(LEARNING_RATE, base.get(LEARNING_RATE))
+      if _is_number(lr) and lr == 0:
+        raise errors.ConfigError(
+            "a learning rate of 0 never changes the parameters: every variant would end "
+            "as it started.", key=LEARNING_RATE,
+            fix="give a positive learning rate (e.g. 1.0e-3); to train nothing on purpose "
+                "(an untrained baseline) write run: {allow_zero_learning_rate: true}")
   mode = raw.get("mode")
   if mode not in (None, "max", "min"):
     raise errors.ConfigError(f"mode must be max or min, got {mode!r}.", key="mode")
@@ -317,6 +377,8 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   effective = effective_sweep(sweep_obj, parsed_override)
   if method is not None:  # The search method stays with the sweep it searches.
     effective = {**(effective or {}), "method": method}
+  if effective is not None:
+    effective = space.plain_sweep(effective)
   if effective is None:
     raw_out.pop("sweep", None)
   else:
@@ -350,9 +412,8 @@ def effective_sweep(sweep: Any, override: space.Sweep | None) -> dict[str, Any] 
     >>> effective_sweep({"optimizer.learning_rate": [0.1, 0.3]}, over)
     {'optimizer.learning_rate': [0.1, 0.3], 'model.activation': ['relu', 'tanh']}
   """
-  if isinstance(sweep, space.Sweep):
-    sweep = space.unparse(sweep)
-  sweep = sweep or None
+  # A W&B bayes space is a mapping of key -> domain: written in the grammar.
+  sweep = space.plain_sweep(sweep) or None
   if override is None:
     return sweep
   over = space.unparse(override)

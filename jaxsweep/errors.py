@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import traceback
 from collections.abc import Iterable
 
@@ -113,3 +114,37 @@ def first_line(e: BaseException) -> str:
   """The first line of an exception's message (its type if empty)."""
   text = str(e).strip().splitlines()
   return text[0] if text else type(e).__name__
+
+
+_MISSING_RE = re.compile(r"missing (?:a |\d+ )?required (?:positional |keyword-only )?"
+                         r"arguments?: '?(\w+)'?")
+
+
+def rejected_arguments(e: TypeError, *, slot: str, accepted: Iterable[str]) -> ConfigError:
+  """The error for a component factory that rejects its arguments.
+
+  A missing argument gets a fix saying how to pass a fixed value for it;
+  anything else lists the arguments the factory accepts.
+
+  Args:
+    e: the factory's TypeError.
+    slot: the component (``optimizer``, ``model``).
+    accepted: the factory's argument names.
+
+  Examples:
+    >>> e = rejected_arguments(TypeError("missing a required argument: 'b1'"),
+    ...                        slot="optimizer", accepted=["learning_rate", "b1"])
+    >>> e.key
+    'optimizer.b1'
+  """
+  missing = _MISSING_RE.search(str(e))
+  if missing:
+    arg = missing.group(1)
+    return ConfigError(
+        f"the {slot} factory needs '{arg}', which no setting gives ({first_line(e)}).",
+        key=f"{slot}.{arg}",
+        fix=f"give it a value: in Python js.run(..., fixed={{'{arg}': ...}}) (or sweep it), "
+            f"in a config {slot}: {{{arg}: ...}}; or give the factory a default "
+            f"({arg}=...)")
+  return ConfigError(f"the {slot} rejected its arguments: {first_line(e)}", key=slot,
+                     fix=f"it accepts: {', '.join(accepted)}")

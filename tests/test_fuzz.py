@@ -1,6 +1,11 @@
-"""Property-based fuzzing of the config loader, the override parser and the
-YAML text loader: whatever the input, the answer is a loaded config or a
-ConfigError that names its key, never another exception.
+"""Fuzzing of the config loader, the override parser and the YAML text loader:
+whatever the input, the answer is a loaded config or a ConfigError that names
+its key, never another exception.
+
+Two kinds: the shipped configs mutated with a fixed seed and planned as
+``jaxsweep plan`` does, each outcome classified (clean error / planned /
+traceback / hang / raw numpy warning), with a corpus of the cases issue #25
+found (:mod:`tests.fuzz_configs`); and property-based tests of the loader.
 
 The properties are bounded (a couple of hundred examples each, no deadline)
 and derandomized, so a pass in CI stays a pass. To explore new inputs, run
@@ -11,6 +16,7 @@ import copy
 import os
 import string
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +26,120 @@ from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep import space
 from jaxsweep.engine import plan as plan_lib
+from tests import fuzz_configs
+
+# --------------------------------------------------------------------------
+# The shipped configs, mutated, through `jaxsweep plan`.
+
+NUM_MUTATED = 400  # About 17 s on one core, after a warm-up of about 18 s.
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("fuzz-configs"))
+  warm = fuzz_configs.warm_up(d)  # The shipped configs plan (or lack their data files).
+  assert {k for k, o in warm.items() if o.kind == "ok"} >= {
+      "digits_lr.yaml", "digits_ablation.yaml", "digits_cnn.yaml", "digits_random.yaml",
+      "text_rnn.yaml"}, {k: o.detail for k, o in warm.items()}
+  assert all(o.kind in ("ok", "error") for o in warm.values())
+  return d
+
+
+def test_mutated_shipped_configs_never_traceback_or_hang(fuzz_dir):
+  cases = fuzz_configs.make_cases(NUM_MUTATED, seed=0)
+  outcomes = [(c, fuzz_configs.run_case(c, fuzz_dir)) for c in cases]
+  kinds = [o.kind for _, o in outcomes]
+  failed = [f"{o.kind}: {c.name}\n{o.detail}" for c, o in outcomes
+            if o.kind in fuzz_configs.FAILURES]
+  assert not failed, f"{len(failed)} of {len(cases)} cases failed:\n" + "\n".join(failed[:5])
+  # The mutations reach both sides: refused inputs and configs that still plan.
+  assert kinds.count("error") > len(cases) // 2 and kinds.count("ok") >= 5
+  for c, o in outcomes:
+    if o.kind == "error":
+      assert "\n  fix: " in o.detail or "key '" in o.detail, (c.name, o.detail)
+
+
+def test_the_classifier_sees_tracebacks_hangs_and_warnings(fuzz_dir, monkeypatch):
+  """A positive control: the fuzz test can fail."""
+  case = fuzz_configs.Case("control", raw={"seed": 0})
+
+  def fake_plan(kind):
+    def plan(case, tmp_dir):
+      del case, tmp_dir  # Unused.
+      if kind == "traceback":
+        raise KeyError("x")
+      if kind == "hang":
+        while True:
+          pass
+      if kind == "warning":
+        np.float32(1e39)
+      if kind == "error":
+        raise errors.ConfigError("no", key="k")
+    return plan
+
+  for kind in ("traceback", "hang", "warning", "error", "ok"):
+    monkeypatch.setattr(fuzz_configs, "plan", fake_plan(kind))
+    assert fuzz_configs.run_case(case, fuzz_dir, limit=0.5).kind == kind
+
+
+# The cases issue #25 found, as explicit regressions: (name, case, expected
+# outcome, the key the error names).
+DIGITS = {"data": {"name": "digits", "test_fraction": 0.2, "seed": 0},
+          "model": {"name": "mlp", "features": [16], "activation": "relu"},
+          "loss": "cross_entropy", "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+          "train": {"steps": 20, "batch_size": 32, "eval_every": 10},
+          "sweep": {"optimizer.learning_rate": [1e-3, 1e-2], "seed": [0, 1]}}
+DIGITS_YAML = yaml.safe_dump(DIGITS, sort_keys=False)
+BOMB = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+C = fuzz_configs.Case
+CORPUS = [
+    ("features 1e308", C("f", DIGITS, overrides=("model.features=[1e308]",)), "error",
+     "model.features"),
+    ("features 1e11", C("f", DIGITS, overrides=("model.features=[100000000000]",)), "error",
+     "model.features"),
+    ("label smoothing 6e10", C("s", DIGITS, overrides=("loss.label_smoothing=6e10",)),
+     "error", "loss.label_smoothing"),
+    ("label smoothing 1", C("s", DIGITS, overrides=("loss.label_smoothing=1.0",)), "error",
+     "loss.label_smoothing"),
+    ("seed -0.0", C("s", {**DIGITS, "sweep": {"seed": [0, -0.0, 2]}}), "error", "seed"),
+    ("seed 1.5", C("s", {**DIGITS, "sweep": None, "seed": 1.5}), "error", "seed"),
+    ("seed timestamp", C("s", text=DIGITS_YAML.replace("seed:\n  - 0\n  - 1",
+                                                       "seed: !!timestamp 2020-01-01")),
+     "error", "sweep.seed"),
+    ("seed binary", C("s", text=DIGITS_YAML + "seed: !!binary aGVsbG8=\n"), "error", "seed"),
+    ("learning rate 0", C("l", DIGITS, overrides=("optimizer.learning_rate=0",)), "error",
+     "optimizer.learning_rate"),
+    ("learning rate 0, allowed", C("l", {**DIGITS, "run": {"allow_zero_learning_rate": True}},
+                                   overrides=("optimizer.learning_rate=0",)), "ok", None),
+    ("batch 100000", C("b", DIGITS, overrides=("train.batch_size=100000",)), "error",
+     "train.batch_size"),
+    ("alias bomb", C("a", text=DIGITS_YAML + "description:\n  l0: &l0 [a, a, a, a, a, a, a, "
+                              "a, a, a]\n" + BOMB), "error", None),
+    ("log_uniform override", C("o", DIGITS, overrides=(
+        "optimizer.learning_rate={log_uniform: [1e-4, 1e-1], num: 4}",)), "ok", None),
+    ("seeds and seed", C("s", {**DIGITS, "sweep": {"seeds": 3, "seed": [0, 1]}}), "error",
+     "seed"),
+    ("lr beyond float32", C("l", DIGITS, overrides=("optimizer.learning_rate=1e39",)),
+     "error", "optimizer.learning_rate"),
+    ("b1 of 1", C("b", DIGITS, overrides=("optimizer.b1=1.0",)), "error", "optimizer.b1"),
+    ("seeds 2**63", C("s", {**DIGITS, "sweep": {"seeds": 2**63}}), "error", "seed"),
+    ("override into a list section", C("o", {**DIGITS, "train": [1]},
+                                       overrides=("train.steps=5",)), "error", "train"),
+]
+
+
+@pytest.mark.parametrize("name, case, expected, key", CORPUS, ids=[c[0] for c in CORPUS])
+def test_issue_corpus(fuzz_dir, name, case, expected, key):
+  out = fuzz_configs.run_case(case, fuzz_dir, limit=30)
+  assert out.kind == expected, (name, out.detail)
+  if expected == "error":
+    err_key = out.detail.partition("key '")[2].partition("'")[0] or None
+    assert err_key == key, out.detail
+    assert "\n  fix: " in out.detail and len(out.detail.splitlines()) == 2, out.detail
+
+
+# --------------------------------------------------------------------------
+# Property-based tests of the loader.
 
 _EXPLORE = os.environ.get("JAXSWEEP_FUZZ") == "random"
 FUZZ = settings(max_examples=1000 if _EXPLORE else 200, deadline=None,

@@ -161,7 +161,7 @@ def choice(names: tuple[str, ...] | list[str]) -> Callable:
     return jax.lax.switch(index.astype(jnp.int32), branches, outputs, batch)
 
   loss.__signature__ = inspect.Signature(params)
-  loss.__name__ = "choice_" + "_".join(names)
+  loss.__name__ = "choice_" + "_".join(map(str, names))
   loss.__qualname__ = loss.__name__
   loss.__doc__ = f"One of {list(names)}, picked by the traced ``loss_index``."
   loss.names = names

@@ -334,9 +334,8 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
   try:
     opt = optim.wrap(opt_fn, opt_static, placeholders)
   except TypeError as e:
-    raise errors.ConfigError(f"the optimizer rejected its arguments: {e}", key="optimizer",
-                             fix=f"it accepts: {', '.join(registry.signature_args(opt_fn))}"
-                             ) from e
+    raise errors.rejected_arguments(e, slot="optimizer",
+                                    accepted=registry.signature_args(opt_fn)) from e
   loss_bound = functools.partial(loss_fn, **loss_static) if loss_static else loss_fn
   program = train_lib.make_train(model_fns, opt, loss_bound, metrics, settings,
                                  augment=augment)
@@ -456,6 +455,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
   """
   validate.check_data(built.dataset)
   validate.check_targets_fit_loss(built.dataset, built.loss)
+  validate.check_batch_size(built.program.settings.batch_size, built.dataset)
   hp = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   data = abstract_data(built.dataset)
   settings = built.program.settings

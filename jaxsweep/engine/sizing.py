@@ -11,6 +11,7 @@ the dry run of ``jaxsweep plan --measure-memory``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ def footprint(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram,
   hp1 = jax.tree.map(lambda a: a[0], plan_lib.stack_hparams(plan, group, group.members[:1]))
   plain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data)
   state = jax.eval_shape(built.program.init, hp1, plain)
-  params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+  params = sum(math.prod(int(d) for d in x.shape) for x in jax.tree.leaves(state.params))
   return _nbytes(state), _nbytes(data), params
 
 

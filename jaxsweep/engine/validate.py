@@ -36,6 +36,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import weakref
 from collections.abc import Callable, Mapping
@@ -200,6 +201,27 @@ _INIT_SCALE = Key("model", "init_scale")
 NUMERIC_ARGS = ("learning_rate", "lr")
 # Arguments that must not be negative.
 NON_NEGATIVE_ARGS = ("learning_rate", "lr")
+# The ranges of the built-in components' numeric arguments: (slot, arg) ->
+# (low, high, low included, high included, why); None is unbounded. NaN
+# passes (a poisoned variant diverges and is reported as such).
+RANGES = {
+    ("loss", "label_smoothing"): (0.0, 1.0, True, False, "a share of the target mass"),
+    ("model", "dropout_rate"): (0.0, 1.0, True, False, "the share of units dropped"),
+    **{("optimizer", a): (0.0, 1.0, True, False, "a decay rate of a moving average")
+       for a in ("b1", "b2", "decay", "momentum")},
+    **{("optimizer", a): (0.0, None, True, False, "a size that cannot be negative")
+       for a in ("eps", "weight_decay", "grad_clip", "warmup_steps",
+                 "initial_accumulator_value")},
+    **{("optimizer", a): (0.0, None, False, False, "a number of steps")
+       for a in ("decay_steps", "total_steps")},
+}
+# The largest width or size a model setting may take (16,777,216): a layer
+# that wide already needs far more memory than any device has.
+MAX_SIZE = 2**24
+# Model arguments that count layers, and the most accepted: every layer is
+# traced and compiled, so a depth of 10**5 is a hang, not a model.
+DEPTH_ARGS = ("layers", "num_layers", "depth")
+MAX_DEPTH = 1_000
 
 
 def _is_number(value: Any) -> bool:
@@ -253,11 +275,7 @@ def check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapp
   """
   for key, value in settings.items():
     if key.is_seed:
-      whole = _is_number(value) and float(value).is_integer()
-      if not whole or not 0 <= value < 2**32:
-        raise errors.ConfigError(
-            f"a seed is a whole number in [0, 2**32), got {_describe(value)}.", key="seed",
-            fix="use seeds like 0, 1, 2 (in a sweep: seed: [0, 1, 2] or seeds: 3)")
+      check_seed(value)
       continue
     numeric, example = _numeric_default(key, accepted, call_args)
     if not numeric:
@@ -285,6 +303,84 @@ def check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapp
       raise errors.ConfigError(
           f"a negative learning rate ({value}) climbs the loss instead of descending it.",
           key=str(key), fix=f"give a positive value, e.g. {key}: {abs(value)}")
+    if not (key.slot == "data" and isinstance(value, (int, np.integer))) and _beyond_float32(
+        value):
+      raise errors.ConfigError(
+          f"{value!r} is beyond float32's range (about 3.4e38): hyperparameters are float32 "
+          "on the device, where it would be inf.", key=str(key),
+          fix=f"give a value of a realistic size, e.g. {key}: {example}")
+    check_range(key, value, example)
+    if key.slot == "model" and key.arg in DEPTH_ARGS and value > MAX_DEPTH:
+      raise errors.ConfigError(
+          f"{value:g} layers would take hours to trace and compile (at most {MAX_DEPTH:,}).",
+          key=str(key), fix=f"give a realistic depth, e.g. {key}: {example}")
+    if key.slot == "model" and whole and isinstance(example, int) and abs(value) > MAX_SIZE:
+      raise errors.ConfigError(
+          f"{value:g} is beyond any size that fits in memory (at most {MAX_SIZE:,}).",
+          key=str(key), fix=f"give a realistic size, e.g. {key}: {example}")
+
+
+def _beyond_float32(value: Any) -> bool:
+  try:
+    f = float(value)
+  except OverflowError:  # An int beyond any float.
+    return True
+  return math.isfinite(f) and abs(f) > data_lib.dataset.FLOAT32_MAX
+
+
+def check_seed(value: Any) -> None:
+  """A seed is an integer in ``[0, 2**32)``: not a float (``-0.0`` and ``0``
+  would be two seeds with one stream), a bool, a date or bytes.
+
+  Raises:
+    ConfigError: with key ``seed``.
+  """
+  integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+  if integer and 0 <= value < 2**32:
+    return
+  if _is_number(value) and float(value).is_integer() and 0 <= value < 2**32:
+    fix = f"write the seed as an integer: {int(value)} (not {value!r})"
+  else:
+    fix = "use seeds like 0, 1, 2 (in a sweep: seed: [0, 1, 2] or seeds: 3)"
+  raise errors.ConfigError(f"a seed is an integer in [0, 2**32), got {_describe(value)}.",
+                           key="seed", fix=fix)
+
+
+def check_range(key: Key, value: Any, example: Any = None) -> None:
+  """Refuses a built-in argument's value outside its range (:data:`RANGES`).
+
+  Raises:
+    ConfigError: naming the key, the value, the range and a value inside it.
+  """
+  bounds = RANGES.get((key.slot, key.arg))
+  if bounds is None or not _is_number(value):
+    return
+  lo, hi, lo_in, hi_in, why = bounds
+  below = lo is not None and (value < lo or (value == lo and not lo_in))
+  above = hi is not None and (value > hi or (value == hi and not hi_in))
+  if not (below or above):
+    return
+  text = (f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}" if hi is not None
+          else f"{'>=' if lo_in else '>'} {lo:g}")
+  good = example if _is_number(example) and example != value else None
+  raise errors.ConfigError(
+      f"must be {'in ' if hi is not None else ''}{text} ({why}), got {value!r}.",
+      key=str(key), fix=f"give a value {'in ' if hi is not None else ''}{text}"
+                        + (f", e.g. {key}: {good}" if good is not None else ""))
+
+
+def check_batch_size(batch_size: int, ds: data_lib.Dataset) -> None:
+  """A batch is drawn from the training split: no larger than it.
+
+  Raises:
+    ConfigError: with key ``train.batch_size``, naming the split's size.
+  """
+  if batch_size > ds.num_train:
+    raise errors.ConfigError(
+        f"{batch_size} is larger than the training split ({ds.num_train} examples of "
+        f"{ds.name}); every step would draw most examples several times.",
+        key="train.batch_size",
+        fix=f"give train.batch_size <= {ds.num_train} (e.g. {min(128, ds.num_train)})")
 
 
 def _as_float(text: str) -> float | None:

@@ -90,6 +90,7 @@ def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
     built = program.build(plan, group)
     program.check(plan, group, built)
     state, data, params = sizing.footprint(plan, group, built)
+    sizing.check_fits(plan, group, built, mesh, limit, lanes=lanes)  # As a run would.
     n = len(group.members)
     chunk = sharding.population_size(min(chunk_size or n, n), ndev, lanes)
     least = data + 2 * state * (chunk // ndev)  # The state comes in and goes out.

@@ -124,7 +124,7 @@ from jaxsweep.space.grammar import (
 from jaxsweep.space.introspect import describe, is_log_scaled, is_sampled, keys
 from jaxsweep.space.nodes import METHODS, Axis, Chain, Product, Random, Sweep, When, Zip
 from jaxsweep.space.overrides import parse_overrides
-from jaxsweep.space.unparse import unparse
+from jaxsweep.space.unparse import plain_sweep, unparse
 from jaxsweep.space.wandb import from_wandb, read_wandb
 from jaxsweep.space.yaml12 import load_yaml
 
@@ -160,6 +160,7 @@ __all__ = [
     "log_uniform",
     "parse",
     "parse_overrides",
+    "plain_sweep",
     "product",
     "random",
     "read_wandb",

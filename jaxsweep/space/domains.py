@@ -28,6 +28,9 @@ OPTIONS = {
     "log_uniform": ("num", "samples", "seed"),
     "int_uniform": ("num", "samples", "seed"),
 }
+# The largest size (num, samples, seeds) a sweep may ask for: more variants
+# than any run can hold (its list would take minutes and gigabytes to build).
+MAX_COUNT = 1_000_000
 # int_uniform without num= lists every integer; beyond this it is a mistake.
 _MAX_INT_RANGE = 1_000
 # PyYAML (YAML 1.1) reads 1e-3 as a string; such strings are floats here.
@@ -305,6 +308,10 @@ def check_count(x: Any, key: str, name: str) -> int:
     raise errors.ConfigError(f"{name} must be a positive integer, got {x!r}",
                              key=key,
                              fix=f"write {name}=8 (a whole number > 0)")
+  if x > MAX_COUNT:
+    raise errors.ConfigError(f"{name} must be at most {MAX_COUNT:,} (beyond any max_variants "
+                             f"a run can hold), got {x!r}", key=key,
+                             fix=f"ask for at most {MAX_COUNT:,} (e.g. {name}: 8)")
   return int(x)
 
 

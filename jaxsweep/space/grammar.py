@@ -379,7 +379,8 @@ def _axis(key: Any, v: Any) -> nodes.Axis:
   except errors.ConfigError:
     # A typo of a reserved word (`prodcut: [...]`) reads as a config path
     # whose value is malformed: say what was probably meant.
-    if "." not in key and difflib.get_close_matches(key, SPECIAL_KEYS, 1, 0.6):
+    if ("." not in key and key != keys.SEED
+        and difflib.get_close_matches(key, SPECIAL_KEYS, 1, 0.6)):
       raise errors.unknown_key(key, SPECIAL_KEYS, what="special key") from None
     raise
 

@@ -115,15 +115,21 @@ def zip_of(parts: list[Sweep]) -> Zip:
 
 def check_disjoint(key_lists: Iterable[Iterable[str]]) -> None:
   """Raises a ConfigError if two of the key lists share a key."""
-  seen: set[str] = set()
-  for ks in key_lists:
+  seen: dict[str, int] = {}
+  for i, ks in enumerate(key_lists):
     for k in dict.fromkeys(ks):
       if k in seen:
+        if k == keys.SEED:
+          raise errors.ConfigError(
+              "the seeds are set by two sides of a product (by 'seeds:' and by a 'seed:' "
+              "key, or in two of its parts): each variant would get two seeds", key=k,
+              fix="keep one of them: 'seeds: 3' (seeds 0, 1, 2) or 'seed: [0, 1, 2]'")
         raise errors.ConfigError(
-            "set by two sides of a product (each variant would get it twice)",
-            key=k, fix="keep it on one side, or use chain/when for "
-                       "alternatives")
-      seen.add(k)
+            f"set by two sides of a product (its parts {seen[k] + 1} and {i + 1}): each "
+            "variant would get it twice", key=k,
+            fix=f"list all of {k}'s values in one part ({k}: [a, b, c]), or use "
+                "chain: [...] to try the parts one after the other")
+      seen[k] = i
 
 
 # ----------------------------------------------------------------------------

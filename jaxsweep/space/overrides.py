@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -19,8 +19,10 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any],
   """Hydra-style ``key=value`` overrides: fixed settings and a sweep.
 
   ``key=v`` sets one value; ``key=v1,v2,...`` (commas outside brackets and
-  quotes) is a product axis. Each item is read as an int, a float, else YAML
-  (1.2 numbers), so ``[64,64]`` is a tuple and ``1e-3`` a float.
+  quotes) is a product axis, and so is ``key={log_uniform: [1e-4, 1], num: 4}``
+  (a value kind of the sweep grammar, written as in a config's ``sweep:``).
+  Each item is read as an int, a float, else YAML (1.2 numbers), so
+  ``[64,64]`` is a tuple and ``1e-3`` a float.
 
   Args:
     overrides: strings such as ``"optimizer.learning_rate=1e-3,1e-2"``.
@@ -70,7 +72,10 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any],
           f"override '{text}' has an empty value", key=key,
           fix=f"write {key}=value, or {key}=v1,v2 to sweep (no empty items)")
     vals = [_parse_item(it, key, text) for it in items]
-    if len(vals) == 1:
+    if len(vals) == 1 and isinstance(vals[0], Mapping) and any(
+        k in domains.KINDS for k in vals[0]):  # key={log_uniform: [1e-4, 1], num: 4}
+      axes.append(nodes.Axis(key, domains.check(domains.from_mapping(vals[0], key), key)))
+    elif len(vals) == 1:
       settings[key] = domains.normalize(vals[0], key)
     else:
       axes.append(nodes.Axis(

@@ -40,6 +40,27 @@ def unparse(sweep: nodes.Sweep) -> dict[str, Any] | None:
   return _node(sweep)
 
 
+def plain_sweep(obj: Any) -> Any:
+  """A ``sweep:`` value with every domain and sweep tree inside it in the YAML
+  grammar (a W&B ``bayes`` search space is a mapping of key -> domain), so
+  ``yaml.safe_dump`` can write it.
+
+  Examples:
+    >>> from jaxsweep import space
+    >>> space.plain_sweep({"lr": space.log_uniform(1e-4, 1.0), "method": "tpe"})
+    {'lr': {'log_uniform': [0.0001, 1.0]}, 'method': 'tpe'}
+  """
+  if isinstance(obj, nodes.Sweep):
+    return unparse(obj)
+  if isinstance(obj, domains.Domain):
+    return _domain(obj)
+  if isinstance(obj, dict) or hasattr(obj, "items"):
+    return {k: plain_sweep(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [plain_sweep(v) for v in obj]
+  return obj
+
+
 def _node(node: nodes.Sweep) -> dict[str, Any]:
   if isinstance(node, nodes.Axis):
     return {node.key: _domain(node.domain)}

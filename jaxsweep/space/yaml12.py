@@ -34,6 +34,11 @@ _Yaml12Loader.add_implicit_resolver(
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+0123456789."))
+# YAML 1.2 core has no implicit dates: 2024-01-01 is text, not a datetime.date.
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in rs if tag != _TIMESTAMP_TAG]
+    for ch, rs in _Yaml12Loader.yaml_implicit_resolvers.items()}
 # YAML 1.1 reads 010 as octal 8; 1.2 core reads it as decimal.
 _Yaml12Loader.add_constructor(
     _INT_TAG, lambda loader, node: int(loader.construct_scalar(node)))
@@ -41,6 +46,39 @@ _Yaml12Loader.add_constructor(
 
 # Deeper nesting is refused (no config needs it; recursion would fail later).
 MAX_DEPTH = 64
+# The most values (nodes) a document may hold once its aliases are expanded:
+# an alias bomb (a billion laughs) is refused before it is built or written.
+MAX_NODES = 100_000
+# Explicit tags of types a config has no place for (a date or bytes would be
+# passed to a component, or written back into config.yaml as such).
+REFUSED_TAGS = {"tag:yaml.org,2002:timestamp": "a date", "tag:yaml.org,2002:binary": "bytes",
+                "tag:yaml.org,2002:set": "a set", "tag:yaml.org,2002:omap": "an ordered map",
+                "tag:yaml.org,2002:pairs": "a list of pairs"}
+
+
+class UnsupportedValueError(yaml.YAMLError):
+  """A value of a type a config cannot hold (``!!timestamp``, ``!!binary``...).
+
+  Attributes:
+    key: the dotted path of the value (``seed``), or ``""`` at the top.
+    line: the 1-based line of the value.
+    what: what it is (``a date``).
+  """
+
+  def __init__(self, key: str, line: int, what: str, tag: str):
+    self.key, self.line, self.what, self.tag = key, line, what, tag
+    super().__init__(f"{what} ({tag.rpartition(':')[2] and '!!' + tag.rpartition(':')[2]}) "
+                     f"on line {line}: a config holds only numbers, text, true/false, null, "
+                     "lists and mappings")
+
+
+class TooLargeError(yaml.YAMLError):
+  """A document whose aliases expand to more than :data:`MAX_NODES` values."""
+
+  def __init__(self, count: int):
+    self.count = count
+    super().__init__(f"its aliases expand to {count:,} values (at most "
+                     f"{MAX_NODES:,}): an alias bomb?")
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -79,6 +117,9 @@ def load_yaml(text: str) -> Any:
     if node is None:
       return None
     _check_duplicates(node, (), set())
+    count = _expanded_size(node, {})
+    if count > MAX_NODES:
+      raise TooLargeError(count)
     return loader.construct_document(node)
   except RecursionError:  # PyYAML composes nested nodes recursively.
     raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
@@ -99,6 +140,9 @@ def _check_duplicates(node: yaml.Node, path: tuple[str, ...], done: set[int],
                          f"{node.start_mark.line + 1}): a config cannot be cyclic")
   if id(node) in done:  # An alias of a node already checked.
     return
+  if node.tag in REFUSED_TAGS:
+    raise UnsupportedValueError(".".join(path), node.start_mark.line + 1,
+                                REFUSED_TAGS[node.tag], node.tag)
   inner = (*open_, id(node))
   if isinstance(node, yaml.MappingNode):
     first: dict[tuple[str, str], int] = {}
@@ -117,3 +161,19 @@ def _check_duplicates(node: yaml.Node, path: tuple[str, ...], done: set[int],
     for item in node.value:
       _check_duplicates(item, path, done, inner)
   done.add(id(node))
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+  """The number of nodes of the document with every alias written out
+  (memoised per node: linear in the document's text, whatever it expands
+  to). The document is acyclic and at most :data:`MAX_DEPTH` deep."""
+  if id(node) in sizes:
+    return sizes[id(node)]
+  if isinstance(node, yaml.MappingNode):
+    n = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+  elif isinstance(node, yaml.SequenceNode):
+    n = 1 + sum(_expanded_size(v, sizes) for v in node.value)
+  else:
+    n = 1
+  sizes[id(node)] = n
+  return n

@@ -234,6 +234,22 @@ def npz(*, path: str, task: str | None = None, num_classes: int | None = None,
     raise errors.ConfigError(f"file not found: {path}", key="data.path",
                              fix="check the path (relative paths start at the "
                                  "current directory)")
+  if os.path.isdir(path):
+    raise errors.ConfigError(f"{path} is a directory, not an .npz file.", key="data.path",
+                             fix="give the path of a file written with numpy.savez")
+  try:
+    with open(path, "rb") as f:
+      magic = f.read(4)
+  except OSError as e:
+    raise errors.ConfigError(f"cannot read {path}: {e.strerror or e}.", key="data.path",
+                             fix="check the path and its permissions") from None
+  if magic != b"PK\x03\x04":  # An .npz is a zip archive; numpy would try a pickle.
+    raise errors.ConfigError(
+        f"cannot read {path} as .npz: it is not an .npz file (it starts with {magic!r}, not "
+        "a zip archive's header).", key="data.path",
+        fix=f"write it with np.savez({os.path.basename(path)!r}, "
+            f"{', '.join(k + '=...' for k in NPZ_KEYS)}); for a CSV of texts use "
+            "name: text_classification")
   try:
     with np.load(path, allow_pickle=False) as f:
       missing = [k for k in NPZ_KEYS if k not in f.files]

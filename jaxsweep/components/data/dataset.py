@@ -144,8 +144,24 @@ def arrays(x_train, y_train, x_test, y_test, *, x_val=None, y_val=None,
   if x_val is not None:
     given.update(x_val=x_val, y_val=y_val)
   arrs = {k: check_array(v, k) for k, v in given.items()}
+  for split_name in ("train", "val", "test"):
+    if f"x_{split_name}" in arrs and len(arrs[f"x_{split_name}"]) != len(arrs[f"y_{split_name}"]):
+      nx, ny = len(arrs[f"x_{split_name}"]), len(arrs[f"y_{split_name}"])
+      raise errors.ConfigError(
+          f"the {split_name} split has {nx} inputs (x_{split_name}) but {ny} targets "
+          f"(y_{split_name}).", key=f"data.y_{split_name}",
+          fix=f"give one target per input: x_{split_name} and y_{split_name} need the same "
+              "length (leading axis)")
   for k, a in arrs.items():  # Before a validation split is held out: your indices.
     check_finite(a, k)
+    check_float32(a, k)
+  ys_bool = [k for k, a in arrs.items() if k.startswith("y_") and a.dtype == np.bool_]
+  if ys_bool and task is None:
+    raise errors.ConfigError(
+        f"{ys_bool[0]} holds booleans: jaxsweep does not guess whether they are 2 classes "
+        "or 0/1 regression targets.", key=f"data.{ys_bool[0]}",
+        fix="pass task='classification' (False -> class 0, True -> class 1) or "
+            "task='regression' (0.0 / 1.0), or cast them yourself (y.astype(np.int32))")
   if any(arrs[k].dtype == np.uint8 for k in ("x_train", "x_test", "x_val") if k in arrs):
     warnings.warn(
         "jaxsweep: the inputs x are uint8 (raw pixels 0..255?); models train badly on "
@@ -166,8 +182,10 @@ def arrays(x_train, y_train, x_test, y_test, *, x_val=None, y_val=None,
             f"{float(y[bad][0])!r} at example {first_example(bad)}).", key=f"data.{k}",
             fix="give class indices 0..num_classes-1 as ints, or use task='regression' "
                 "for real-valued targets")
+    for k, y in ys.items():
+      check_int32(y, k)
     ys = {k: y.astype(np.int32) for k, y in ys.items()}
-    if num_classes is None:
+    if num_classes is None:  # From the values checked above: no wrapped label counts.
       num_classes = int(max(y.max() for y in ys.values())) + 1
   else:
     ys = {k: y.astype(np.float32) for k, y in ys.items()}
@@ -273,6 +291,49 @@ def check_array(a: Any, name: str) -> np.ndarray:
         f"holds {arr.dtype} values, not numbers.", key=key,
         fix="convert it to a numeric array (floats for inputs, ints for class labels)")
   return arr
+
+
+INT32_MAX = int(np.iinfo(np.int32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_int32(y: np.ndarray, name: str) -> None:
+  """Refuses labels that would wrap when cast to int32 (2**40 -> 0).
+
+  Raises:
+    ConfigError: with key ``data.<name>``, naming the first such label.
+  """
+  if y.dtype == np.bool_ or not y.size:
+    return
+  if np.issubdtype(y.dtype, np.integer) and np.iinfo(y.dtype).max <= INT32_MAX and (
+      np.iinfo(y.dtype).min >= -INT32_MAX - 1):
+    return
+  bad = (y > INT32_MAX) | (y < -INT32_MAX - 1)
+  if bad.any():
+    raise errors.ConfigError(
+        f"{int(bad.sum())} label{'s' if bad.sum() > 1 else ''} outside the int32 range "
+        f"(first {y[bad][0].item()!r} at example {first_example(bad)}); class labels are "
+        "int32 and would wrap around.", key=f"data.{name}",
+        fix="give class indices 0..num_classes-1 (remap them, e.g. "
+            "np.unique(y, return_inverse=True)[1])")
+
+
+def check_float32(a: np.ndarray, name: str) -> None:
+  """Refuses float values that become inf as float32 (|x| > 3.4e38).
+
+  Raises:
+    ConfigError: with key ``data.<name>``, naming the first such value.
+  """
+  if not np.issubdtype(a.dtype, np.floating) or np.finfo(a.dtype).max <= FLOAT32_MAX:
+    return
+  bad = np.abs(a) > FLOAT32_MAX
+  if bad.any():
+    raise errors.ConfigError(
+        f"{int(bad.sum())} value{'s' if bad.sum() > 1 else ''} beyond float32's range "
+        f"(first {float(a[bad][0])!r} in example {first_example(bad)}); training is in "
+        "float32, where they would be inf.", key=f"data.{name}",
+        fix="rescale the data (e.g. standardise each feature, or take a log) so values "
+            "fit in float32 (|x| < 3.4e38)")
 
 
 def check_finite(a: np.ndarray, name: str) -> None:

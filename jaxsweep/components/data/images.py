@@ -190,6 +190,8 @@ def _missing(name: str, folder: str, missing: list[str], note: str = "") -> erro
     get = f"download {url} and extract it there (tar xzf {archive} -C {folder})"
   else:
     get = f"download them from {url} into {folder}"
+  if not os.path.isdir(folder):
+    get = f"create the folder (mkdir -p {folder}), then {get}"
   return errors.ConfigError(
       f"{where} {', '.join(missing)} for the {title} dataset{note}.", key="data.path",
       fix=f"{get}, or set data.path to the folder that holds them")

@@ -108,7 +108,7 @@ def _read_csv(path, text_field, label_field, key):
   delimiter = "\t" if path.endswith(".tsv") else ","
   out = []
   try:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
       reader = csv.DictReader(f, delimiter=delimiter)
       columns = reader.fieldnames or []
       missing = [c for c in (text_field, label_field) if c not in columns]
@@ -134,7 +134,7 @@ def _read_csv(path, text_field, label_field, key):
 def _read_jsonl(path, text_field, label_field, key):
   out = []
   try:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
       for line_no, line in enumerate(f, 1):
         if not line.strip():
           continue

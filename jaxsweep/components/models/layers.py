@@ -148,6 +148,12 @@ def check_activation(value: Any, key: str = "model.activation") -> Activation:
   return value if isinstance(value, str) else names_
 
 
+# The widest layer accepted (16,777,216), before any shape arithmetic overflows.
+MAX_WIDTH = 2**24
+# The most layers a list of widths may give (each is traced and compiled).
+MAX_LAYERS = 1_000
+
+
 def check_widths(value: Any, key: str, *, allow_empty: bool = False) -> tuple[int, ...]:
   """Layer widths as a tuple of positive ints (one int is one layer).
 
@@ -171,7 +177,17 @@ def check_widths(value: Any, key: str, *, allow_empty: bool = False) -> tuple[in
       raise errors.ConfigError(
           f"widths must be whole numbers >= 1, got {w!r} in {list(items)}.", key=key,
           fix=f"write a list of positive integers, e.g. {key.rsplit('.', 1)[-1]}: {example}")
+    if w > MAX_WIDTH:
+      raise errors.ConfigError(
+          f"a layer {w:g} wide is beyond any that fits in memory (at most {MAX_WIDTH:,}: "
+          f"such a layer alone holds over {MAX_WIDTH:,} x its input width parameters).",
+          key=key, fix=f"give realistic widths, e.g. {key.rsplit('.', 1)[-1]}: {example}")
     widths.append(int(w))
+  if len(widths) > MAX_LAYERS:
+    raise errors.ConfigError(
+        f"{len(widths):,} layers would take hours to trace and compile (at most "
+        f"{MAX_LAYERS:,}).", key=key,
+        fix=f"give a realistic depth, e.g. {key.rsplit('.', 1)[-1]}: {example}")
   if not widths and not allow_empty:
     raise errors.ConfigError("needs at least one layer, got [].", key=key,
                              fix=f"e.g. {key.rsplit('.', 1)[-1]}: {example}")
