@@ -149,15 +149,30 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   reader = (ckpt_lib.Reader(checkpoint_dir, fingerprint=fingerprint)
             if resume and ckpt_lib.exists(checkpoint_dir) else None)
   snap = reader.snapshot() if reader else ckpt_lib.Snapshot(fingerprint)
+  groups = [_Group(plan, g, snap) for g in plan.groups]
+  pending = [gr for gr in groups if not gr.done]
+  # Build and check every group first (abstractly: nothing compiles), so that
+  # errors come before any training, and before the lanes rule traces the
+  # model. The first group to train compiles next: its compile traces the
+  # training period before anything else (and reports its errors as check()
+  # does), so check() leaves that trace out for it.
+  built_of = {}
+  for gr in groups:
+    built_of[gr.index] = gr.built = program_lib.build(plan, gr.group)
+    program_lib.check(plan, gr.group, gr.built,
+                      period=not pending or gr is not pending[0])
   # A resumed sweep keeps the layout it started with: its bits depend on it.
   choice_of = {}
-  for group in plan.groups:
-    saved = snap.groups.get(group.index)
-    choice_of[group.index] = (strategy.Choice(saved["lanes"], "resumed") if saved
-                              else strategy.choose(plan, group, mesh, lanes))
+  for gr in groups:
+    saved = snap.groups.get(gr.index)
+    gr.choice = choice_of[gr.index] = (
+        strategy.Choice(saved["lanes"], "resumed") if saved
+        else strategy.choose(plan, gr.group, mesh, lanes))
+  limit = memory_lib.available(mesh, memory_budget)
+  for gr in groups:
+    sizing.check_fits(plan, gr.group, gr.built, mesh, limit, lanes=gr.choice.lanes)
   writer = ckpt_lib.Writer(checkpoint_dir) if checkpoint_dir and primary else None
   saver = _Saver(writer, bool(checkpoint_dir), snap, checkpoint_every, emit)
-  limit = memory_lib.available(mesh, memory_budget)
   emit({"event": "start", "variants": plan.num_variants, "groups": len(plan.groups),
         "devices": mesh.devices.size, "processes": jax.process_count(),
         "lanes": sorted({c.lanes for c in choice_of.values()}),
@@ -165,18 +180,6 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
         "memory_source": limit and limit.source,
         "sweep_wide": scheduler.sweep_wide,
         "resumed_from": reader.path if reader else None})
-  groups = [_Group(plan, g, choice_of[g.index], snap) for g in plan.groups]
-  pending = [gr for gr in groups if not gr.done]
-  # Build and check every group first (abstractly: nothing compiles), so that
-  # errors come before any training. The first group to train compiles next:
-  # its compile traces the training period before anything else (and reports
-  # its errors as check() does), so check() leaves that trace out for it.
-  built_of = {}
-  for gr in groups:
-    built_of[gr.index] = gr.built = program_lib.build(plan, gr.group)
-    program_lib.check(plan, gr.group, gr.built,
-                      period=not pending or gr is not pending[0])
-    sizing.check_fits(plan, gr.group, gr.built, mesh, limit, lanes=gr.choice.lanes)
   scheduler.start(plan, {gr.index: gr.settings for gr in groups})
   if "scheduler" in snap.extra:
     scheduler.load_state_dict(snap.extra["scheduler"])
@@ -322,9 +325,9 @@ class _Group:
   (stopped variants leave, a finished group records its results).
   """
 
-  def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, choice: strategy.Choice,
-               snap: ckpt_lib.Snapshot):
-    self.plan, self.group, self.choice = plan, group, choice
+  def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, snap: ckpt_lib.Snapshot):
+    self.plan, self.group = plan, group
+    self.choice: strategy.Choice | None = None  # Lanes, chosen once every group is checked.
     self.index = group.index
     self.built = None
     saved = snap.groups.get(group.index, {})

@@ -398,8 +398,10 @@ def _init_error(plan: plan_lib.Plan, built: GroupProgram, hp, data, e: Exception
   try:
     x = data["train"]["x"]
     init_kw = {k: v for k, v in hp["model"].items() if k in built.model.init_args}
+    # The key is made inside the trace: a concrete one would compile (and
+    # this runs before anything may).
     variables = jax.eval_shape(
-        lambda key, x: built.model.init(key, x, **init_kw), jax.random.key(0),
+        lambda x: built.model.init(jax.random.key(0), x, **init_kw),
         jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
   except Exception:  # pylint: disable=broad-except  # The model's fault: e says it.
     return errors.ModelError(

@@ -293,7 +293,13 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> Choice:
   platform = mesh.devices.flat[0].platform
   if platform != "cpu":
     return Choice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
-  flops = forward_flops(plan, group)
+  try:
+    flops = forward_flops(plan, group)
+  except Exception:  # pylint: disable=broad-except
+    # The check traced the model in eval mode only; a fault of its training
+    # mode is the first group's compile to report (as a ModelError naming the
+    # user's line), not this estimate's.
+    return Choice(1, SOURCE_RULE, "cpu, the model's training pass could not be costed")
   work = len(group.members) * program_lib.build(plan, group).program.settings.steps
   small, long = flops < RULE_CPU_FLOPS, work >= RULE_CPU_MIN_WORK
   lanes = RULE_SMALL_LANES if small and long else 1

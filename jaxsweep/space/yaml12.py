@@ -123,6 +123,8 @@ def load_yaml(text: str) -> Any:
     return loader.construct_document(node)
   except RecursionError:  # PyYAML composes nested nodes recursively.
     raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+  except (OverflowError, ValueError) as e:  # PyYAML's scanner: e.g. "\U99999999".
+    raise yaml.YAMLError(f"unreadable text ({e})") from None
   finally:
     loader.dispose()
 
