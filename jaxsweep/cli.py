@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="seconds between checkpoints of the population (default %(default)g; "
                       "0: at every period boundary; also at the end of each chunk and on SIGINT/SIGTERM)")
   r.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+  r.add_argument("--verbose", "-v", action="store_true",
+                 help="progress also says how each group runs: chunk, padding, lanes, "
+                      "vectorized keys")
   r.add_argument("--top", type=int, default=None,
                  help="show only the best K rows (and K learning curves)")
   r.add_argument("--chunk-size", type=int, default=None,
@@ -254,7 +257,8 @@ def _run(args) -> int:
     latest = rundir.latest_dir(args.config) if args.resume or args.overwrite else None
     # A fresh directory is claimed at once: simultaneous runs get distinct ones.
     out, chosen = latest or rundir.claim_default_dir(args.config), True
-  watch = _Watch(None if args.quiet else report.ProgressPrinter(), announce=chosen)
+  watch = _Watch(None if args.quiet else report.ProgressPrinter(verbose=args.verbose),
+                 announce=chosen)
   try:
     res = api.run_config(
         cfg, out=out, resume=args.resume, overwrite=args.overwrite,
@@ -367,11 +371,14 @@ def _bench(args) -> int:
   print("variant-steps/s: the real variants' training steps per second (fastest of 3 "
         "calls, evaluation timed apart and subtracted); slots: the variants padded to "
         "whole lanes on every device, computed but not counted", flush=True)
+  # Each measurement compiles before it times: say so, or minutes pass in silence.
+  print("one variant at a time: compiling and timing ...", flush=True)
   [seq] = strategy.measure(plan, group, one, lanes=[1], population=1, steps=args.steps)
   print(f"one variant at a time (the sequential path): {seq.variant_steps_per_s:,.0f} "
         f"variant-steps/s", flush=True)
   best = None
   for size in _ints(args.sizes, "--sizes"):
+    print(f"population {size}: compiling and timing each lanes setting ...", flush=True)
     probes = strategy.measure(plan, group, mesh, lanes=lanes, population=size,
                               steps=args.steps)
     print(f"\npopulation {size}:")

@@ -466,7 +466,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
   except errors.ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise _init_error(plan, built, hp, data, e) from e
+    raise _init_error(plan, built, hp, data, e) from None  # It names the user's line.
   batch = {k: jax.ShapeDtypeStruct((settings.batch_size,) + np.shape(a)[1:],
                                     np.asarray(a).dtype)
            for k, a in built.dataset.train.items()}
@@ -501,7 +501,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
             key=key, fix="make the model's output size match the targets (e.g. "
                          "num_outputs = number of classes) or use a loss for these "
                          "targets") from e
-      raise _raised(e, what, key) from e
+      raise _raised(e, what, key) from None  # It names the user's line.
     if what == "loss" and tuple(getattr(result, "shape", ())) != ():
       raise errors.ModelError(
           f"the loss returns an array {_shape_str(result)}, not a scalar (gradients need one "
@@ -519,7 +519,7 @@ def _training_step_errors():
   except errors.ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise _raised(e, "training step", "model") from e
+    raise _raised(e, "training step", "model") from None  # It names the user's line.
 
 
 # --------------------------------------------------------------------------
