@@ -23,6 +23,7 @@ from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
+from jaxsweep.engine import strategy
 from jaxsweep.engine.program import GroupProgram
 
 
@@ -138,7 +139,7 @@ def check_fits(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, 
 
 
 def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None,
-                    chunk_size: int | None = None, lanes: int | None = None,
+                    chunk_size: int | None = None, lanes: int | str | None = None,
                     safety: float = memory_lib.SAFETY,
                     progress: Callable[[plan_lib.Group], None] | None = None
                     ) -> dict[int, memory_lib.GroupEstimate]:
@@ -156,7 +157,6 @@ def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
     ConfigError: when a group cannot fit even one variant per device.
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
-  lanes = sharding.default_lanes(mesh) if lanes is None else lanes
   limit = memory_lib.available(mesh, memory_budget)
   out = {}
   for group in plan.groups:
@@ -164,7 +164,9 @@ def estimate_memory(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
       progress(group)
     built = program_lib.build(plan, group)
     program_lib.check(plan, group, built)
-    out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes,
+    # The lanes a run would take (the rule unless given), after the check.
+    lanes_g = lanes if isinstance(lanes, int) else strategy.choose(plan, group, mesh, lanes).lanes
+    out[group.index] = plan_memory(plan, group, built, mesh, lanes=lanes_g,
                                    chunk_size=chunk_size, limit=limit, safety=safety,
                                    fit=True)
   return out

@@ -27,6 +27,7 @@ from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program
 from jaxsweep.engine import sharding
 from jaxsweep.engine import sizing
+from jaxsweep.engine import strategy
 
 
 def classify(plan: plan_lib.Plan) -> dict[plan_lib.Key, str]:
@@ -67,7 +68,8 @@ def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
     mesh: the device mesh (default: every device).
     memory_budget: the budget a run would get (``--memory-budget``).
     chunk_size: the requested chunk size (default: the whole group).
-    lanes: variants vmapped together per device (default: the platform's).
+    lanes: variants vmapped together per device (default: what a run takes,
+      :func:`jaxsweep.engine.strategy.choose`).
     progress: called with a line as each group starts.
 
   Returns:
@@ -79,7 +81,7 @@ def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
       that does not fit the loss).
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
-  lanes = sharding.default_lanes(mesh) if lanes is None else lanes
+  given = lanes
   limit = memory_lib.available(mesh, memory_budget)
   ndev = mesh.devices.size
   out = {}
@@ -89,6 +91,8 @@ def shape_estimates(plan: plan_lib.Plan, *, mesh=None, memory_budget: Any = None
                "the data, tracing shapes (no compilation)")
     built = program.build(plan, group)
     program.check(plan, group, built)
+    # The lanes a run would take (the rule unless given), after the check.
+    lanes = given if isinstance(given, int) else strategy.choose(plan, group, mesh, given).lanes
     state, data, params = sizing.footprint(plan, group, built)
     sizing.check_fits(plan, group, built, mesh, limit, lanes=lanes)  # As a run would.
     n = len(group.members)
