@@ -19,8 +19,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxsweep import errors
-from jaxsweep import optim
+from jaxsweep import errors, optim
 
 STEPS = 6
 RTOL = 1e-5

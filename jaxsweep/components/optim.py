@@ -526,7 +526,7 @@ def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
 
   def factory(*, optimizer_index=0.0, **kwargs) -> optax.GradientTransformation:
     txs = [fn(**{k: v for k, v in kwargs.items() if k in acc})
-           for fn, acc in zip(fns, accepts)]
+           for fn, acc in zip(fns, accepts, strict=True)]
     if len(txs) == 1:
       return txs[0]
 
