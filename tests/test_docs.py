@@ -42,6 +42,7 @@ SKIPS = {
     "README.md": 4,  # Installs, the default sweep (20 s+), the test suite, a long run.
     "docs/guide.md": 1,  # Downloads CIFAR-10.
     "docs/scaling.md": 1,  # Needs several hosts.
+    "docs/development.md": 4,  # Installs, runs the test suite (2), builds the site.
 }
 
 
