@@ -11,10 +11,13 @@ in most runs without dominating them.
 
 Tiers: a plain ``pytest`` runs the fast tier; ``pytest --slow`` runs every
 test. A test is slow when ``tests/durations.json`` records it above
-``SLOW_SECONDS``, or when it uses a module- or session-scoped fixture that
-a slow setup paid for (the fixture's cost lands on whichever test sets it
-up first). Tests the file does not know (new ones) are fast until the file
-is refreshed (``pytest --slow --store-durations``; it merges). Each test
+``SLOW_SECONDS``, or when it uses a module- or session-scoped fixture whose
+setup is recorded above it (its cost lands on whichever test sets it up
+first, so a cheap-looking neighbour would pay it in the fast tier). A test the file has not timed yet is slow
+when ``tests/slow.txt`` names it (tests judged slow by reading them: they
+train through ``js.run`` or the CLI, or start processes), fast otherwise;
+``pytest --slow --store-durations`` times every test and merges the times
+into the file. Each test
 module keeps its cheapest test in the fast tier, so every module is
 exercised (``tests/test_tiers.py`` checks it). Naming test files or test ids
 on the command line, or ``-m``, selects by those alone: the tier applies to
@@ -25,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -37,6 +41,7 @@ import pytest  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DURATIONS = os.path.join(HERE, "durations.json")
+READ_AS_SLOW = os.path.join(HERE, "slow.txt")
 SLOW_SECONDS = 2.0
 
 # Measured layouts are cached per machine (jaxsweep.engine.strategy): the
@@ -69,38 +74,65 @@ def pytest_configure(config):  # The slow marker is declared in pyproject.toml.
 
 
 def load_durations(path: str = DURATIONS) -> dict:
-  """``{node id: {"seconds", "setup", "fixtures": [module/session fixtures]}}``."""
+  """``{"tests": {node id: {"seconds", "fixtures"}}, "fixtures": {fixture: seconds}}``.
+
+  A test's seconds are its setup, call and teardown; its fixtures are the
+  module- and session-scoped fixtures of ``tests/`` it uses, each recorded
+  with the seconds its setup took.
+  """
   if not os.path.exists(path):
-    return {}
+    return {"tests": {}, "fixtures": {}}
   with open(path, encoding="utf-8") as f:
     return json.load(f)
 
 
 def _shared_fixtures(item) -> list[str]:
+  """The module- and session-scoped fixtures of ``tests/`` that ``item`` uses."""
   info = getattr(item, "_fixtureinfo", None)
   if info is None:
     return []
-  return sorted(name for name, defs in info.name2fixturedefs.items()
-                if defs and defs[-1].scope in ("module", "package", "session"))
+  return sorted(_fixture_id(defs[-1]) for defs in info.name2fixturedefs.values()
+                if defs and _shared(defs[-1]))
 
 
-def slow_ids(items, durations: dict) -> set[str]:
+def _shared(fixturedef) -> bool:
+  return fixturedef.scope in ("module", "package", "session") and bool(fixturedef.baseid)
+
+
+def _fixture_id(fixturedef) -> str:
+  return f"{fixturedef.baseid}::{fixturedef.argname}"
+
+
+def read_as_slow(path: str = READ_AS_SLOW) -> set[str]:
+  """Test names (node ids without parameters) judged slow by reading them."""
+  if not os.path.exists(path):
+    return set()
+  with open(path, encoding="utf-8") as f:
+    return {line.split("#")[0].strip() for line in f} - {""}
+
+
+def slow_ids(items, durations: dict, listed: frozenset[str] = frozenset()) -> set[str]:
   """The node ids of ``items`` in the slow tier (see the module docstring)."""
-  costly = {f for d in durations.values() if d["setup"] > SLOW_SECONDS for f in d["fixtures"]}
-  slow = set()
-  for item in items:
-    d = durations.get(item.nodeid)
-    if (d and d["seconds"] > SLOW_SECONDS) or costly & set(_shared_fixtures(item)):
-      slow.add(item.nodeid)
+  tests = durations["tests"]
+  costly = {f for f, seconds in durations["fixtures"].items() if seconds > SLOW_SECONDS}
+
+  def cost(item):  # (uses a costly fixture, recorded seconds or None)
+    return (bool(costly & set(_shared_fixtures(item))),
+            tests.get(item.nodeid, {}).get("seconds"))
+
+  def is_slow(item):
+    fixture, seconds = cost(item)
+    if seconds is None:  # Not timed yet: as read.
+      return fixture or item.nodeid.split("[")[0] in listed
+    return fixture or seconds > SLOW_SECONDS
+
+  slow = {i.nodeid for i in items if is_slow(i)}
   by_module: dict[str, list] = {}
   for item in items:
     by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
   for module_items in by_module.values():
     if all(i.nodeid in slow for i in module_items):
-      cheapest = min(module_items, key=lambda i: (
-          bool(costly & set(_shared_fixtures(i))),
-          durations.get(i.nodeid, {}).get("seconds", 0.0)))
-      slow.discard(cheapest.nodeid)
+      slow.discard(min(module_items, key=lambda i: (cost(i)[0], cost(i)[1] or 0.0)).nodeid)
   return slow
 
 
@@ -110,7 +142,7 @@ def _whole_directories(config) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-  slow = slow_ids(items, load_durations())
+  slow = slow_ids(items, load_durations(), frozenset(read_as_slow()))
   for item in items:
     if item.nodeid in slow:
       item.add_marker(pytest.mark.slow)
@@ -125,14 +157,21 @@ _TIMES = pytest.StashKey[dict]()
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+  start = time.perf_counter()
+  yield
+  if _shared(fixturedef):
+    fixtures = request.config.stash[_TIMES].setdefault("fixtures", {})
+    fixtures[_fixture_id(fixturedef)] = round(time.perf_counter() - start, 3)
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
   outcome = yield
   report = outcome.get_result()
-  times = item.config.stash[_TIMES].setdefault(
-      item.nodeid, {"seconds": 0.0, "setup": 0.0, "fixtures": _shared_fixtures(item)})
-  times["seconds"] += report.duration
-  if report.when == "setup":
-    times["setup"] = report.duration
+  tests = item.config.stash[_TIMES].setdefault("tests", {})
+  entry = tests.setdefault(item.nodeid, {"seconds": 0.0, "fixtures": _shared_fixtures(item)})
+  entry["seconds"] = round(entry["seconds"] + report.duration, 3)
 
 
 def pytest_sessionfinish(session):
@@ -141,8 +180,10 @@ def pytest_sessionfinish(session):
   if not path:
     return
   durations = load_durations(path)
-  for nodeid, t in session.config.stash[_TIMES].items():
-    durations[nodeid] = {k: round(v, 3) if isinstance(v, float) else v for k, v in t.items()}
-  with open(path, "w", encoding="utf-8") as f:  # One test a line, for readable diffs.
-    f.write("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}"
-                                for k, v in sorted(durations.items())) + "\n}\n")
+  for part in ("tests", "fixtures"):
+    durations[part].update(session.config.stash[_TIMES].get(part, {}))
+  with open(path, "w", encoding="utf-8") as f:  # One entry a line, for readable diffs.
+    f.write("{\n" + ",\n".join(
+        f'"{part}": {{\n' + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}"
+                                       for k, v in sorted(durations[part].items())) + "\n}"
+        for part in ("tests", "fixtures")) + "\n}\n")
