@@ -29,14 +29,15 @@ def test_every_test_module_has_a_fast_test(request):
 
 def test_recorded_fast_tier_fits_its_budget():
   durations = conftest.load_durations()
-  costly = {f for d in durations.values() if d["setup"] > conftest.SLOW_SECONDS
-            for f in d["fixtures"]}
-  fast = [d["seconds"] for d in durations.values()
+  costly = {f for f, seconds in durations["fixtures"].items() if seconds > conftest.SLOW_SECONDS}
+  fast = [d["seconds"] for d in durations["tests"].values()
           if d["seconds"] <= conftest.SLOW_SECONDS and not costly & set(d["fixtures"])]
   assert sum(fast) < FAST_BUDGET_SECONDS, sum(fast)
 
 
-def test_durations_name_existing_modules():
+def test_recorded_and_listed_tests_name_existing_modules():
   """A renamed or deleted file leaves no stale entries behind unnoticed."""
-  recorded = {k.split("::")[0] for k in conftest.load_durations()}
-  assert recorded <= _modules(), sorted(recorded - _modules())
+  durations = conftest.load_durations()
+  named = [*durations["tests"], *durations["fixtures"], *conftest.read_as_slow()]
+  stale = {k.split("::")[0] for k in named} - _modules()
+  assert not stale, sorted(stale)
