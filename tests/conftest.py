@@ -136,7 +136,8 @@ def slow_ids(items, durations: dict, listed: frozenset[str] = frozenset()) -> se
   return slow
 
 
-def _whole_directories(config) -> bool:
+def whole_directories(config) -> bool:
+  """Whether the run names only directories (no files, test ids or ``-m``)."""
   args = config.args or [HERE]
   return all(os.path.isdir(a) for a in args) and not config.getoption("markexpr")
 
@@ -146,7 +147,7 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if item.nodeid in slow:
       item.add_marker(pytest.mark.slow)
-  if config.getoption("slow") or not _whole_directories(config):
+  if config.getoption("slow") or not whole_directories(config):
     return
   keep = [i for i in items if i.nodeid not in slow]
   config.hook.pytest_deselected(items=[i for i in items if i.nodeid in slow])
