@@ -12,16 +12,16 @@ in most runs without dominating them.
 Tiers: a plain ``pytest`` runs the fast tier; ``pytest --slow`` runs every
 test. A test is slow when ``tests/durations.json`` records it above
 ``SLOW_SECONDS``, or when it uses a module- or session-scoped fixture whose
-setup is recorded above it (its cost lands on whichever test sets it up
-first, so a cheap-looking neighbour would pay it in the fast tier). A test the file has not timed yet is slow
-when ``tests/slow.txt`` names it (tests judged slow by reading them: they
-train through ``js.run`` or the CLI, or start processes), fast otherwise;
-``pytest --slow --store-durations`` times every test and merges the times
-into the file. Each test
-module keeps its cheapest test in the fast tier, so every module is
-exercised (``tests/test_tiers.py`` checks it). Naming test files or test ids
-on the command line, or ``-m``, selects by those alone: the tier applies to
-a run of whole directories.
+setup is recorded above it (that cost lands on whichever test sets the
+fixture up first, so a cheap-looking neighbour would pay it in the fast
+tier). A test the file has not timed yet is slow when ``tests/slow.txt``
+names it (judged slow by reading it: it trains through ``js.run`` or the
+CLI, or starts processes), fast otherwise. ``pytest --slow
+--store-durations`` times every test and merges the times into the file.
+Each test module keeps its cheapest test in the fast tier, so every module
+runs in it (``tests/test_tiers.py`` checks it). Naming test files or ids on
+the command line, or ``-m``, selects by those alone: the tiers apply to runs
+of whole directories.
 """
 
 import json
