@@ -130,9 +130,14 @@ def slow_ids(items, durations: dict, listed: frozenset[str] = frozenset()) -> se
   by_module: dict[str, list] = {}
   for item in items:
     by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+  def rank(item):  # Untimed tests listed as slow come last.
+    fixture, seconds = cost(item)
+    listed_slow = seconds is None and item.nodeid.split("[")[0] in listed
+    return (fixture, float("inf") if listed_slow else seconds or 0.0)
+
   for module_items in by_module.values():
     if all(i.nodeid in slow for i in module_items):
-      slow.discard(min(module_items, key=lambda i: (cost(i)[0], cost(i)[1] or 0.0)).nodeid)
+      slow.discard(min(module_items, key=rank).nodeid)
   return slow
 
 
