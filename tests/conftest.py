@@ -17,7 +17,8 @@ fixture up first, so a cheap-looking neighbour would pay it in the fast
 tier). A test the file has not timed yet is slow when ``tests/slow.txt``
 names it (judged slow by reading it: it trains through ``js.run`` or the
 CLI, or starts processes), fast otherwise. ``pytest --slow
---store-durations`` times every test and merges the times into the file.
+--store-durations`` times every test and merges the times into the file
+(keeping each test's largest).
 Each test module keeps its cheapest test in the fast tier, so every module
 runs in it (``tests/test_tiers.py`` checks it). Naming test files or ids on
 the command line, or ``-m``, selects by those alone: the tiers apply to runs
@@ -186,8 +187,14 @@ def pytest_sessionfinish(session):
   if not path:
     return
   durations = load_durations(path)
-  for part in ("tests", "fixtures"):
-    durations[part].update(session.config.stash[_TIMES].get(part, {}))
+  times = session.config.stash[_TIMES]
+  # The largest time seen: in a shuffled order, the test that compiles a
+  # program its neighbours share varies from run to run.
+  for nodeid, entry in times.get("tests", {}).items():
+    old = durations["tests"].get(nodeid, {}).get("seconds", 0.0)
+    durations["tests"][nodeid] = {**entry, "seconds": max(old, entry["seconds"])}
+  for name, seconds in times.get("fixtures", {}).items():
+    durations["fixtures"][name] = max(durations["fixtures"].get(name, 0.0), seconds)
   with open(path, "w", encoding="utf-8") as f:  # One entry a line, for readable diffs.
     f.write("{\n" + ",\n".join(
         f'"{part}": {{\n' + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}"
