@@ -14,11 +14,9 @@ test. A test is slow when ``tests/durations.json`` records it above
 ``SLOW_SECONDS``, or when it uses a module- or session-scoped fixture whose
 setup is recorded above it (that cost lands on whichever test sets the
 fixture up first, so a cheap-looking neighbour would pay it in the fast
-tier). A test the file has not timed yet is slow when ``tests/slow.txt``
-names it (judged slow by reading it: it trains through ``js.run`` or the
-CLI, or starts processes), fast otherwise. ``pytest --slow
---store-durations`` times every test and merges the times into the file
-(keeping each test's largest).
+tier). A test the file has not timed yet (a new one) is fast until
+``pytest --slow --store-durations`` times it; that merges the times into
+the file, keeping each test's largest.
 Each test module keeps its cheapest test in the fast tier, so every module
 runs in it (``tests/test_tiers.py`` checks it). Naming test files or ids on
 the command line, or ``-m``, selects by those alone: the tiers apply to runs
@@ -42,7 +40,6 @@ import pytest  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DURATIONS = os.path.join(HERE, "durations.json")
-READ_AS_SLOW = os.path.join(HERE, "slow.txt")
 SLOW_SECONDS = 2.0
 
 # Measured layouts are cached per machine (jaxsweep.engine.strategy): the
@@ -104,41 +101,22 @@ def _fixture_id(fixturedef) -> str:
   return f"{fixturedef.baseid}::{fixturedef.argname}"
 
 
-def read_as_slow(path: str = READ_AS_SLOW) -> set[str]:
-  """Test names (node ids without parameters) judged slow by reading them."""
-  if not os.path.exists(path):
-    return set()
-  with open(path, encoding="utf-8") as f:
-    return {line.split("#")[0].strip() for line in f} - {""}
-
-
-def slow_ids(items, durations: dict, listed: frozenset[str] = frozenset()) -> set[str]:
+def slow_ids(items, durations: dict) -> set[str]:
   """The node ids of ``items`` in the slow tier (see the module docstring)."""
   tests = durations["tests"]
   costly = {f for f, seconds in durations["fixtures"].items() if seconds > SLOW_SECONDS}
 
-  def cost(item):  # (uses a costly fixture, recorded seconds or None)
+  def cost(item):  # (uses a costly fixture, recorded seconds)
     return (bool(costly & set(_shared_fixtures(item))),
-            tests.get(item.nodeid, {}).get("seconds"))
+            tests.get(item.nodeid, {}).get("seconds", 0.0))
 
-  def is_slow(item):
-    fixture, seconds = cost(item)
-    if seconds is None:  # Not timed yet: as read.
-      return fixture or item.nodeid.split("[")[0] in listed
-    return fixture or seconds > SLOW_SECONDS
-
-  slow = {i.nodeid for i in items if is_slow(i)}
+  slow = {i.nodeid for i in items if cost(i)[0] or cost(i)[1] > SLOW_SECONDS}
   by_module: dict[str, list] = {}
   for item in items:
     by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
-  def rank(item):  # Untimed tests listed as slow come last.
-    fixture, seconds = cost(item)
-    listed_slow = seconds is None and item.nodeid.split("[")[0] in listed
-    return (fixture, float("inf") if listed_slow else seconds or 0.0)
-
   for module_items in by_module.values():
     if all(i.nodeid in slow for i in module_items):
-      slow.discard(min(module_items, key=rank).nodeid)
+      slow.discard(min(module_items, key=cost).nodeid)
   return slow
 
 
@@ -149,7 +127,7 @@ def whole_directories(config) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-  slow = slow_ids(items, load_durations(), frozenset(read_as_slow()))
+  slow = slow_ids(items, load_durations())
   for item in items:
     if item.nodeid in slow:
       item.add_marker(pytest.mark.slow)
