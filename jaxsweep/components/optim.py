@@ -252,69 +252,86 @@ def reduce_on_plateau(factor=0.1, patience=10, *, rtol=1e-4, atol=0.0, cooldown=
 
 
 # --------------------------------------------------------------------------
-# Learning-rate schedules written in jnp arithmetic so that every numeric
-# parameter (warmup, decay steps, rates) can be a traced per-variant value.
+# Learning-rate schedules: Optax's, with step counts that may be traced.
+#
+# Optax checks its step counts in Python (``if not decay_steps > 0``), so a
+# per-variant (traced) count cannot reach it. The cosine shapes below are
+# Optax's schedules evaluated in units of their span (``count / span`` with
+# a span of 1), which is the same function and lets the span be traced.
+# ``exponential`` and ``step`` are one line each because Optax also checks
+# their rate in Python (``decay_rate == 0``, ``scale >= 0``); the tests
+# compare every one with the Optax schedule of the same arguments.
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step",
+             "reduce_on_plateau")
+STEP_BOUNDARIES = (0.5, 0.75)  # The ``step`` schedule's boundaries, as fractions of the run.
+
+
+def _cosine(learning_rate, steps) -> Callable:
+  """``optax.schedules.cosine_decay_schedule(learning_rate, steps)``, traceable ``steps``."""
+  unit = optax.schedules.cosine_decay_schedule(1.0, decay_steps=1)
+  return lambda count: learning_rate * unit(count / jnp.maximum(steps, 1.0))
+
+
+def _factor(name: str, learning_rate, *, total_steps, warmup_steps, decay_rate,
+            decay_steps) -> Callable:
+  """``count -> lr`` of one named schedule."""
+  if name in ("constant", "reduce_on_plateau"):  # The latter scales the updates instead.
+    return optax.schedules.constant_schedule(learning_rate)
+  if name == "cosine":
+    return _cosine(learning_rate, total_steps)
+  if name == "warmup_cosine":  # optax.schedules.warmup_cosine_decay_schedule(0, lr, W, T).
+    warm = optax.schedules.linear_schedule(0.0, 1.0, transition_steps=1)
+    return optax.schedules.join_schedules(
+        [lambda count: learning_rate * warm(count / jnp.maximum(warmup_steps, 1.0)),
+         _cosine(learning_rate, total_steps - warmup_steps)], [warmup_steps])
+  if name == "exponential":  # optax.schedules.exponential_decay(lr, decay_steps, decay_rate).
+    span = total_steps if decay_steps is None else decay_steps
+    return lambda count: learning_rate * jnp.power(decay_rate, count / span)
+  # "step": optax.schedules.piecewise_constant_schedule(lr, {b * T: decay_rate, ...}).
+  return lambda count: learning_rate * jnp.power(
+      decay_rate, sum(jnp.asarray(count >= b * total_steps, jnp.float32) for b in STEP_BOUNDARIES))
+
 
 def schedule(name: str | tuple[str, ...], learning_rate, *, total_steps, warmup_steps=0.0,
-             decay_rate=0.1, decay_steps=None, end_factor=0.0,
-             step_boundaries=(0.5, 0.75), index=0) -> Callable:
-  """Returns ``count -> lr`` for a named schedule (all parameters traced).
+             decay_rate=0.1, decay_steps=None, index=0) -> Callable:
+  """Returns ``count -> lr`` for a named schedule; every number may be traced.
 
   Args:
-    name: ``constant``, ``cosine``, ``warmup_cosine``, ``exponential``,
-      ``step`` or ``reduce_on_plateau`` (constant here: the registered
-      optimizers add :func:`reduce_on_plateau`, with factor ``decay_rate``
-      and their ``patience``, which scales the updates); or a tuple of them,
-      picked per variant by the traced ``index`` (``lax.switch``: one
-      compiled program for every schedule).
+    name: ``constant``; ``cosine`` (to 0 at ``total_steps``); ``warmup_cosine``
+      (linear from 0 over ``warmup_steps``, then cosine to 0 at ``total_steps``);
+      ``exponential`` (``decay_rate`` per ``decay_steps``, default
+      ``total_steps``); ``step`` (times ``decay_rate`` after 50 % and 75 % of
+      ``total_steps``); ``reduce_on_plateau`` (constant here: the registered
+      optimizers add :func:`reduce_on_plateau`). Or a tuple of names, picked
+      per variant by the traced ``index`` (``lax.switch``: one compiled
+      program for every schedule).
     learning_rate: the peak learning rate.
-    total_steps: training steps (cosine decays over them).
-    warmup_steps: linear warmup length (``warmup_cosine``; also honoured by
-      the others when positive).
-    decay_rate: ``exponential``: factor per ``decay_steps``; ``step``: factor
-      applied at each boundary.
-    decay_steps: ``exponential`` time constant (defaults to total_steps).
-    end_factor: final lr as a fraction of the peak (cosine variants).
-    step_boundaries: fractions of total_steps where ``step`` decays.
-    index: with a tuple of names, which one (traced; rounded and clamped).
+    total_steps: training steps.
+    warmup_steps: ``warmup_cosine``'s warmup.
+    decay_rate: ``exponential`` and ``step``: the decay factor.
+    decay_steps: ``exponential``'s time constant.
+    index: with a tuple of names, which one (traced; rounded).
+
+  Raises:
+    ConfigError: for an unknown name.
+
+  Examples:
+    >>> import jaxsweep as js
+    >>> lr = js.optim.schedule("cosine", 0.1, total_steps=100)
+    >>> [round(float(lr(t)), 4) for t in (0, 50, 100)]
+    [0.1, 0.05, 0.0]
   """
   names = name if isinstance(name, tuple) else (name,)
   for n in names:
     if n not in SCHEDULES:
       raise errors.unknown_key("optimizer.schedule", SCHEDULES, what="schedule", name=str(n))
-  total = jnp.asarray(total_steps, jnp.float32)
-  warm = jnp.asarray(warmup_steps, jnp.float32)
-  decay_steps = total if decay_steps is None else jnp.asarray(decay_steps, jnp.float32)
-
-  def fn(count):
-    t = jnp.asarray(count, jnp.float32)
-    warm_factor = jnp.where(warm > 0, jnp.minimum(1.0, (t + 1.0) / jnp.maximum(warm, 1.0)), 1.0)
-    after = jnp.maximum(t - warm, 0.0)
-    span = jnp.maximum(total - warm, 1.0)
-
-    def factor_of(n):
-      if n in ("constant", "reduce_on_plateau"):  # The latter scales the updates.
-        return jnp.ones([], jnp.float32)
-      if n in ("cosine", "warmup_cosine"):
-        frac = jnp.clip(after / span, 0.0, 1.0)
-        return end_factor + (1.0 - end_factor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-      if n == "exponential":
-        return jnp.power(decay_rate, after / jnp.maximum(decay_steps, 1.0))
-      steps_passed = sum((after >= b * span).astype(jnp.float32) for b in step_boundaries)
-      return jnp.power(decay_rate, steps_passed)
-
-    if len(names) == 1:
-      factor = factor_of(names[0])
-    else:
-      branches = [lambda n=n: jnp.asarray(factor_of(n), jnp.float32) for n in names]
-      factor = jax.lax.switch(_index(index), branches)
-    return learning_rate * warm_factor * factor
-
-  return fn
-
-
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step",
-             "reduce_on_plateau")
+  fns = [_factor(n, learning_rate, total_steps=total_steps, warmup_steps=warmup_steps,
+                 decay_rate=decay_rate, decay_steps=decay_steps) for n in names]
+  if len(fns) == 1:
+    return fns[0]
+  return lambda count: jax.lax.switch(
+      _index(index), [lambda f=f: jnp.asarray(f(count), jnp.float32) for f in fns])
 
 
 def _index(index) -> jax.Array:
@@ -325,172 +342,145 @@ def _index(index) -> jax.Array:
   return i.astype(jnp.int32)
 
 
-def _with_extras(tx: optax.GradientTransformation, *, grad_clip=0.0,
-                 weight_decay=0.0, decoupled=False) -> optax.GradientTransformation:
-  del decoupled
-  parts = []
-  if not is_static_zero(grad_clip):
-    # A clip of 0 means "off"; a traced clip value c > 0 clips the global norm.
-    parts.append(_clip_by_global_norm_or_off(grad_clip))
-  if not is_static_zero(weight_decay):
-    parts.append(optax.add_decayed_weights(weight_decay))
-  return optax.chain(*parts, tx) if parts else tx
-
-
-def _clip_by_global_norm_or_off(max_norm) -> optax.GradientTransformation:
-  """``clip_by_global_norm`` where a (traced) ``max_norm <= 0`` disables it."""
-  inner = optax.clip_by_global_norm(jnp.where(max_norm > 0, max_norm, jnp.inf))
-  return inner
-
+# --------------------------------------------------------------------------
+# Registered optimizers: each the Optax alias of its name. :func:`_alias`
+# adds the arguments they share, in one place.
 
 REGISTRY = registry.Registry("optimizer", default="adam")
 register = REGISTRY.register
 names = REGISTRY.names
 get = REGISTRY.get
 
-
-def _on_plateau(tx, schedule_name, factor, patience, index) -> optax.GradientTransformation:
-  """``tx`` then :func:`reduce_on_plateau` when the schedule is (or may be,
-  in a vectorized choice) ``reduce_on_plateau``; other choices get factor 1."""
-  names = schedule_name if isinstance(schedule_name, tuple) else (schedule_name,)
-  if "reduce_on_plateau" not in names:
-    return tx
-  if len(names) > 1:
-    factor = jnp.where(_index(index) == names.index("reduce_on_plateau"), factor, 1.0)
-  return optax.chain(tx, reduce_on_plateau(factor, patience))
+_SHARED = (  # name, default: the arguments every registered optimizer takes.
+    ("grad_clip", 0.0),  # Clip the gradient's global norm to it; 0 is off.
+    ("schedule", "constant"), ("schedule_index", 0.0), ("total_steps", 1000.0),
+    ("warmup_steps", 0.0), ("decay_rate", 0.1), ("decay_steps", None),
+    ("patience", 10.0),  # reduce_on_plateau: windows without improvement.
+)
 
 
-def _lr(learning_rate, schedule_name, total_steps, warmup_steps, decay_rate,
-        decay_steps, schedule_index=0.0):
-  # The constant schedule is exact (lr * 1 * 1) when warmup_steps is 0.
-  return schedule(schedule_name, learning_rate, total_steps=total_steps,
-                  warmup_steps=warmup_steps, decay_rate=decay_rate,
-                  decay_steps=decay_steps, index=schedule_index)
+def _alias(name: str) -> Callable:
+  """Registers ``make(learning_rate, **own) -> optax transformation`` under ``name``
+  with the shared arguments added to its signature:
 
-
-@REGISTRY.register("sgd")
-def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False, weight_decay=0.0,
-        grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-        decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """SGD (momentum when ``momentum > 0``; Nesterov with ``nesterov: true``)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.sgd(lr, momentum=momentum, nesterov=nesterov)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
-
-
-@REGISTRY.register("momentum")
-def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False,
-                 weight_decay=0.0, grad_clip=0.0, schedule="constant",
-                 warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-                 total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """SGD with heavy-ball momentum (0.9 by default)."""
-  return sgd(learning_rate, momentum=momentum, nesterov=nesterov,
-             weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
-             warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index,
-             patience=patience)
-
-
-@REGISTRY.register("nesterov")
-def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9, weight_decay=0.0,
-                 grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-                 decay_rate=0.1, decay_steps=None, total_steps=1000.0, patience=10.0,
-                 schedule_index=0.0):
-  """SGD with Nesterov momentum."""
-  return sgd(learning_rate, momentum=momentum, nesterov=True,
-             weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule,
-             warmup_steps=warmup_steps, decay_rate=decay_rate,
-             decay_steps=decay_steps, total_steps=total_steps, schedule_index=schedule_index,
-             patience=patience)
-
-
-@REGISTRY.register("adam")
-def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """Adam; ``weight_decay`` here is L2 added to the gradient (use adamw for
-  decoupled decay)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
-
-
-@REGISTRY.register("adamw")
-def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4,
-          grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-          decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip)
-
-
-
-
-@REGISTRY.register("rmsprop")
-def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0,
-            centered=False, nesterov=False, eps_in_sqrt=True, weight_decay=0.0,
-            grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-            decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """RMSProp (Hinton 2012); ``centered`` divides by the gradient's std.
-
-  ``momentum`` is always passed on (a trace with decay 0 is the identity), so
-  a traced momentum of 0 and one of 0.9 share the same optimizer structure.
-  ``eps_in_sqrt: false`` matches PyTorch's ``sqrt(v) + eps``.
+  ``learning_rate`` follows ``schedule`` (:func:`schedule`; with
+  ``reduce_on_plateau``, :func:`reduce_on_plateau` with factor ``decay_rate``
+  and ``patience`` follows the optimizer); ``weight_decay``, unless ``make``
+  takes its own (decoupled), is L2 added to the gradient
+  (``optax.add_decayed_weights`` first); ``grad_clip`` clips the gradient's
+  global norm before anything else. A compile-time 0 (a static value) drops
+  the clip or the decay; a traced 0 keeps it as a no-op, so both share a
+  program.
   """
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.rmsprop(lr, decay=decay, eps=eps, momentum=momentum, centered=centered,
-                     nesterov=nesterov, eps_in_sqrt=eps_in_sqrt)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
+  def decorate(make: Callable[..., optax.GradientTransformation]) -> Callable:
+    own = inspect.signature(make).parameters
+    shared = dict(_SHARED) if "weight_decay" in own else {**dict(_SHARED), "weight_decay": 0.0}
+    params = [*own.values(), *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
+                               for k, d in shared.items())]
+
+    def factory(*args, **kwargs) -> optax.GradientTransformation:
+      bound = inspect.signature(factory).bind(*args, **kwargs)
+      bound.apply_defaults()
+      kw = dict(bound.arguments)
+      extra = {k: kw.pop(k) for k in shared}
+      lr = schedule(extra["schedule"], kw.pop("learning_rate"),
+                    total_steps=extra["total_steps"], warmup_steps=extra["warmup_steps"],
+                    decay_rate=extra["decay_rate"], decay_steps=extra["decay_steps"],
+                    index=extra["schedule_index"])
+      parts = [make(lr, **kw)]
+      if "reduce_on_plateau" in _names(extra["schedule"]):
+        parts.append(reduce_on_plateau(_plateau_factor(extra), extra["patience"]))
+      if "weight_decay" in extra and not is_static_zero(extra["weight_decay"]):
+        parts.insert(0, optax.add_decayed_weights(extra["weight_decay"]))
+      if not is_static_zero(extra["grad_clip"]):
+        clip = extra["grad_clip"]  # A traced clip <= 0 is off: an infinite norm.
+        parts.insert(0, optax.clip_by_global_norm(jnp.where(clip > 0, clip, jnp.inf)))
+      return optax.chain(*parts) if len(parts) > 1 else parts[0]
+
+    factory.__signature__ = inspect.Signature(params)
+    factory.__name__ = factory.__qualname__ = make.__name__
+    factory.__doc__ = make.__doc__
+    factory.__module__ = make.__module__
+    return REGISTRY.register(name)(factory)
+
+  return decorate
 
 
-@REGISTRY.register("adagrad")
-def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7,
-            weight_decay=0.0, grad_clip=0.0, schedule="constant", warmup_steps=0.0,
-            decay_rate=0.1, decay_steps=None, total_steps=1000.0, patience=10.0,
-            schedule_index=0.0):
-  """Adagrad (Duchi et al. 2011), as ``optax.adagrad``; ``weight_decay`` is
-  L2 on the gradient."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  # init_state builds each variant's accumulator from its own initial value.
-  tx = optax.adagrad(lr, initial_accumulator_value=initial_accumulator_value, eps=eps)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip, weight_decay=weight_decay)
+def _names(schedule_name: str | tuple[str, ...]) -> tuple[str, ...]:
+  return schedule_name if isinstance(schedule_name, tuple) else (schedule_name,)
 
 
-@REGISTRY.register("lamb")
-def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
-         grad_clip=0.0, schedule="constant", warmup_steps=0.0, decay_rate=0.1,
-         decay_steps=None, total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """LAMB (You et al. 2020): Adam with decoupled decay and a per-layer trust
-  ratio."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip)
+def _plateau_factor(extra: Mapping[str, Any]):
+  """``decay_rate``, or 1 (never reduce) for variants of a vectorized choice
+  whose schedule is not ``reduce_on_plateau``."""
+  names_ = _names(extra["schedule"])
+  if len(names_) == 1:
+    return extra["decay_rate"]
+  picked = _index(extra["schedule_index"]) == names_.index("reduce_on_plateau")
+  return jnp.where(picked, extra["decay_rate"], 1.0)
 
 
-@REGISTRY.register("lion")
-def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3, grad_clip=0.0,
-         schedule="constant", warmup_steps=0.0, decay_rate=0.1, decay_steps=None,
-         total_steps=1000.0, patience=10.0, schedule_index=0.0):
-  """Lion (Chen et al. 2023): sign updates, so its learning rate is typically
-  3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
-  lr = _lr(learning_rate, schedule, total_steps, warmup_steps, decay_rate, decay_steps,
-           schedule_index)
-  tx = optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay)
-  tx = _on_plateau(tx, schedule, decay_rate, patience, schedule_index)
-  return _with_extras(tx, grad_clip=grad_clip)
+@_alias("sgd")
+def sgd(learning_rate=1e-2, *, momentum=0.0, nesterov=False):
+  """SGD, ``optax.sgd`` (heavy-ball momentum; Nesterov with ``nesterov: true``).
+
+  A momentum of 0 keeps the (inert) trace, so a traced 0 and 0.9 share a program.
+  """
+  return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+@_alias("momentum")
+def momentum_sgd(learning_rate=1e-2, *, momentum=0.9, nesterov=False):
+  """SGD with heavy-ball momentum (0.9 by default), ``optax.sgd``."""
+  return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+@_alias("nesterov")
+def nesterov_sgd(learning_rate=1e-2, *, momentum=0.9):
+  """SGD with Nesterov momentum, ``optax.sgd(..., nesterov=True)``."""
+  return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
+
+
+@_alias("adam")
+def adam(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8):
+  """Adam, ``optax.adam``; ``weight_decay`` is L2 on the gradient (adamw decouples it)."""
+  return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+
+
+@_alias("adamw")
+def adamw(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4):
+  """AdamW (decoupled weight decay, Loshchilov & Hutter 2019), ``optax.adamw``."""
+  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+
+@_alias("rmsprop")
+def rmsprop(learning_rate=1e-3, *, decay=0.9, eps=1e-8, momentum=0.0, centered=False,
+            nesterov=False, eps_in_sqrt=True):
+  """RMSProp, ``optax.rmsprop``; ``eps_in_sqrt: false`` is PyTorch's ``sqrt(v) + eps``."""
+  return optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum,
+                       centered=centered, nesterov=nesterov, eps_in_sqrt=eps_in_sqrt)
+
+
+@_alias("adagrad")
+def adagrad(learning_rate=1e-2, *, initial_accumulator_value=0.1, eps=1e-7):
+  """Adagrad, ``optax.adagrad`` (:func:`init_state` builds each variant's
+  accumulator from its own initial value)."""
+  return optax.adagrad(learning_rate, initial_accumulator_value=initial_accumulator_value,
+                       eps=eps)
+
+
+@_alias("lamb")
+def lamb(learning_rate=1e-3, *, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0):
+  """LAMB (You et al. 2020), ``optax.lamb``: Adam with decoupled decay and a
+  per-layer trust ratio."""
+  return optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+
+@_alias("lion")
+def lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=1e-3):
+  """Lion (Chen et al. 2023), ``optax.lion``: sign updates, so its learning
+  rate is typically 3-10x smaller than Adam's; ``weight_decay`` is decoupled."""
+  return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
 
 
 def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
@@ -536,7 +526,7 @@ def choice(names: Sequence[str]) -> Callable[..., optax.GradientTransformation]:
 
   def factory(*, optimizer_index=0.0, **kwargs) -> optax.GradientTransformation:
     txs = [fn(**{k: v for k, v in kwargs.items() if k in acc})
-           for fn, acc in zip(fns, accepts)]
+           for fn, acc in zip(fns, accepts, strict=True)]
     if len(txs) == 1:
       return txs[0]
 
