@@ -8,8 +8,6 @@ a little more (``TRAINED``). Padded parameters are compared exactly.
 """
 
 import inspect
-import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -371,17 +369,3 @@ def test_cnn_channels_vectorized_through_run():
 
 def _cnn_factory(channels=(4,)):
   return _cnn(channels)
-
-
-# --------------------------------------------------------------------------
-# The opt-in interface for user models, as documented.
-
-def test_the_documented_user_model_example_runs():
-  path = os.path.join(os.path.dirname(__file__), "..", "README.md")
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
-  # The first python block after the marker line.
-  example = re.findall(r"<!-- example: masked user model -->\n.*?```python\n(.*?)```",
-                       text, re.S)[:1]
-  assert len(example) == 1 and "class Net" in example[0]
-  exec(compile(example[0], path, "exec"), {"__name__": "docs_masked"})  # noqa: S102

@@ -1,6 +1,6 @@
 """Every bad input is answered before training: one ConfigError (or
 ModelError) naming the key, what was found and the fix; exit code 2 and no
-traceback from the CLI. One test per check (README.md lists them under
+traceback from the CLI. One test per check (docs/checks.md lists them under
 "Checks before training").
 
 Checks that run before anything compiles are asserted with a compile

@@ -909,7 +909,7 @@ def make(method: Any = None, *, early_stopping: Mapping | None = None):
         scheduler = factories[name](**options)
       except TypeError as e:
         raise errors.ConfigError(f"{name}: {e}", key="sweep.method",
-                                 fix="see the options in README's adaptive search") from e
+                                 fix="see docs/search.md") from e
   elif options:
     raise errors.ConfigError("options go with a method name, not an object.",
                              key="sweep.method")
