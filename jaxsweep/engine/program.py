@@ -314,6 +314,11 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
     metrics = losses_lib.default_metrics(dataset.task)
     derived = losses_lib.derived_metrics(dataset.task)
 
+  # The program's identity in this process: the parts of
+  # fingerprint.program_identity, resolved (output sizes filled in, static
+  # arguments split between factory and call) and by object where a stable
+  # name could be ambiguous (two instances of one class whose repr holds an
+  # address). Data shapes are left out: jit specialises on them (compiled).
   cache_key = (
       _ident(comps.model), keys.freeze(factory_static), keys.freeze(call_static),
       _ident(opt_fn), keys.freeze(opt_static), opt_traced,

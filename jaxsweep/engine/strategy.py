@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from jaxsweep import errors
-from jaxsweep import keys
+from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
@@ -51,16 +51,14 @@ CACHE_FILE = "lanes.json"
 
 
 def signature(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> str:
-  """What a lanes choice depends on: the device kind and count, JAX, and the
-  group's program (its structure and data shapes, not its values)."""
+  """What a lanes choice depends on: the group's program
+  (:func:`jaxsweep.engine.fingerprint.program_identity`: its structure and
+  data shapes, not its values), the device kind and count, and JAX."""
   built = program_lib.build(plan, group)
   desc = {
       "device": f"{mesh.devices.flat[0].platform}:{mesh.devices.flat[0].device_kind}",
       "devices": int(mesh.devices.size), "jax": jax.__version__,
-      "static": sorted((str(k), repr(keys.freeze(v))) for k, v in group.static.items()),
-      "traced": sorted(map(str, group.traced)),
-      "data": [(k, list(np.shape(a)), str(np.asarray(a).dtype))
-               for k, a in sorted(built.dataset.train.items())]}
+      "program": fingerprint.program_identity(plan, group, built.dataset.train)}
   return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
 
 
