@@ -153,7 +153,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   choice_of = {}
   for group in plan.groups:
     saved = snap.groups.get(group.index)
-    choice_of[group.index] = (strategy.Choice(saved["lanes"], "resumed") if saved
+    choice_of[group.index] = (strategy.LanesChoice(saved["lanes"], "resumed") if saved
                               else strategy.choose(plan, group, mesh, lanes))
   writer = ckpt_lib.Writer(checkpoint_dir) if checkpoint_dir and primary else None
   saver = _Saver(writer, bool(checkpoint_dir), snap, checkpoint_every, emit)
@@ -322,7 +322,7 @@ class _Group:
   (stopped variants leave, a finished group records its results).
   """
 
-  def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, choice: strategy.Choice,
+  def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, choice: strategy.LanesChoice,
                snap: ckpt_lib.Snapshot):
     self.plan, self.group, self.choice = plan, group, choice
     self.index = group.index
