@@ -208,11 +208,16 @@ def make_plan(components: plan_lib.Components, base: Mapping[str, Any],
               prof: Profile | None = None) -> plan_lib.Plan:
   """:func:`jaxsweep.engine.plan.make_plan`, with the structural keys decided.
 
-  Keys the user named in ``components.vectorize`` or ``components.group``
-  are forced; with ``components.auto``, every other vectorizable swept key
-  is decided by :func:`decide` (switches first, cheapest extra compute
-  first; each decision counts the programs left by the ones before). The
-  returned plan's ``structure`` lists every decision.
+  The public planner (``js.engine.make_plan``): what :func:`jaxsweep.run`
+  and the command plan with, so the engine API builds the same programs
+  from the same sweep. Keys the user named in ``components.vectorize`` or
+  ``components.group`` are forced; with ``components.auto`` (the default),
+  every other vectorizable swept key is decided by :func:`decide`
+  (switches first, cheapest extra compute first; each decision counts the
+  programs left by the ones before). ``Components(auto=False)`` decides
+  nothing: every static key not in ``vectorize`` splits compile groups
+  (one program per value), as :func:`jaxsweep.engine.plan.make_plan`
+  alone does. The returned plan's ``structure`` lists every decision.
 
   Raises:
     ConfigError: what :func:`jaxsweep.engine.plan.make_plan` raises, and a
