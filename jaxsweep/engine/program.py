@@ -106,14 +106,15 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
       raise errors.ConfigError(f"train.{k} must be a positive integer, got {v!r}.",
                                key=f"train.{k}")
   steps = int(vals["steps"])
-  eval_every = min(int(vals["eval_every"] or steps), steps)
+  eval_every = min(steps if vals["eval_every"] is None else int(vals["eval_every"]), steps)
   first = static_train.get("first_eval")
   if first is not None and (not isinstance(first, (int, np.integer)) or isinstance(first, bool)
                             or first < 0):
     raise errors.ConfigError(f"train.first_eval must be a number of steps, got {first!r}.",
                              key="train.first_eval", fix="e.g. first_eval=10 (0: none)")
   return train_lib.TrainSettings(steps, int(vals["batch_size"]), eval_every,
-                                 int(vals["eval_batch_size"]), int(first or 0))
+                                 int(vals["eval_batch_size"]),
+                                 0 if first is None else int(first))
 
 
 # The fixed subset of the training data evaluated (in eval mode) at every

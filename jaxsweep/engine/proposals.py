@@ -561,7 +561,7 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
         f"budget={opts.budget} variant-steps is less than one trial ({per_trial}: its steps "
         f"x {len(seeds)} seed(s)).", key="sweep.method.budget",
         fix=f"give budget: {per_trial} or more")
-  batch = opts.batch or default_batch(
+  batch = opts.batch if opts.batch is not None else default_batch(
       opts.samples if opts.samples is not None else opts.budget // per_trial)
   asked = spent = 0
   saved = _Saved(checkpoint_dir, resume, opts)

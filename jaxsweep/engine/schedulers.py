@@ -591,7 +591,7 @@ class PBT(scheduling.Base):
 
   def start(self, plan: plan_lib.Plan, settings: Mapping[int, Any]) -> None:
     steps, period = _clock(plan, settings, "pbt")
-    every = self.ready_every or period
+    every = period if self.ready_every is None else self.ready_every
     if every % period:
       raise errors.ConfigError(
           f"ready_every={every} must be a multiple of every group's eval_every (their least "
