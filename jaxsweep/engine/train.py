@@ -304,8 +304,8 @@ def make_train(model: models_lib.ModelFns,
   def evaluate(state: RunState, hparams, data) -> dict:
     """Objective and metrics on every evaluation split in ``data``.
 
-    One forward graph serves every split (issue #24: three unrolled graphs
-    compiled in about 1.5x the time): the splits' examples are concatenated,
+    One forward graph serves every split (one graph per split compiles
+    slower: bench/ENGINE_NOTES.md): the splits' examples are concatenated,
     cut into ``K`` equal batches of at most ``eval_batch_size`` (the last
     padded with copies of the first example, weighted 0) and evaluated under
     one ``lax.map``; each example adds its values to its split's sums, and a
@@ -362,8 +362,8 @@ def make_train(model: models_lib.ModelFns,
                         (index, drawn))[0]
 
   def nan_evaluation(state: RunState, hparams, data) -> dict:
-    """evaluate's stats, all NaN (shapes from evaluate alone, not traced
-    through the training step: that took 1.4 s)."""
+    """evaluate's stats, all NaN (shapes from evaluate alone: tracing them
+    through the training step is slow)."""
     return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
                         jax.eval_shape(evaluate, state, hparams, data))
 
