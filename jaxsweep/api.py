@@ -160,7 +160,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       "samples": 64, "batch": 16, "seed": 0, "storage": URL, "study": NAME,
       "pruner": "median" | "none"}`` (:mod:`jaxsweep.engine.proposals`): the
       sweep's distributions are then sampled, ``batch`` trials a round
-      trained as one population (``resume`` is refused).
+      trained as one population; with ``out``, ``resume`` goes on from the
+      round a crash interrupted (with ``storage``, run again without
+      ``resume``: the study knows its trials).
     early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
       validation target has not improved for ``patience`` evaluations stops.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
