@@ -160,7 +160,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       "samples": 64, "batch": 16, "seed": 0, "storage": URL, "study": NAME,
       "pruner": "median" | "none"}`` (:mod:`jaxsweep.engine.proposals`): the
       sweep's distributions are then sampled, ``batch`` trials a round
-      trained as one population (``resume`` is refused).
+      trained as one population; with ``out``, ``resume`` goes on from the
+      round a crash interrupted (with ``storage``, run again without
+      ``resume``: the study knows its trials).
     early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
       validation target has not improved for ``patience`` evaluations stops.
     memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
@@ -243,9 +245,9 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
                 out=out, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
                 outputs=outputs, progress=progress, compile_cache=compile_cache)
   if search is not None:
-    return run_search(components, base, search.renamed(qualified), **common)
+    return run_sweep(components, base, space=search.renamed(qualified), **common)
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
-  return run_plan(components, base, q_points, **common)
+  return run_sweep(components, base, points=q_points, **common)
 
 
 def _keys(qualified: Mapping[str, str]) -> frozenset:
@@ -280,12 +282,12 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
   if not isinstance(cfg, config_lib.Config):
     cfg = config_lib.load(cfg, overrides)
   common = dict(target=cfg.target, mode=cfg.mode,
-                chunk_size=chunk_size or cfg.run.get("chunk_size"),
-                lanes=lanes or cfg.run.get("lanes"),
-                unstable_factor=unstable_factor or cfg.run.get("unstable_factor"),
-                method=method or cfg.method,
-                early_stopping=early_stopping or cfg.early_stopping,
-                memory_budget=memory_budget or cfg.run.get("memory_budget"),
+                chunk_size=_given(chunk_size, cfg.run.get("chunk_size")),
+                lanes=_given(lanes, cfg.run.get("lanes")),
+                unstable_factor=_given(unstable_factor, cfg.run.get("unstable_factor")),
+                method=_given(method, cfg.method),
+                early_stopping=_given(early_stopping, cfg.early_stopping),
+                memory_budget=_given(memory_budget, cfg.run.get("memory_budget")),
                 mesh=mesh, out=out, resume=resume, overwrite=overwrite,
                 checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
                 compile_cache=compile_cache, config=cfg.raw)
@@ -295,108 +297,104 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
         raise errors.ConfigError(
             "the config's sweep is a search space for a proposal method, not variants.",
             key="sweep.method", fix="give method= tpe, gp or qmc, or a config with a sweep")
-      return run_search(cfg.components, cfg.base, cfg.search, **common)
-    return run_plan(cfg.components, cfg.base, cfg.points, **common)
+      return run_sweep(cfg.components, cfg.base, space=cfg.search, **common)
+    return run_sweep(cfg.components, cfg.base, points=cfg.points, **common)
   except errors.ConfigError as e:
     # A problem of the output directory is not the config file's.
     raise (e.with_file(cfg.path) if cfg.path and e.key != "out" else e) from None
 
 
-def run_plan(components: plan_lib.Components, base: Mapping[str, Any],
-             points: Sequence[Mapping[str, Any]], *,
-             display: Mapping[str, str] | None = None, target: str | None = None,
-             mode: str | None = None, chunk_size: int | None = None,
-             lanes: int | None = None, unstable_factor: float | None = None,
-             method: Any = None, early_stopping: Mapping[str, Any] | None = None,
-             memory_budget: int | str | None = None, mesh=None,
-             out: str | None = None, resume: bool = False, overwrite: bool = False,
-             checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
-             outputs: Mapping[str, Any] | None = None,
-             progress: bool | Callable[[dict], None] = True,
-             compile_cache: str | bool | None = None,
-             config: Mapping[str, Any] | None = None) -> results_lib.Results:
-  """Plans and runs qualified settings (the layer shared by :func:`run` and configs).
+def _given(value: Any, default: Any) -> Any:
+  """``value`` unless it is None (a 0 or an empty mapping the user gave stays)."""
+  return default if value is None else value
+
+
+def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
+              points: Sequence[Mapping[str, Any]] | None = None,
+              space: proposals.Space | None = None,
+              display: Mapping[str, str] | None = None, target: str | None = None,
+              mode: str | None = None, method: Any = None,
+              early_stopping: Mapping[str, Any] | None = None,
+              chunk_size: int | None = None, lanes: int | str | None = None,
+              unstable_factor: float | None = None, memory_budget: int | str | None = None,
+              mesh=None, out: str | None = None, resume: bool = False,
+              overwrite: bool = False, checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+              outputs: Mapping[str, Any] | None = None,
+              progress: bool | Callable[[dict], None] = True,
+              compile_cache: str | bool | None = None,
+              config: Mapping[str, Any] | None = None) -> results_lib.Results:
+  """The one run entry, under :func:`run` and :func:`run_config`: plans and
+  trains qualified settings, or searches a space; with ``out``, prepares,
+  resumes and writes the run directory.
+
+  With ``points`` (one dict of qualified settings per variant) the variants
+  are planned (:func:`jaxsweep.engine.structure.make_plan`) and trained
+  under ``method``'s scheduler. With ``space`` (``method`` tpe, gp or qmc,
+  which may give ``budget:`` in variant-steps) rounds of trials are
+  proposed, each round one population
+  (:func:`jaxsweep.engine.proposals.search`); with ``out`` each round trains
+  with its own checkpoint and finished rounds are saved, so ``resume=True``
+  goes on from the round a crash interrupted (the seeded sampler proposes
+  the finished trials again).
 
   With ``out``, the directory is prepared (checked, locked) before anything
-  trains, and its files written after (see :func:`run`).
+  trains, and its files written after (see :func:`run`, whose arguments
+  these are, qualified).
+
+  Raises:
+    ConfigError: for bad options, a proposal method given points (or a
+      missing Optuna), or any error of a sweep.
+    CheckpointError: when a resumed sampler proposes other trials.
   """
-  if proposals.method_name(method):
+  if (points is None) == (space is None):
+    raise ValueError("give points (variants to plan) or space (a search), not both")
+  if space is None and proposals.method_name(method):
     raise errors.ConfigError(
         f"method {proposals.method_name(method)} searches the sweep's distributions, not "
         "expanded variants.", key="sweep.method",
         fix="pass the sweep to js.run(method=...), or set sweep.method in the config")
-  configure(mesh=mesh, compile_cache=compile_cache)
-  plan = structure.make_plan(components, base, points, display=display)
-  if target is not None:  # Before training: an objective of varied losses is refused.
-    results_lib.check_comparable(target, plan.variants)
-  _check_run_options(out, resume, overwrite, checkpoint_every)
-  callback = _callback(progress)
-  scheduler = schedulers.make(method, early_stopping=early_stopping)
-  train = dict(mesh=mesh, chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
-               callback=callback, resume=resume, checkpoint_every=checkpoint_every,
-               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR,
-               scheduler=scheduler, target=target, mode=mode)
-  if out is None or not distributed.is_primary():
-    # Process 0 owns the directory; the others only share its checkpoint.
-    return _execute(plan, checkpoint_dir=out and rundir.checkpoint_path(out), **train)
-  with rundir.prepare(out, sweep_id=fingerprint.fingerprint(plan), resume=resume,
-                      overwrite=overwrite, estimate_bytes=estimate_bytes(plan)) as rd:
-    if callback is not None:
-      callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
-    _preload_plots(outputs)
-    train["resume"] = rd.resumed  # Nothing to resume in a new directory.
-    res = _execute(plan, checkpoint_dir=rd.checkpoint_dir, **train)
-    paths = rd.write_outputs(res, config=as_run(config, res.groups), **dict(outputs or {}))
-    if callback is not None:
-      callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
-  return res
-
-
-def run_search(components: plan_lib.Components, base: Mapping[str, Any],
-               space: proposals.Space, *, method: Any,
-               display: Mapping[str, str] | None = None, target: str | None = None,
-               mode: str | None = None, chunk_size: int | None = None,
-               lanes: int | None = None, unstable_factor: float | None = None,
-               early_stopping: Mapping[str, Any] | None = None,
-               memory_budget: int | str | None = None, mesh=None,
-               out: str | None = None, resume: bool = False, overwrite: bool = False,
-               checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
-               outputs: Mapping[str, Any] | None = None,
-               progress: bool | Callable[[dict], None] = True,
-               compile_cache: str | bool | None = None,
-               config: Mapping[str, Any] | None = None) -> results_lib.Results:
-  """Runs a proposal search (``method: tpe|gp|qmc``): rounds of trials, each
-  round one population (:func:`jaxsweep.engine.proposals.search`).
-
-  Arguments as for :func:`run_plan`, with the qualified search ``space``
-  instead of points (``method`` may give ``budget:`` in variant-steps).
-  With ``out``, each round trains with its own checkpoint and finished rounds
-  are saved, so ``resume=True`` goes on from the round a crash interrupted
-  (the seeded sampler proposes the finished trials again).
-
-  Raises:
-    ConfigError: for bad method options, a missing Optuna, or any error of a
-      sweep.
-    CheckpointError: when a resumed sampler proposes other trials.
-  """
-  opts = proposals.options(method)
+  opts = proposals.options(method) if space is not None else None
   _check_run_options(out, resume, overwrite, checkpoint_every)
   configure(mesh=mesh, compile_cache=compile_cache)
   callback = _callback(progress)
-  train = dict(display=display, target=target, mode=mode, early_stopping=early_stopping,
-               callback=callback, mesh=mesh, chunk_size=chunk_size, lanes=lanes,
-               memory_budget=memory_budget,
-               unstable_factor=unstable_factor or execute.UNSTABLE_FACTOR)
+  engine = dict(target=target, mode=mode, callback=callback, mesh=mesh,
+                chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
+                unstable_factor=unstable_factor, checkpoint_every=checkpoint_every)
+  if space is not None:
+    sweep_id = proposals.fingerprint(components, base, space, opts)
+    samples = 64 if opts.samples is None else opts.samples
+    estimate = 4 * 2**20 + 4_000 * samples
+
+    def train(checkpoint_dir: str | None, resume: bool) -> results_lib.Results:
+      return proposals.search(components, base, space, opts, display=display,
+                              early_stopping=early_stopping, checkpoint_dir=checkpoint_dir,
+                              resume=resume, **engine)
+
+    # Only process 0 keeps a search's rounds (the other processes' samplers
+    # propose the same trials).
+    shared_checkpoint = None
+  else:
+    plan = structure.make_plan(components, base, points, display=display)
+    if target is not None:  # Before training: an objective of varied losses is refused.
+      results_lib.check_comparable(target, plan.variants)
+    scheduler = schedulers.make(method, early_stopping=early_stopping)
+    sweep_id, estimate = fingerprint.fingerprint(plan), estimate_bytes(plan)
+
+    def train(checkpoint_dir: str | None, resume: bool) -> results_lib.Results:
+      return execute.execute(plan, scheduler=scheduler, checkpoint_dir=checkpoint_dir,
+                             resume=resume, **engine)
+
+    # Every process of a plan shares process 0's checkpoint.
+    shared_checkpoint = out and rundir.checkpoint_path(out)
   if out is None or not distributed.is_primary():
-    return proposals.search(components, base, space, opts, **train)
-  sweep_id = proposals.fingerprint(components, base, space, opts)
-  with rundir.prepare(out, sweep_id=sweep_id, overwrite=overwrite, resume=resume,
-                      estimate_bytes=4 * 2**20 + 4_000 * (opts.samples or 64)) as rd:
+    # Process 0 owns the directory.
+    return train(shared_checkpoint, resume and shared_checkpoint is not None)
+  with rundir.prepare(out, sweep_id=sweep_id, resume=resume, overwrite=overwrite,
+                      estimate_bytes=estimate) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
     _preload_plots(outputs)
-    res = proposals.search(components, base, space, opts, checkpoint_dir=rd.checkpoint_dir,
-                           resume=rd.resumed, checkpoint_every=checkpoint_every, **train)
+    res = train(rd.checkpoint_dir, rd.resumed)  # Nothing to resume in a new directory.
     paths = rd.write_outputs(res, config=as_run(config, res.groups), **dict(outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
@@ -453,13 +451,6 @@ def _preload_plots(outputs: Mapping[str, Any] | None) -> None:
   """Plots will be drawn after training: import matplotlib meanwhile."""
   if dict(outputs or {}).get("plots", True):
     report.plots.preload()
-
-
-def _execute(plan: plan_lib.Plan, *, checkpoint_dir: str | None, resume: bool,
-             checkpoint_every: float, **kwargs) -> results_lib.Results:
-  """The engine's execute, checkpointing into ``checkpoint_dir`` when given."""
-  return execute.execute(plan, checkpoint_dir=checkpoint_dir, resume=resume,
-                         checkpoint_every=checkpoint_every, **kwargs)
 
 
 def estimate_bytes(plan: plan_lib.Plan) -> int:

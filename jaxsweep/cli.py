@@ -266,7 +266,8 @@ def _run(args) -> int:
         lanes=args.lanes, unstable_factor=args.unstable_factor,
         memory_budget=args.memory_budget,
         outputs={"aggregate": args.aggregate, "plots": args.plots,
-                 "tensorboard": args.tensorboard, "curves": args.top or report.DEFAULT_CURVES})
+                 "tensorboard": args.tensorboard,
+                 "curves": report.DEFAULT_CURVES if args.top is None else args.top})
   except rundir.INTERRUPTS as e:
     return _interrupted(e, args, watch.dir or out, watch)
   finally:
@@ -409,8 +410,10 @@ def _plan(args) -> int:
                         wandb=args.wandb)
   try:
     plan = structure.make_plan(cfg.components, cfg.base, cfg.points)
-    kwargs = {"memory_budget": args.memory_budget or cfg.run.get("memory_budget"),
-              "chunk_size": args.chunk_size or cfg.run.get("chunk_size"),
+    kwargs = {"memory_budget": (cfg.run.get("memory_budget") if args.memory_budget is None
+                                else args.memory_budget),
+              "chunk_size": (cfg.run.get("chunk_size") if args.chunk_size is None
+                             else args.chunk_size),
               "lanes": cfg.run.get("lanes")} if args.memory else {}
     print(report.plan.describe(plan, memory=args.memory or False,
                                progress=report.plan.stderr_progress, **kwargs))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -175,6 +175,59 @@ def mean_std(values: Sequence[float], *,
   return mean, std
 
 
+class SeedStats(NamedTuple):
+  """A configuration's value over its seeds (:func:`over_seeds`).
+
+  Attributes:
+    mean: the mean of the values that count, or None when none does.
+    std: their standard deviation, or None for fewer than ``ddof + 1``.
+    n: how many values counted.
+  """
+
+  mean: float | None
+  std: float | None
+  n: int
+
+
+def over_seeds(values: Iterable[Any], *, ddof: int = DEFAULT_DDOF) -> SeedStats:
+  """A configuration's value over its seeds: the one mean over seeds.
+
+  Selection (:func:`aggregate_rows`), the schedulers that rank
+  configurations (halving, Hyperband, PBT) and the batched proposals (the
+  value a trial reports and is told) all call it, so one configuration has
+  one value wherever it is ranked.
+
+  NaN policy: a value that is not a finite number (NaN, inf, None) is left
+  out, and the mean is over the seeds that remain; with none left the mean
+  is None, which every caller ranks worst (selection sorts it last, the
+  schedulers score it ``-inf``, a proposal reports nothing and tells the
+  study the trial failed). A seed with a non-finite value diverged (or
+  skipped the period because it had): its number says nothing about the
+  configuration beyond that, which the status counts carry. Leaving it out
+  rather than scoring the configuration ``-inf`` keeps one unlucky seed from
+  sinking a configuration whose other seeds trained (selection then ranks
+  configurations with a diverged seed below those without, see
+  :func:`aggregate_rows`). Callers drop the rows whose finite numbers are
+  junk (a diverged row, :func:`has_value`) before calling.
+
+  Args:
+    values: one value per seed, in seed order (the order of the sum).
+    ddof: delta degrees of freedom of the std (1: sample std; 0: population).
+
+  Returns:
+    The mean, std (float64, :func:`mean_std`) and count of the finite values.
+
+  Examples:
+    >>> over_seeds([0.5, float("nan"), 0.7, None]).mean
+    0.6
+    >>> over_seeds([float("nan")])
+    SeedStats(mean=None, std=None, n=0)
+  """
+  finite = [float(v) for v in values if _finite(v)]
+  mean, std = mean_std(finite, ddof=ddof)
+  return SeedStats(mean, std, len(finite))
+
+
 def is_healthy(row: Mapping[str, Any], metric: str | None = None) -> bool:
   """Whether a row trained without trouble (``ok``) and, if given, has a finite ``metric``."""
   if row.get("status") != STATUS_OK:
@@ -287,8 +340,9 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
 
   The one place seeds are aggregated and a configuration is selected. A
   metric's mean and std are over the seeds with a real value
-  (:func:`has_value`): unstable and stopped seeds count (their metrics are
-  what the configuration does), diverged seeds are left out and counted.
+  (:func:`has_value`, :func:`over_seeds`): unstable and stopped seeds count
+  (their metrics are what the configuration does), diverged seeds are left
+  out and counted.
 
   Ranking, best first: configurations with a healthy (ok or stopped) seed and
   no diverged one; then those with a healthy seed and some diverged (their
@@ -350,9 +404,9 @@ def aggregate_rows(rows: Sequence[Mapping[str, Any]], *, swept: Sequence[str],
     row["variants"] = [r.get("variant") for r in members]
     row["params"] = first.get("params")
     for m in metrics:
-      vals = [float(r[m]) for r in members if has_value(r, m)]
-      row[f"{m}_mean"], row[f"{m}_std"] = mean_std(vals, ddof=ddof)
-      row[f"{m}_n"] = len(vals)
+      stats = over_seeds((r.get(m) for r in members if r.get("status") != STATUS_DIVERGED),
+                         ddof=ddof)
+      row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = stats
     out.append(row)
   means = tie_classes([None if r[f"{target}_mean"] is None else
                        (-r[f"{target}_mean"] if mode == "max" else r[f"{target}_mean"])

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import jaxsweep as js
+from jaxsweep.engine import record
 from tests import helpers
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
@@ -132,6 +133,13 @@ def test_error_unknown_swept_name_lists_accepted():
     helpers.run({"learnin_rate": [1e-2]})
   msg = str(e.value)
   assert "learnin_rate" in msg and "learning_rate" in msg and "optimizer:" in msg
+
+
+def test_a_zero_option_is_refused_not_replaced_by_the_default():
+  """unstable_factor=0 was silently the default (``x or default``): now it is refused."""
+  assert record.unstable_factor(None) == record.UNSTABLE_FACTOR
+  with pytest.raises(js.ConfigError, match="unstable_factor"):
+    helpers.run({"learning_rate": [1e-2]}, unstable_factor=0)
 
 
 def test_error_ambiguous_name():

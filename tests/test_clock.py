@@ -20,8 +20,9 @@ def _plan(widths=((8,), (16,)), lrs=LRS, steps=6, **train):
   variants = [{"model.features": w, "optimizer.learning_rate": lr, "seed": 0}
               for w in widths for lr in lrs]
   plan = engine.make_plan(
+      # auto=False: every width its own compile group, whatever the estimates.
       engine.Components(model=helpers.mlp, optimizer=helpers.adam,
-                        loss=losses.cross_entropy, data=helpers.DATA),
+                        loss=losses.cross_entropy, data=helpers.DATA, auto=False),
       {"train.steps": steps, "train.batch_size": helpers.BATCH, "train.eval_every": 2,
        "train.eval_batch_size": 1024, "model.features": widths[0], "seed": 0,
        **{f"train.{k}": v for k, v in train.items()}},

@@ -1,6 +1,7 @@
 """Compile time: the persistent compilation cache, groups compiled one ahead,
 and `jaxsweep bench`."""
 
+import collections
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import jax
 import pytest
 
 import jaxsweep as js
-from jaxsweep.engine import sharding, strategy
+from jaxsweep.engine import program, sharding, strategy
 from tests import helpers
 
 CONFIG = """
@@ -83,3 +84,24 @@ def test_bench_probe_counts_real_variants_not_the_padding():
   for p in probes:
     assert p.train_seconds > 0
     assert p.variant_steps_per_s == pytest.approx(3 * 3 / p.train_seconds)
+
+
+def test_the_program_cache_is_bounded_and_keeps_no_data(monkeypatch):
+  """At most CACHE_SIZE programs per process, least recently used dropped,
+  and none holds its dataset; the init compiler thread can be shut down."""
+  monkeypatch.setattr(program, "_CACHE", collections.OrderedDict())
+  monkeypatch.setattr(program, "CACHE_SIZE", 1)
+  plans = [js.engine.make_plan(
+      js.engine.Components(model=helpers.mlp, optimizer=helpers.adam,
+                           loss=js.losses.cross_entropy, data=helpers.DATA),
+      {"train.steps": 2, "train.batch_size": helpers.BATCH, "model.features": (width,),
+       "seed": 0}, [{"optimizer.learning_rate": 0.1}]) for width in (8, 16)]
+  first = program.build(plans[0], plans[0].groups[0])
+  assert first.dataset is not None  # The caller gets the data...
+  assert program.build(plans[0], plans[0].groups[0]).program is first.program
+  program.build(plans[1], plans[1].groups[0])
+  assert len(program._CACHE) == 1  # ...the cache keeps only the newest program,
+  assert all(p.dataset is None for p in program._CACHE.values())  # without data.
+  assert program.build(plans[0], plans[0].groups[0]).program is not first.program
+  program.shutdown()
+  program.shutdown()  # Idempotent; a later compile starts a new thread.

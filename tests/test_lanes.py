@@ -75,7 +75,7 @@ def test_a_cached_measurement_is_read_only_with_lanes_auto(num_devices):
     strategy.store(sig, 1, {1: 1.0})  # Leave no 2 behind for other tests.
   assert default == strategy.rule(plan, group, mesh) and default.lanes != 2
   assert (auto.lanes, auto.source) == (2, "auto")
-  assert strategy.choose(plan, group, mesh, 3) == strategy.Choice(3, "user")
+  assert strategy.choose(plan, group, mesh, 3) == strategy.LanesChoice(3, "user")
   with pytest.raises(js.ConfigError, match="lanes"):
     strategy.choose(plan, group, mesh, "fast")
 

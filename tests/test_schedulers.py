@@ -17,6 +17,7 @@ import pytest
 
 import jaxsweep as js
 from jaxsweep import keys
+from jaxsweep import selection
 from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import schedulers, scheduling
 
@@ -193,6 +194,21 @@ def test_near_equal_scores_fall_to_sweep_order_not_float_noise():
   values = [0.10256409893, 0.10256410142, 0.05]
   d = halving.boundary(_boundary(plan, 10, lambda v: values[v]))
   assert d.stop == {1, 2}  # 0 and 1 tie: the first in the sweep stays.
+
+
+def test_a_configuration_scores_its_mean_over_seeds_as_selection_does():
+  """One mean over seeds, one NaN policy (selection.over_seeds): a diverged
+  (NaN) seed is left out; a configuration with no finite seed scores worst."""
+  plan = _plan([0.1, 0.2, 0.3], seeds=(0, 1))
+  values = [0.5, math.nan, 0.7, 0.2, math.nan, math.nan]  # Variant = 2 * config + seed.
+  b = _boundary(plan, 10, lambda v: values[v])
+  configs = schedulers._Configs(plan, range(plan.num_variants))
+  scores = configs.scores(b, "val_accuracy", "max", set(range(plan.num_variants)))
+  by_first = {configs.first(c): x for c, x in scores.items()}
+  assert by_first == {0: selection.over_seeds([0.5, math.nan]).mean,
+                      2: selection.over_seeds([0.7, 0.2]).mean, 4: -math.inf}
+  assert by_first[0] == 0.5 and by_first[2] == pytest.approx(0.45)
+  assert configs.ranked(scores) == [configs.of[0], configs.of[2], configs.of[4]]
 
 
 def test_groups_without_a_common_rung_are_a_config_error():

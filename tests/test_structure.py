@@ -114,3 +114,12 @@ def test_parameter_counts_are_each_variants_own_across_groups():
   counts = structure._params(plan)  # pylint: disable=protected-access
   own = {(8,): 8 * 8 + 8 + 8 * 4 + 4, (16, 16): 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4}
   assert counts == {i: own[tuple(v[FEATURES])] for i, v in enumerate(plan.variants)}
+
+
+def test_the_public_make_plan_is_what_run_plans_with():
+  """js.engine.make_plan decides structural keys as js.run does; auto=False groups all."""
+  assert js.engine.make_plan is structure.make_plan
+  sweep = {"model.activation": ["relu", "tanh"]}
+  assert len(_plan(sweep).groups) == 1  # Vectorized, as js.run would.
+  grouped = _plan(sweep, auto=False)
+  assert len(grouped.groups) == 2 and not grouped.structure

@@ -1,7 +1,11 @@
 """The engine: plan -> program -> execute, each stage taking the previous one's output.
 
 * :mod:`~jaxsweep.engine.plan`: variants -> compile groups; static vs traced
-  decided once per group (pure Python).
+  decided once per group (pure Python). :func:`make_plan` is
+  :func:`jaxsweep.engine.structure.make_plan`, what :func:`jaxsweep.run`
+  plans with: the planner, then each swept structural key grouped or
+  vectorized (``Components(auto=False)``: every static key the user did not
+  vectorize groups).
 * :mod:`~jaxsweep.engine.program`: one group's per-variant program built,
   checked abstractly and compiled on the mesh.
 * :mod:`~jaxsweep.engine.train`: the per-variant functions (``init``,
@@ -21,15 +25,16 @@ from jaxsweep.engine import program
 from jaxsweep.engine import scheduling
 from jaxsweep.engine import sharding
 from jaxsweep.engine import sizing
+from jaxsweep.engine import structure
 from jaxsweep.engine import train
 from jaxsweep.engine.execute import Boundary
 from jaxsweep.engine.execute import Decision
 from jaxsweep.engine.execute import Grid
 from jaxsweep.engine.execute import Scheduler
 from jaxsweep.engine.plan import Components
-from jaxsweep.engine.plan import make_plan
 from jaxsweep.engine.plan import stack_hparams
 from jaxsweep.engine.program import device_data
+from jaxsweep.engine.structure import make_plan
 from jaxsweep.engine.train import RunState
 from jaxsweep.engine.train import TrainSettings
 from jaxsweep.engine.train import make_train
@@ -37,5 +42,6 @@ from jaxsweep.engine.train import make_train
 __all__ = [
     "Boundary", "Components", "Decision", "Grid", "RunState", "Scheduler", "TrainSettings",
     "device_data", "distributed", "execute", "fingerprint", "make_plan", "make_train",
-    "memory", "plan", "program", "scheduling", "sharding", "sizing", "stack_hparams", "train",
+    "memory", "plan", "program", "scheduling", "sharding", "sizing", "stack_hparams", "structure",
+    "train",
 ]

@@ -55,11 +55,6 @@ from jaxsweep.engine import record as record_lib
 
 # Seconds between checkpoints by default (at the next period boundary).
 CHECKPOINT_EVERY = 300.0
-# A finite run is "unstable" when its training objective ends above this
-# multiple of its value at step 0 (or its validation metric at chance).
-UNSTABLE_FACTOR = record_lib.UNSTABLE_FACTOR
-
-
 # The protocol lives in a leaf module; these names are the engine's public ones.
 Boundary = scheduling.Boundary
 Decision = scheduling.Decision
@@ -92,7 +87,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
             callback: Callable[[dict], None] | None = None,
             checkpoint_dir: str | None = None,
             checkpoint_every: float = CHECKPOINT_EVERY,
-            resume: bool = False, unstable_factor: float = UNSTABLE_FACTOR,
+            resume: bool = False, unstable_factor: float | None = None,
             target: str | None = None, mode: str | None = None) -> results_lib.Results:
   """Trains every variant of a plan and returns its :class:`Results`.
 
@@ -128,16 +123,19 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
       results equal an uninterrupted run's bit for bit (but for timings).
     unstable_factor: a run whose training objective ends above this multiple
       of its step-0 value is ``unstable`` (so is one whose validation metric
-      ends no better than chance).
+      ends no better than chance). Default (None):
+      :data:`jaxsweep.engine.record.UNSTABLE_FACTOR`.
     target, mode: the metric the results are ranked on, and whether higher
       is better (default: the task's validation metric); schedulers decide on
       it unless told otherwise.
 
   Raises:
-    ConfigError: for a group that does not fit even one lane per device.
+    ConfigError: for a group that does not fit even one lane per device, or
+      an ``unstable_factor`` not above 1.
     CheckpointError: for a checkpoint of another sweep, or a corrupt one.
     Interrupted: when SIGINT/SIGTERM stopped the run (after saving).
   """
+  unstable_factor = record_lib.unstable_factor(unstable_factor)
   mesh = sharding.make_mesh() if mesh is None else mesh
   scheduler = scheduling.check(Grid() if scheduler is None else scheduler)
   primary = jax.process_index() == 0
@@ -166,7 +164,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   for gr in groups:
     saved = snap.groups.get(gr.index)
     gr.choice = choice_of[gr.index] = (
-        strategy.Choice(saved["lanes"], "resumed") if saved
+        strategy.LanesChoice(saved["lanes"], "resumed") if saved
         else strategy.choose(plan, gr.group, mesh, lanes))
   limit = memory_lib.available(mesh, memory_budget)
   for gr in groups:
@@ -327,7 +325,7 @@ class _Group:
 
   def __init__(self, plan: plan_lib.Plan, group: plan_lib.Group, snap: ckpt_lib.Snapshot):
     self.plan, self.group = plan, group
-    self.choice: strategy.Choice | None = None  # Lanes, chosen once every group is checked.
+    self.choice: strategy.LanesChoice | None = None  # Lanes, chosen once every group is checked.
     self.index = group.index
     self.built = None
     saved = snap.groups.get(group.index, {})

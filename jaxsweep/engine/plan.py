@@ -324,7 +324,7 @@ class Plan:
     groups: the compile groups.
     ids: each variant's stable id (from its swept values).
     structure: how each swept structural key is trained (vectorized or
-      grouped, and why): :class:`jaxsweep.engine.structure.Choice`.
+      grouped, and why): :class:`jaxsweep.engine.structure.KeyPlacement`.
   """
 
   components: Components

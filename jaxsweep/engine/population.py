@@ -376,16 +376,3 @@ class Population:
                               "stopped_step": state.stopped_step}}))
     return out
 
-
-def hparam_values(hp_host, index: int, plan: plan_lib.Plan, group: plan_lib.Group
-                  ) -> dict[str, float]:
-  """A variant's traced values (qualified keys) from host hparams arrays."""
-  out = {}
-  for key in group.traced:
-    path = plan_lib.hparam_path(key)
-    node = hp_host
-    for p in path:
-      node = node[p]
-    out[str(key)] = node[index].item()
-  return out
-

@@ -7,6 +7,13 @@ The second stage of the engine. It takes a :class:`~jaxsweep.engine.plan.Group`
 on their structure, so a second group (or a second sweep in the same process)
 with the same structure reuses the jitted functions and their compilations.
 
+State kept between sweeps, per process: the last :data:`CACHE_SIZE`
+programs (least recently used dropped first; their compiled executables with
+them, not their data: a build loads its dataset anew), emptied by
+:func:`clear_cache`; and one background thread compiling inits
+(:func:`prefetch_init`), started on first use and shut down at exit or by
+:func:`shutdown`.
+
 Before anything trains, :func:`check` traces one variant abstractly, so a
 model whose outputs do not fit the loss, or a loss that branches on a traced
 value, fails with the shapes or the offending line named.
@@ -14,11 +21,13 @@ value, fails with the shapes or the offending line named.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -106,14 +115,15 @@ def train_settings(static_train: Mapping[str, Any]) -> train_lib.TrainSettings:
       raise errors.ConfigError(f"train.{k} must be a positive integer, got {v!r}.",
                                key=f"train.{k}")
   steps = int(vals["steps"])
-  eval_every = min(int(vals["eval_every"] or steps), steps)
+  eval_every = min(steps if vals["eval_every"] is None else int(vals["eval_every"]), steps)
   first = static_train.get("first_eval")
   if first is not None and (not isinstance(first, (int, np.integer)) or isinstance(first, bool)
                             or first < 0):
     raise errors.ConfigError(f"train.first_eval must be a number of steps, got {first!r}.",
                              key="train.first_eval", fix="e.g. first_eval=10 (0: none)")
   return train_lib.TrainSettings(steps, int(vals["batch_size"]), eval_every,
-                                 int(vals["eval_batch_size"]), int(first or 0))
+                                 int(vals["eval_batch_size"]),
+                                 0 if first is None else int(first))
 
 
 # The fixed subset of the training data evaluated (in eval mode) at every
@@ -264,8 +274,17 @@ class GroupProgram:
   optimizer: Any = None
 
 
+# Programs kept per process (least recently used dropped first). A sweep
+# reuses a program for every group and chunk of one structure; past this many
+# structures the oldest is rebuilt, and recompiled (from the persistent
+# compilation cache when on), if it is needed again.
+CACHE_SIZE = 64
 _CACHE: collections.OrderedDict[tuple, GroupProgram] = collections.OrderedDict()
-_CACHE_SIZE = 64
+
+
+def clear_cache() -> None:
+  """Drops every cached program (and its compiled executables) of this process."""
+  _CACHE.clear()
 
 
 def _ident(obj) -> Any:
@@ -314,6 +333,11 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
     metrics = losses_lib.default_metrics(dataset.task)
     derived = losses_lib.derived_metrics(dataset.task)
 
+  # The program's identity in this process: the parts of
+  # fingerprint.program_identity, resolved (output sizes filled in, static
+  # arguments split between factory and call) and by object where a stable
+  # name could be ambiguous (two instances of one class whose repr holds an
+  # address). Data shapes are left out: jit specialises on them (compiled).
   cache_key = (
       _ident(comps.model), keys.freeze(factory_static), keys.freeze(call_static),
       _ident(opt_fn), keys.freeze(opt_static), opt_traced,
@@ -344,8 +368,9 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
       derived=derived, init=jax.vmap(program.init, in_axes=(0, None)),
       period=jax.vmap(program.period, in_axes=(0, 0, None)), loss=loss_bound,
       metrics=metrics, model_args=factory_static, optimizer=opt)
-  _CACHE[cache_key] = built
-  while len(_CACHE) > _CACHE_SIZE:
+  # The cache keeps the program, not the data (the compiled dict is shared).
+  _CACHE[cache_key] = dataclasses.replace(built, dataset=None)
+  while len(_CACHE) > CACHE_SIZE:
     _CACHE.popitem(last=False)
   return built
 
@@ -445,7 +470,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
   init and apply; its output width against the number of classes; the loss
   and each metric on one batch of outputs; the whole training period.
 
-  ``period=False`` leaves out the last (0.7 s for the digits MLP): for a
+  ``period=False`` leaves out the last (the slowest to trace): for a
   group about to compile, whose compile traces the period first thing and
   reports its errors the same way (:func:`compile`).
 
@@ -549,13 +574,37 @@ class Compiled:
   cache_hits: int = 0
 
 
-# Init at XLA's level 1 (2-core CPU): compiles in 1.3-2.7 s against 1.7-4.0 s
-# at the default, and its parameters equal the default's bit for bit. Level 0
-# compiled 0.2-0.6 s faster but ran 4-10x slower: 1.0 s for 8 text RNNs.
+# Init runs once per variant: XLA's level 1 compiles it faster than the
+# default and gives the same parameters bit for bit; level 0 compiled faster
+# still but ran several times slower (bench/ENGINE_NOTES.md).
 _COLD_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-_INIT_POOL = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxsweep-init")
+_init_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_init_pool_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+  """The thread compiling inits in the background, started on first use."""
+  global _init_pool
+  with _init_pool_lock:
+    if _init_pool is None:
+      _init_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxsweep-init")
+    return _init_pool
+
+
+def shutdown() -> None:
+  """Stops the background init compiler: queued compiles are cancelled, a
+  running one is waited for. Registered at exit; a later compile starts a
+  new thread."""
+  global _init_pool
+  with _init_pool_lock:
+    pool, _init_pool = _init_pool, None
+  if pool is not None:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown)
 
 
 def _compile_cold(lowered):
@@ -633,8 +682,8 @@ def _key(mesh, hp, data, lanes: int) -> str:
 def prefetch_init(built: GroupProgram, mesh, hp, data, *, lanes: int = 1) -> None:
   """Marks a group's init to compile on a background thread once the next
   period compile has traced (XLA compiles without the GIL); :func:`compile`
-  with the same shapes, mesh and lanes waits for it: a short digits MLP run
-  ended 1.8 s sooner on a 2-core CPU (mean of 4; the compiles share its cores).
+  with the same shapes, mesh and lanes waits for it (the two compiles
+  overlap: bench/ENGINE_NOTES.md).
   """
   key = _key(mesh, hp, data, lanes)
   entry = built.compiled.get(key)
@@ -653,7 +702,7 @@ def prefetch_init(built: GroupProgram, mesh, hp, data, *, lanes: int = 1) -> Non
 def _start_inits(built: GroupProgram) -> None:
   for key, job in built.pending_init.items():
     if not isinstance(job, concurrent.futures.Future):
-      built.pending_init[key] = _INIT_POOL.submit(job)
+      built.pending_init[key] = _pool().submit(job)
 
 
 def abstract_population(plan: plan_lib.Plan, group: plan_lib.Group, size: int, mesh):

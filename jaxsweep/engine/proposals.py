@@ -56,6 +56,7 @@ import numpy as np
 from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep import results as results_lib
+from jaxsweep import selection
 from jaxsweep import space as space_lib
 from jaxsweep.engine import checkpoint as ckpt_lib
 from jaxsweep.engine import execute
@@ -423,10 +424,9 @@ class Pruning(scheduling.Base):
     asked = []
     for number, variants in self.members.items():
       live = [index[v] for v in variants if v in index and not b.stopped[index[v]]]
-      finite = [values[j] for j in live if math.isfinite(values[j])]
-      if number in self.pruned or not finite:
+      value = selection.over_seeds(values[j] for j in live).mean
+      if number in self.pruned or value is None:
         continue
-      value = float(np.mean(finite))
       if b.step not in self.reported.setdefault(number, {}):
         self.trials[number].report(value, b.step)
         self.reported[number][b.step] = value
@@ -561,7 +561,7 @@ def search(components: plan_lib.Components, base: Mapping[str, Any], space: Spac
         f"budget={opts.budget} variant-steps is less than one trial ({per_trial}: its steps "
         f"x {len(seeds)} seed(s)).", key="sweep.method.budget",
         fix=f"give budget: {per_trial} or more")
-  batch = opts.batch or default_batch(
+  batch = opts.batch if opts.batch is not None else default_batch(
       opts.samples if opts.samples is not None else opts.budget // per_trial)
   asked = spent = 0
   saved = _Saved(checkpoint_dir, resume, opts)
@@ -691,13 +691,13 @@ def _tell(optuna, study, trials, members, res: results_lib.Results,
     rows = [res.rows[v] for v in members[t.number]]
     t.set_user_attr("jaxsweep_round", round_)
     t.set_user_attr("jaxsweep_status", [r["status"] for r in rows])
-    values = [r[res.target] for r in rows if r["status"] != results_lib.STATUS_DIVERGED
-              and isinstance(r.get(res.target), float) and math.isfinite(r[res.target])]
+    value = selection.over_seeds(r.get(res.target) for r in rows
+                                 if r["status"] != results_lib.STATUS_DIVERGED).mean
     if t.number in pruned:
       study.tell(t, state=state.PRUNED)
       told[t.number] = "pruned"
-    elif values:
-      study.tell(t, float(np.mean(values)))
+    elif value is not None:
+      study.tell(t, value)
       told[t.number] = "complete"
     else:
       study.tell(t, state=state.FAIL)

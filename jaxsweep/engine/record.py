@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+from jaxsweep import errors
 from jaxsweep import keys
 from jaxsweep import results as results_lib
 from jaxsweep.engine import checkpoint as ckpt_lib
@@ -22,6 +23,27 @@ from jaxsweep.engine import plan as plan_lib
 # A finite run is "unstable" when its training objective ends above this
 # multiple of its value at step 0 (or its validation metric at chance).
 UNSTABLE_FACTOR = 3.0
+
+
+def unstable_factor(value: float | None) -> float:
+  """The unstable factor a run uses: ``value``, or :data:`UNSTABLE_FACTOR` for None.
+
+  The one place its default and range live: :func:`jaxsweep.run`, the
+  command and a config's ``run:`` section pass theirs on as given (None for
+  the default).
+
+  Raises:
+    ConfigError: for a value that is not a number above 1 (at or below 1 a
+      variant that merely did not learn would be unstable).
+  """
+  if value is None:
+    return UNSTABLE_FACTOR
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
+    raise errors.ConfigError(f"unstable_factor must be a number above 1, got {value!r}.",
+                             key="unstable_factor", fix="give e.g. unstable_factor=3")
+  return float(value)
+
+
 # Validation accuracy within this of the majority class's share is chance.
 CHANCE_MARGIN = 0.01
 # A training objective below this fraction of its step-0 value is learning.

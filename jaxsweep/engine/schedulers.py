@@ -135,7 +135,8 @@ class _Configs:
   def scores(self, b: Boundary, metric: str, mode: str,
              among: set[int]) -> dict[tuple, float]:
     """Mean score over each configuration's live variants in ``among``
-    (-inf for a configuration with none, or with no finite value)."""
+    (:func:`selection.over_seeds`; -inf for a configuration with none, or
+    with no finite value)."""
     index = {v: j for j, v in enumerate(b.variants)}
     values = _score(np.asarray(b.metrics[metric], np.float64), mode)
     out = {}
@@ -144,8 +145,8 @@ class _Configs:
         continue
       live = [values[index[v]] for v in members
               if v in among and v in index and not b.stopped[index[v]]]
-      live = [x for x in live if np.isfinite(x)]
-      out[config] = float(np.mean(live)) if live else -math.inf
+      mean = selection.over_seeds(live).mean
+      out[config] = -math.inf if mean is None else mean
     return out
 
   def ranked(self, scores: Mapping[tuple, float]) -> list[tuple]:
@@ -590,7 +591,7 @@ class PBT(scheduling.Base):
 
   def start(self, plan: plan_lib.Plan, settings: Mapping[int, Any]) -> None:
     steps, period = _clock(plan, settings, "pbt")
-    every = self.ready_every or period
+    every = period if self.ready_every is None else self.ready_every
     if every % period:
       raise errors.ConfigError(
           f"ready_every={every} must be a multiple of every group's eval_every (their least "

@@ -9,7 +9,7 @@ engine drops from the results.
 
 On a CPU-only machine, XLA's own threading under-uses the cores for the small
 ops of a population step; one virtual CPU device per core lets every core run
-its own share of the variants (about 2x on 2 cores, bench/RESULTS.md). Because the
+its own share of the variants (bench/ENGINE_NOTES.md). Because the
 device count is fixed when JAX's backend starts, ask for it first thing::
 
   import jaxsweep as js
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax._src import xla_bridge
+from jax._src import xla_bridge  # jax 0.10.2: backends_are_initialized (backend_started).
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -83,11 +83,10 @@ def default_lanes(mesh: Mesh) -> int:
   program is the same whatever the layout.
 
   On CPU the default is 1: each variant runs as its own plain (unbatched)
-  program. Measured on a 2-core CPU (digits MLP 64-128-128-10, 64 variants,
-  2 virtual devices): 1.5x the throughput of one vmap over the device's
-  whole population, as fast as 4 or 8 lanes, and bit-identical across device
-  counts, which batched lanes were not (XLA:CPU splits batched matmuls over
-  its threads by the device count). On GPU/TPU wide vmaps fill the device:
+  program: on CPU it ran faster than one vmap over the device's whole
+  population and as fast as a few lanes (bench/ENGINE_NOTES.md), and it is
+  bit-identical across device counts, which batched lanes were not (XLA:CPU
+  splits batched matmuls over its threads by the device count). On GPU/TPU wide vmaps fill the device:
   :data:`ACCELERATOR_LANES`.
   """
   return 1 if mesh.devices.flat[0].platform == "cpu" else ACCELERATOR_LANES
@@ -97,8 +96,8 @@ def min_local(lanes: int) -> int:
   """Fewest variants a device holds: one, or two groups of several lanes.
 
   XLA removes a loop that runs once and fuses its body with what surrounds
-  it, which changed the last bits of a batched evaluation (measured on
-  XLA:CPU with 2 lanes); with at least two groups the loop stays, and a
+  it, which changed the last bits of a batched evaluation (XLA:CPU); with
+  at least two groups the loop stays, and a
   group whose variants all stopped (padding) is skipped, so it costs nothing.
   """
   return 1 if lanes == 1 else 2 * lanes
@@ -233,8 +232,9 @@ def collectives(hlo_text: str) -> dict[str, int]:
 
 def backend_started() -> bool:
   """Whether JAX's backend has started (then the device count is fixed)."""
-  # No public API says whether the backend is up; jax.distributed.initialize
-  # checks the same private flag.
+  # jax 0.10.2 has no public way to ask whether the backend is up
+  # (jax.extend.backend.backends() starts it); jax.distributed.initialize
+  # checks the same private flag. Revisit when jax.extend offers one.
   return xla_bridge.backends_are_initialized()
 
 
@@ -372,10 +372,8 @@ def configure_cpu_devices(n: int | str | None = None) -> int | None:
 
 # XLA:CPU runs an op's work on several threads of one pool (Eigen). With one
 # virtual device per core the devices already keep every core busy, and
-# sharing the pool made a device wait for the other's ops: on the 2-core
-# EPYC, 32 variants x 100 steps ran at 1,583-2,481 variant-steps/s over
-# four runs with the shared pool and at 2,380-2,450 with one thread per op
-# (bench/RESULTS.md).
+# sharing the pool made a device wait for the other's ops: throughput was
+# lower and far more variable (bench/ENGINE_NOTES.md).
 ONE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
 _saved_flags: list[str | None] = []  # The user's XLA_FLAGS while ours are set.
 

@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from jaxsweep import errors
-from jaxsweep import keys
+from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import program as program_lib
 from jaxsweep.engine import sharding
@@ -51,16 +51,14 @@ CACHE_FILE = "lanes.json"
 
 
 def signature(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> str:
-  """What a lanes choice depends on: the device kind and count, JAX, and the
-  group's program (its structure and data shapes, not its values)."""
+  """What a lanes choice depends on: the group's program
+  (:func:`jaxsweep.engine.fingerprint.program_identity`: its structure and
+  data shapes, not its values), the device kind and count, and JAX."""
   built = program_lib.build(plan, group)
   desc = {
       "device": f"{mesh.devices.flat[0].platform}:{mesh.devices.flat[0].device_kind}",
       "devices": int(mesh.devices.size), "jax": jax.__version__,
-      "static": sorted((str(k), repr(keys.freeze(v))) for k, v in group.static.items()),
-      "traced": sorted(map(str, group.traced)),
-      "data": [(k, list(np.shape(a)), str(np.asarray(a).dtype))
-               for k, a in sorted(built.dataset.train.items())]}
+      "program": fingerprint.program_identity(plan, group, built.dataset.train)}
   return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -95,7 +93,7 @@ def store(sig: str, lanes: int, measured: dict[int, float]) -> str:
   return path
 
 
-# Where a group's lanes came from (Choice.source, results.json's lanes_source).
+# Where a group's lanes came from (LanesChoice.source, results.json's lanes_source).
 SOURCE_USER = "user"
 SOURCE_RULE = "rule"
 SOURCE_AUTO = "auto"
@@ -125,7 +123,7 @@ RULE_SMALL_LANES = 8
 
 
 @dataclasses.dataclass(frozen=True)
-class Choice:
+class LanesChoice:
   """The lanes a group runs with, and why.
 
   Attributes:
@@ -275,7 +273,7 @@ def forward_flops(plan: plan_lib.Plan, group: plan_lib.Group) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
-def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> Choice:
+def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> LanesChoice:
   """The default lanes: a fixed function of the model's size and the platform.
 
   On CPU, :data:`RULE_SMALL_LANES` when the forward pass over one training
@@ -292,25 +290,25 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> Choice:
   """
   platform = mesh.devices.flat[0].platform
   if platform != "cpu":
-    return Choice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
+    return LanesChoice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
   try:
     flops = forward_flops(plan, group)
   except Exception:  # pylint: disable=broad-except
     # The check traced the model in eval mode only; a fault of its training
     # mode is the first group's compile to report (as a ModelError naming the
     # user's line), not this estimate's.
-    return Choice(1, SOURCE_RULE, "cpu, the model's training pass could not be costed")
+    return LanesChoice(1, SOURCE_RULE, "cpu, the model's training pass could not be costed")
   work = len(group.members) * program_lib.build(plan, group).program.settings.steps
   small, long = flops < RULE_CPU_FLOPS, work >= RULE_CPU_MIN_WORK
   lanes = RULE_SMALL_LANES if small and long else 1
-  return Choice(lanes, SOURCE_RULE,
-                f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {'<' if small else '>='} "
-                f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps "
-                f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
+  return LanesChoice(lanes, SOURCE_RULE,
+                     f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {'<' if small else '>='} "
+                     f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps "
+                     f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
 
 
 def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
-           ) -> Choice:
+           ) -> LanesChoice:
   """The lanes a group runs with.
 
   Args:
@@ -322,7 +320,7 @@ def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | 
     ConfigError: for anything else.
   """
   if isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1:
-    return Choice(lanes, SOURCE_USER)
+    return LanesChoice(lanes, SOURCE_USER)
   if lanes is None:
     return rule(plan, group, mesh)
   if lanes != "auto":
@@ -331,8 +329,8 @@ def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | 
   sig = signature(plan, group, mesh)
   entry = cached(sig)
   if entry is not None:
-    return Choice(entry["lanes"], SOURCE_AUTO, f"measured {entry['when']}, cached")
+    return LanesChoice(entry["lanes"], SOURCE_AUTO, f"measured {entry['when']}, cached")
   probes = measure(plan, group, mesh)
   best = max(probes, key=lambda p: p.variant_steps_per_s)
   store(sig, best.lanes, {p.lanes: p.variant_steps_per_s for p in probes})
-  return Choice(best.lanes, SOURCE_AUTO, "measured now")
+  return LanesChoice(best.lanes, SOURCE_AUTO, "measured now")

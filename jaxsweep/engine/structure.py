@@ -103,7 +103,7 @@ def profile(platform: str | None = None) -> Profile:
 
 
 @dataclasses.dataclass(frozen=True)
-class Choice:
+class KeyPlacement:
   """The decision for one swept structural key.
 
   Attributes:
@@ -141,7 +141,7 @@ class Choice:
 
 def decide(key: Key, *, options: int, programs: int, merged_programs: int, compute_flops: float,
            extra_flops: float, prof: Profile, why: str = "",
-           compile_s: tuple[float, float] | None = None) -> Choice:
+           compile_s: tuple[float, float] | None = None) -> KeyPlacement:
   """Vectorize a key or group by it, whichever the estimates say is faster.
 
   Args:
@@ -152,7 +152,7 @@ def decide(key: Key, *, options: int, programs: int, merged_programs: int, compu
     compute_flops: the sweep's training compute when grouped (exact).
     extra_flops: what vectorizing adds (switch branches, padded units).
     prof: the platform's costs.
-    why: a description of the extra compute, for :attr:`Choice.why`.
+    why: a description of the extra compute, for :attr:`KeyPlacement.why`.
     compile_s: seconds to compile one grouped and one vectorized program
       (:func:`program_ops`, :meth:`Profile.compile_seconds`); default:
       :attr:`Profile.compile_s`, grown by :attr:`Profile.compile_growth` per
@@ -173,7 +173,7 @@ def decide(key: Key, *, options: int, programs: int, merged_programs: int, compu
   grouped = programs * compile_s[0] + compute_flops / prof.flops_per_s
   vectorized = (merged_programs * compile_s[1]
                 + (compute_flops + extra_flops) / prof.flops_per_s)
-  return Choice(key, options, grouped, vectorized, vectorized <= grouped, why=why,
+  return KeyPlacement(key, options, grouped, vectorized, vectorized <= grouped, why=why,
                 programs=(programs, merged_programs))
 
 
@@ -208,11 +208,16 @@ def make_plan(components: plan_lib.Components, base: Mapping[str, Any],
               prof: Profile | None = None) -> plan_lib.Plan:
   """:func:`jaxsweep.engine.plan.make_plan`, with the structural keys decided.
 
-  Keys the user named in ``components.vectorize`` or ``components.group``
-  are forced; with ``components.auto``, every other vectorizable swept key
-  is decided by :func:`decide` (switches first, cheapest extra compute
-  first; each decision counts the programs left by the ones before). The
-  returned plan's ``structure`` lists every decision.
+  The public planner (``js.engine.make_plan``): what :func:`jaxsweep.run`
+  and the command plan with, so the engine API builds the same programs
+  from the same sweep. Keys the user named in ``components.vectorize`` or
+  ``components.group`` are forced; with ``components.auto`` (the default),
+  every other vectorizable swept key is decided by :func:`decide`
+  (switches first, cheapest extra compute first; each decision counts the
+  programs left by the ones before). ``Components(auto=False)`` decides
+  nothing: every static key not in ``vectorize`` splits compile groups
+  (one program per value), as :func:`jaxsweep.engine.plan.make_plan`
+  alone does. The returned plan's ``structure`` lists every decision.
 
   Raises:
     ConfigError: what :func:`jaxsweep.engine.plan.make_plan` raises, and a
@@ -224,7 +229,8 @@ def make_plan(components: plan_lib.Components, base: Mapping[str, Any],
     raise errors.ConfigError(f"'{k}' is both vectorized and grouped.", key="vectorize",
                              fix=f"take {k} out of vectorize or out of group")
   plan = plan_lib.make_plan(components, base, points, display=display)
-  forced = [Choice(k, _options(plan, k), None, None, k in components.vectorize, forced=True)
+  forced = [KeyPlacement(k, _options(plan, k), None, None, k in components.vectorize,
+                         forced=True)
             for k in plan.swept if k in components.vectorize | components.group]
   if not components.auto:
     return dataclasses.replace(plan, structure=tuple(forced))
@@ -291,7 +297,7 @@ def _compile_estimates(plan, candidates, prof, components, base, points
 
 def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile,
                 components: plan_lib.Components | None = None, base=None, points=None
-                ) -> list[Choice]:
+                ) -> list[KeyPlacement]:
   params = _params(plan)  # variant -> parameters (its own network).
   step_flops = {i: 6.0 * _train(v, "batch_size") * params[i] for i, v in enumerate(plan.variants)}
   steps = {i: _train(v, "steps") for i, v in enumerate(plan.variants)}
@@ -311,7 +317,7 @@ def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile,
   for k in sorted(candidates, key=lambda c: extras[c][0]):
     extra, why = extras[k]
     if extra == float("inf"):
-      out.append(Choice(k, _options(plan, k), None, None, False, why=why))
+      out.append(KeyPlacement(k, _options(plan, k), None, None, False, why=why))
       continue
     compile_s = None
     if ops is not None:

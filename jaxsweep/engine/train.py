@@ -186,23 +186,81 @@ def make_train(model: models_lib.ModelFns,
     >>> stats["test_accuracy"].shape
     (3,)
   """
-  steps, batch_size = settings.steps, settings.batch_size
-  tx = optim.transformation(opt)
+  steps = settings.steps
+  init = _make_init(model, opt)
+  run_steps = _make_run_steps(model, optim.transformation(opt), loss_fn, settings, augment)
+  evaluate = _make_evaluate(model, loss_fn, metrics, settings.eval_batch_size)
 
-  def extra(loss) -> dict:
-    """Optax's extra arguments: the batch loss as ``value=``
-    (``optax.contrib.reduce_on_plateau`` reads it; the others ignore it)."""
-    if isinstance(tx, optax.GradientTransformationExtraArgs):
-      return {"value": loss}
-    return {}
+  def nan_evaluation(state: RunState, hparams, data) -> dict:
+    """evaluate's stats, all NaN (shapes from evaluate alone: tracing them
+    through the training step is slow)."""
+    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                        jax.eval_shape(evaluate, state, hparams, data))
 
-  def model_hp(hparams):
-    return dict(hparams.get("model", {}))
+  def halted(state: RunState, hparams=None) -> jax.Array:
+    del hparams  # Unused.
+    return state.diverged | state.stopped | (state.step >= steps)
+
+  def passthrough(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
+    """A halted variant's period: its state unchanged, its stats NaN."""
+    del train  # Unused.
+    return state, {"batch_objective": jnp.full([], jnp.nan, jnp.float32),
+                   **nan_evaluation(state, hparams, data)}
+
+  def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
+    """``eval_every`` steps, then the evaluation (``train=False``: only the
+    evaluation, the one at step 0; an integer ``n``: the first ``n`` of the
+    period's steps, at most ``eval_every``, e.g. a first evaluation after a
+    few steps, :meth:`TrainSettings.boundaries`). A variant halted on entry
+    (diverged, stopped, padding, or past its last step) keeps its state and
+    gets NaN stats.
+
+    Under ``vmap`` a condition on a per-variant value becomes a select that
+    computes both branches, and JAX then batches every operand of that
+    condition, ``train`` included. So ``train``, the same for all variants,
+    decides first, outside any per-variant condition: with ``train=False``
+    no training step runs at any number of lanes (nested inside the halted
+    condition, the step-0 evaluation would train a whole period and discard
+    it whenever lanes > 1). One lane at a time, every
+    condition is a real branch and a halted variant costs nothing.
+    """
+    chex.assert_rank(state.step, 0)
+    idle = halted(state)
+    zeros = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
+
+    limit = steps_of(train, settings.eval_every)
+
+    def train_now(state):
+      return jax.lax.cond(idle, lambda s: (s, *zeros),
+                          lambda s: run_steps(s, hparams, data, limit), state)
+
+    state, loss_sum, loss_count = jax.lax.cond(limit > 0, train_now, lambda s: (s, *zeros),
+                                               state)
+    evaluated = jax.lax.cond(idle, lambda s: nan_evaluation(s, hparams, data),
+                             lambda s: evaluate(s, hparams, data), state)
+    stats = {"batch_objective": jnp.where(loss_count > 0,
+                                          loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
+    stats.update(evaluated)
+    return state, stats
+
+  return Program(init, period, evaluate, settings, halted, passthrough)
+
+
+# --------------------------------------------------------------------------
+# The pieces of make_train: one variant's init, training steps and evaluation.
+
+def _model_hp(hparams):
+  """One variant's traced model arguments."""
+  return dict(hparams.get("model", {}))
+
+
+def _make_init(model: models_lib.ModelFns, opt) -> Callable[..., RunState]:
+  """A variant's ``init(hparams, data)``: parameters, optimizer state, keys."""
 
   def init(hparams, data) -> RunState:
     k_init, k_run = init_keys(hparams["seed"])
     x0 = data["train"]["x"][:1]
-    init_kw = {k: v for k, v in model_hp(hparams).items() if k in model.init_args}
+    init_kw = {k: v for k, v in _model_hp(hparams).items() if k in model.init_args}
     variables = dict(model.init(k_init, x0, **init_kw))
     params = variables.pop("params")
     if "init_scale" in hparams:
@@ -214,6 +272,22 @@ def make_train(model: models_lib.ModelFns,
                     diverged_step=jnp.full([], -1, jnp.int32),
                     stopped=jnp.zeros([], bool),
                     stopped_step=jnp.full([], -1, jnp.int32))
+
+  return init
+
+
+def _make_run_steps(model: models_lib.ModelFns, tx, loss_fn: Callable[..., jax.Array],
+                    settings: TrainSettings, augment: Mapping[str, Any] | None) -> Callable:
+  """A variant's ``run_steps(state, hparams, data, limit)``: up to one
+  period's optimisation steps under ``lax.scan`` (:func:`make_train`)."""
+  steps, batch_size = settings.steps, settings.batch_size
+
+  def extra(loss) -> dict:
+    """Optax's extra arguments: the batch loss as ``value=``
+    (``optax.contrib.reduce_on_plateau`` reads it; the others ignore it)."""
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+      return {"value": loss}
+    return {}
 
   def step_randomness(key, step, num_train):
     """Step ``step``'s batch indices, dropout key and augmentation key.
@@ -258,7 +332,7 @@ def make_train(model: models_lib.ModelFns,
     def loss_of(params):
       variables = {"params": params, **state.model_state}
       out, updates = model.apply(variables, batch["x"], train=True,
-                                 rng=k_dropout, **model_hp(hparams))
+                                 rng=k_dropout, **_model_hp(hparams))
       return loss_fn(out, batch, **hparams.get("loss", {})), updates
 
     (loss, updates), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
@@ -279,6 +353,25 @@ def make_train(model: models_lib.ModelFns,
     loss_sum = loss_sum + jnp.where(ok, loss, 0.0)
     loss_count = loss_count + ok.astype(jnp.int32)
     return new_state, loss_sum, loss_count
+
+  def run_steps(state: RunState, hparams, data, limit):
+    """The period's first ``limit`` (at most ``eval_every``) steps: the state,
+    the loss sum and count."""
+    carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
+    train = data["train"]
+    index = jnp.arange(settings.eval_every, dtype=state.step.dtype)
+    drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
+        state.key, state.step + index, train["x"].shape[0])
+    return jax.lax.scan(lambda c, x: (train_step(hparams, train, limit, c, x), None), carry,
+                        (index, drawn))[0]
+
+  return run_steps
+
+
+def _make_evaluate(model: models_lib.ModelFns, loss_fn: Callable[..., jax.Array],
+                   metrics: Mapping[str, Callable[..., jax.Array]],
+                   eval_batch_size: int) -> Callable[..., dict]:
+  """A variant's ``evaluate(state, hparams, data)`` (:func:`make_train`)."""
 
   def example_stats(out, batch, hparams) -> dict:
     """Objective and metrics of every example of a batch: ``name -> [B]``.
@@ -304,8 +397,8 @@ def make_train(model: models_lib.ModelFns,
   def evaluate(state: RunState, hparams, data) -> dict:
     """Objective and metrics on every evaluation split in ``data``.
 
-    One forward graph serves every split (issue #24: three unrolled graphs
-    compiled in about 1.5x the time): the splits' examples are concatenated,
+    One forward graph serves every split (one graph per split compiles
+    slower: bench/ENGINE_NOTES.md): the splits' examples are concatenated,
     cut into ``K`` equal batches of at most ``eval_batch_size`` (the last
     padded with copies of the first example, weighted 0) and evaluated under
     one ``lax.map``; each example adds its values to its split's sums, and a
@@ -323,7 +416,7 @@ def make_train(model: models_lib.ModelFns,
     variables = {"params": state.params, **state.model_state}
     sizes = [jax.tree.leaves(data[key])[0].shape[0] for key, _ in present]
     total = sum(sizes)
-    num_batches = -(-total // min(total, settings.eval_batch_size))
+    num_batches = -(-total // min(total, eval_batch_size))
     size = -(-total // num_batches)
     pad = num_batches * size - total
     # Which split each slot holds (-1: padding); a constant of the program.
@@ -338,7 +431,7 @@ def make_train(model: models_lib.ModelFns,
 
     def batch_sums(args):
       batch, who = args
-      out, _ = model.apply(variables, batch["x"], train=False, rng=None, **model_hp(hparams))
+      out, _ = model.apply(variables, batch["x"], train=False, rng=None, **_model_hp(hparams))
       vals = example_stats(out, batch, hparams)
       mine = who[None, :] == jnp.arange(len(present), dtype=jnp.int32)[:, None]  # [J, B]
       return {k: jnp.sum(jnp.where(mine, v[None, :], 0.0), axis=1) for k, v in vals.items()}
@@ -350,67 +443,4 @@ def make_train(model: models_lib.ModelFns,
       out.update({f"{prefix}_{k}": v.sum(0)[j] / counts[j] for k, v in sums.items()})
     return out
 
-  def run_steps(state: RunState, hparams, data, limit):
-    """The period's first ``limit`` (at most ``eval_every``) steps: the state,
-    the loss sum and count."""
-    carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
-    train = data["train"]
-    index = jnp.arange(settings.eval_every, dtype=state.step.dtype)
-    drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
-        state.key, state.step + index, train["x"].shape[0])
-    return jax.lax.scan(lambda c, x: (train_step(hparams, train, limit, c, x), None), carry,
-                        (index, drawn))[0]
-
-  def nan_evaluation(state: RunState, hparams, data) -> dict:
-    """evaluate's stats, all NaN (shapes from evaluate alone, not traced
-    through the training step: that took 1.4 s)."""
-    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
-                        jax.eval_shape(evaluate, state, hparams, data))
-
-  def halted(state: RunState, hparams=None) -> jax.Array:
-    del hparams  # Unused.
-    return state.diverged | state.stopped | (state.step >= steps)
-
-  def passthrough(state: RunState, hparams, data, train) -> tuple[RunState, dict]:
-    """A halted variant's period: its state unchanged, its stats NaN."""
-    del train  # Unused.
-    return state, {"batch_objective": jnp.full([], jnp.nan, jnp.float32),
-                   **nan_evaluation(state, hparams, data)}
-
-  def period(state: RunState, hparams, data, train=True) -> tuple[RunState, dict]:
-    """``eval_every`` steps, then the evaluation (``train=False``: only the
-    evaluation, the one at step 0; an integer ``n``: the first ``n`` of the
-    period's steps, at most ``eval_every``, e.g. a first evaluation after a
-    few steps, :meth:`TrainSettings.boundaries`). A variant halted on entry
-    (diverged, stopped, padding, or past its last step) keeps its state and
-    gets NaN stats.
-
-    Under ``vmap`` a condition on a per-variant value becomes a select that
-    computes both branches, and JAX then batches every operand of that
-    condition, ``train`` included. So ``train``, the same for all variants,
-    decides first, outside any per-variant condition: with ``train=False``
-    no training step runs at any number of lanes (nested inside the halted
-    condition, the step-0 evaluation trained a whole period and discarded it
-    whenever lanes > 1, the accelerator default). One lane at a time, every
-    condition is a real branch and a halted variant costs nothing.
-    """
-    chex.assert_rank(state.step, 0)
-    idle = halted(state)
-    zeros = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
-
-    limit = steps_of(train, settings.eval_every)
-
-    def train_now(state):
-      return jax.lax.cond(idle, lambda s: (s, *zeros),
-                          lambda s: run_steps(s, hparams, data, limit), state)
-
-    state, loss_sum, loss_count = jax.lax.cond(limit > 0, train_now, lambda s: (s, *zeros),
-                                               state)
-    evaluated = jax.lax.cond(idle, lambda s: nan_evaluation(s, hparams, data),
-                             lambda s: evaluate(s, hparams, data), state)
-    stats = {"batch_objective": jnp.where(loss_count > 0,
-                                          loss_sum / jnp.maximum(loss_count, 1), jnp.nan)}
-    stats.update(evaluated)
-    return state, stats
-
-  return Program(init, period, evaluate, settings, halted, passthrough)
+  return evaluate

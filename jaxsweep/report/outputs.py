@@ -16,7 +16,7 @@
 ==============================================  ===============================
 
 Every option is an explicit argument: the caller (the CLI, or
-:func:`jaxsweep.api.run_plan` for ``out=``) says what to write.
+:func:`jaxsweep.api.run_sweep` for ``out=``) says what to write.
 :func:`load_run` reads a directory back for ``jaxsweep report``/``compare``.
 """
 
