@@ -159,13 +159,7 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
     built_of[gr.index] = gr.built = program_lib.build(plan, gr.group)
     program_lib.check(plan, gr.group, gr.built,
                       period=not pending or gr is not pending[0])
-  # A resumed sweep keeps the layout it started with: its bits depend on it.
-  choice_of = {}
-  for gr in groups:
-    saved = snap.groups.get(gr.index)
-    gr.choice = choice_of[gr.index] = (
-        strategy.LanesChoice(saved["lanes"], "resumed") if saved
-        else strategy.choose(plan, gr.group, mesh, lanes))
+  choice_of = _choose_lanes(plan, groups, snap, mesh, lanes)
   limit = memory_lib.available(mesh, memory_budget)
   for gr in groups:
     sizing.check_fits(plan, gr.group, gr.built, mesh, limit, lanes=gr.choice.lanes)
@@ -449,6 +443,16 @@ class _Group:
     ctx.snap.extra.setdefault("group_info", {})[str(self.index)] = self.info
     ctx.record.groups.append(self.info)
     self.pop = None  # Frees the group's device memory.
+
+
+def _choose_lanes(plan, groups, snap, mesh, lanes) -> dict[int, strategy.LanesChoice]:
+  """Each group's lanes; a resumed sweep keeps the layout it started with
+  (its bits depend on it)."""
+  for gr in groups:
+    saved = snap.groups.get(gr.index)
+    gr.choice = (strategy.LanesChoice(saved["lanes"], "resumed") if saved
+                 else strategy.choose(plan, gr.group, mesh, lanes))
+  return {gr.index: gr.choice for gr in groups}
 
 
 def _make_record(plan, snap, built_of, unstable_factor) -> record_lib.Record:
