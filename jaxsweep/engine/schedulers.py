@@ -6,19 +6,24 @@ at a boundary of the sweep's clock (:mod:`jaxsweep.engine.scheduling`) with
 every variant's validation metric in hand, whichever compile group or chunk
 it trains in:
 
-* :class:`~jaxsweep.engine.halving.Halving`: successive halving (Jamieson & Talwalkar 2016), as the
-  inner loop of Hyperband (Li et al. 2018): a bracket ``s`` ranks its
-  configurations at rungs ``R * eta**(i - s)`` steps and keeps the best
-  ``floor(n_i / eta)``. With ``brackets`` it is Hyperband: the population is
-  split into brackets ``s = s_max, ..., 0`` in the papers' proportions.
-* :class:`~jaxsweep.engine.pbt.PBT`: population-based training (Jaderberg et al. 2017): every
-  ``ready_every`` steps the bottom quantile copies the state of a member of
-  the top quantile (exploit) and perturbs its hyperparameters (explore).
+* :class:`~jaxsweep.engine.halving.Halving` (its own module): successive
+  halving (Jamieson & Talwalkar 2016), as the inner loop of Hyperband (Li et
+  al. 2018): a bracket ``s`` ranks its configurations at rungs
+  ``R * eta**(i - s)`` steps and keeps the best ``floor(n_i / eta)``. With
+  ``brackets`` it is Hyperband: the population is split into brackets
+  ``s = s_max, ..., 0`` in the papers' proportions.
+* :class:`~jaxsweep.engine.pbt.PBT` (its own module): population-based
+  training (Jaderberg et al. 2017): every ``ready_every`` steps the bottom
+  quantile copies the state of a member of the top quantile (exploit) and
+  perturbs its hyperparameters (explore).
 * :class:`EarlyStopping`: a variant stops when its metric has not improved by
   ``min_delta`` for ``patience`` evaluations.
 * :class:`Replay`: applies a recorded hyperparameter schedule (a PBT
   member's) to every variant.
 * :class:`Compose`: several of them (stops united).
+
+:func:`make` builds any of them by name; :mod:`jaxsweep.engine.ranking` holds
+the ranking they share.
 
 Halving, Hyperband and PBT are ``sweep_wide``: they rank the whole sweep at
 once, so the same sweep stops and copies the same configurations whether a

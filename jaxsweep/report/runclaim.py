@@ -94,13 +94,13 @@ def claim_default_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str
   Each candidate ``root/<name>[-k]`` is claimed by creating it (``os.mkdir``)
   or, when it exists and is empty, by its lock; the first claim that holds
   wins and the others go on to the next ``k``. The directory stays locked
-  for this process until :func:`prepare` (which uses the lock) or
-  :func:`release_claim`.
+  for this process until :func:`~jaxsweep.report.rundir.prepare` (which
+  uses the lock) or :func:`release_claim`.
 
   Returns:
     The directory (the path :func:`default_dir` would name if nothing were
     running; where ``root`` cannot be created, that path unclaimed, for
-    :func:`prepare` to report).
+    :func:`~jaxsweep.report.rundir.prepare` to report).
   """
   name = config_name(config_path_or_name)
   try:
@@ -145,8 +145,8 @@ def _try_claim(path: str) -> runlock.Lock | bool | None:
 
 
 def release_claim(path: str) -> None:
-  """Gives back a directory :func:`claim_default_dir` took and :func:`prepare`
-  did not use (removed if still empty)."""
+  """Gives back a directory :func:`claim_default_dir` took and
+  :func:`~jaxsweep.report.rundir.prepare` did not use (removed if still empty)."""
   lock = _claims.pop(os.path.abspath(path), None)
   if lock is not None:
     lock.release()
