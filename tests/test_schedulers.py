@@ -18,10 +18,11 @@ import pytest
 import jaxsweep as js
 from jaxsweep import keys
 from jaxsweep import selection
-from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import halving as halving_lib
 from jaxsweep.engine import pbt as pbt_lib
+from jaxsweep.engine import proposals
 from jaxsweep.engine import ranking
+from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import schedulers, scheduling
 
 LR = "optimizer.learning_rate"
@@ -438,13 +439,13 @@ def test_pruning_hears_every_trial_before_asking_any():
   """The median pruner must see the same values whichever group a trial trains in."""
   log = []
   trials = {n: _Trial(n, log, prune=n == 2) for n in range(3)}
-  pruning = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  pruning = proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
   assert pruning.sweep_wide
   plan = _plan([0.1, 0.2, 0.3], groups=[0, 1, 2])
   d = pruning.boundary(_boundary(plan, 10, lambda v: 0.5, steps=30))
   assert [e[0] for e in log] == ["report"] * 3 + ["ask"] * 3
   assert d.stop == {2} and pruning.pruned == {2: 10}
   state = json.loads(json.dumps(pruning.state_dict()))
-  again = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  again = proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
   again.load_state_dict(state)
   assert again.pruned == {2: 10} and again.reported == pruning.reported
