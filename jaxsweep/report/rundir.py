@@ -93,7 +93,8 @@ INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, execute.Interr
 
 
 # --------------------------------------------------------------------------
-# Choosing a directory.
+# The checkpoint (the directory is chosen in runclaim.py).
+
 def checkpoint_path(path: str) -> str:
   """Where a run directory keeps its checkpoint (the engine writes it)."""
   return os.path.join(path, CHECKPOINT)
