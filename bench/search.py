@@ -72,14 +72,14 @@ def base_config(s: dict) -> dict:
 
 def halving_configs(s: dict, brackets: int | None) -> int:
   """The most configurations the schedule trains within the budget."""
-  from jaxsweep.engine import schedulers  # pylint: disable=g-import-not-at-top
+  from jaxsweep.engine import halving  # pylint: disable=g-import-not-at-top
   budget, steps, period = s["configs"] * s["steps"], s["steps"], s["eval_every"]
-  h = schedulers.Halving(eta=3, min_steps=period)
+  h = halving.Halving(eta=3, min_steps=period)
 
   def cost(n):
     if brackets is None:
       return h.budget(n, steps, period, period)
-    # Hyperband's bracket sizes, as schedulers.Halving.start_group draws them.
+    # Hyperband's bracket sizes, as halving.Halving.start_group draws them.
     count = min(brackets, len(h.rungs(period, steps, period)) + 1)
     w = np.asarray([3.0 ** (count - 1 - b) / (count - b) for b in range(count)])
     sizes = np.floor(w / w.sum() * n).astype(int)

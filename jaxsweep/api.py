@@ -38,6 +38,7 @@ from jaxsweep.engine import fingerprint
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
 from jaxsweep.engine import schedulers
+from jaxsweep.engine import search_space as search_space_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import structure
 from jaxsweep.engine import xla_cache
@@ -219,7 +220,7 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   components = plan_lib.Components(model=model, optimizer=optimizer, loss=loss, data=data,
                                    metrics=metrics)
   # A proposal method (tpe, gp, qmc) searches the sweep's distributions as they are.
-  search = proposals.search_space(sweep) if proposals.method_name(method) else None
+  search = search_space_lib.search_space(sweep) if proposals.method_name(method) else None
   points = [{}] if search else expand_sweep(sweep, max_variants=max_variants)
   fixed = dict(fixed or {})
   swept = search.names() if search else [k for p in points for k in p]
@@ -311,7 +312,7 @@ def _given(value: Any, default: Any) -> Any:
 
 def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
               points: Sequence[Mapping[str, Any]] | None = None,
-              space: proposals.Space | None = None,
+              space: search_space_lib.Space | None = None,
               display: Mapping[str, str] | None = None, target: str | None = None,
               mode: str | None = None, method: Any = None,
               early_stopping: Mapping[str, Any] | None = None,

@@ -244,6 +244,7 @@ def _run(args) -> int:
   from jaxsweep import config as config_lib
   from jaxsweep import report
   from jaxsweep.engine import distributed
+  from jaxsweep.report import runclaim
   from jaxsweep.report import rundir
   if not args.checkpoint_every >= 0:  # NaN too.
     raise errors.ConfigError(f"--checkpoint-every {args.checkpoint_every:g} is not a number "
@@ -254,9 +255,9 @@ def _run(args) -> int:
   if args.out is not None:
     out, chosen = args.out, False
   else:  # --resume/--overwrite act on the newest run of this config.
-    latest = rundir.latest_dir(args.config) if args.resume or args.overwrite else None
+    latest = runclaim.latest_dir(args.config) if args.resume or args.overwrite else None
     # A fresh directory is claimed at once: simultaneous runs get distinct ones.
-    out, chosen = latest or rundir.claim_default_dir(args.config), True
+    out, chosen = latest or runclaim.claim_default_dir(args.config), True
   watch = _Watch(None if args.quiet else report.ProgressPrinter(verbose=args.verbose),
                  announce=chosen)
   try:
@@ -271,7 +272,7 @@ def _run(args) -> int:
   except rundir.INTERRUPTS as e:
     return _interrupted(e, args, watch.dir or out, watch)
   finally:
-    rundir.release_claim(out)  # Unless the run took it.
+    runclaim.release_claim(out)  # Unless the run took it.
   if not distributed.is_primary():  # One coordinated table, printed by process 0.
     return 0
   report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)

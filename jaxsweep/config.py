@@ -38,6 +38,7 @@ from jaxsweep.components import optim
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
+from jaxsweep.engine import search_space as search_space_lib
 from jaxsweep.space import wandb as wandb_lib
 from jaxsweep.space import yaml12
 
@@ -66,7 +67,7 @@ class Config:
       options), ``None`` for a plain sweep.
     early_stopping: the ``early_stopping`` section, if any.
     search: for a proposal method (``sweep.method: tpe|gp|qmc``), the
-      search space (:class:`jaxsweep.engine.proposals.Space`) the sampler
+      search space (:class:`jaxsweep.engine.search_space.Space`) the sampler
       draws from; ``points`` is then ``[{}]``.
   """
 
@@ -79,7 +80,7 @@ class Config:
   run: dict[str, Any]
   method: Any = None
   early_stopping: dict[str, Any] | None = None
-  search: proposals.Space | None = None
+  search: search_space_lib.Space | None = None
 
   @property
   def components(self) -> plan_lib.Components:
@@ -335,7 +336,7 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
   search = None
   if proposals.method_name(method):
     proposals.options(method)  # Checked now, the file named.
-    search = proposals.search_space(sweep_obj, parsed_override)
+    search = search_space_lib.search_space(sweep_obj, parsed_override)
     for k in search.names():
       keys.parse(k)
   parts = []

@@ -14,6 +14,7 @@ from jaxsweep import cli
 from jaxsweep import config as config_lib
 from jaxsweep import space
 from jaxsweep.engine import proposals
+from jaxsweep.engine import search_space as search_space_lib
 from tests import helpers
 
 optuna = pytest.importorskip("optuna")
@@ -178,7 +179,7 @@ def test_config_run_writes_every_trial(tmp_path, capsys):
 
 
 def test_search_space_mapping():
-  s = proposals.search_space({
+  s = search_space_lib.search_space({
       "lr": {"log_uniform": [1e-4, 1.0]}, "depth": {"int_uniform": [1, 3]},
       "wd": {"uniform": [0.0, 0.1], "num": 3}, "features": [[8], [16, 16]],
       "act": {"choice": ["relu", "tanh"]}, "steps": 10, "seeds": 2})
@@ -205,7 +206,7 @@ def test_search_space_mapping():
 ])
 def test_search_space_errors(sweep, key, needle):
   with pytest.raises(js.ConfigError, match=needle) as e:
-    proposals.search_space(sweep)
+    search_space_lib.search_space(sweep)
   assert e.value.key == key
 
 
@@ -286,7 +287,7 @@ def test_wandb_hyperband_is_halving_from_min_iter_times_eval_every(tmp_path, ear
   assert cfg.method == expected
   halving = js.engine.schedulers.make(cfg.method)
   first = expected["min_steps"]
-  s = min(js.engine.schedulers.s_max(90 / first, expected["eta"]),
+  s = min(js.engine.halving.s_max(90 / first, expected["eta"]),
           expected.get("max_rungs", 99))
   rungs = halving.rungs(s, 90, 10)  # The most aggressive bracket's rungs over 90 steps.
   assert rungs[0] == first
@@ -381,7 +382,7 @@ def test_the_engine_search_resumes_from_its_checkpoint_directory(tmp_path):
                                     data=DATA)
   base = {"train.steps": 30, "train.batch_size": 8, "train.eval_every": 10,
           "train.eval_batch_size": 1024, "seed": 0}
-  space_ = proposals.search_space({LR: js.space.log_uniform(1e-3, 0.4)})
+  space_ = search_space_lib.search_space({LR: js.space.log_uniform(1e-3, 0.4)})
   opts = proposals.options({"name": "tpe", "samples": 6, "batch": 3, "seed": 0})
   kw = dict(target="val_objective", mode="min")
   whole = proposals.search(components, base, space_, opts, **kw)

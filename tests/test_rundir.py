@@ -22,6 +22,7 @@ import jaxsweep as js
 from jaxsweep import api
 from jaxsweep import cli
 from jaxsweep.engine import execute
+from jaxsweep.report import runclaim
 from jaxsweep.report import rundir
 from tests import helpers
 
@@ -90,19 +91,19 @@ def present(directory):
 
 def test_default_dir_numbering(tmp_path):
   root = str(tmp_path / "runs")
-  assert rundir.default_dir("configs/digits_lr.yaml", root) == os.path.join(root, "digits_lr")
-  assert rundir.latest_dir("digits_lr", root) is None
+  assert runclaim.default_dir("configs/digits_lr.yaml", root) == os.path.join(root, "digits_lr")
+  assert runclaim.latest_dir("digits_lr", root) is None
   os.makedirs(os.path.join(root, "digits_lr"))  # Empty: still free.
-  assert rundir.default_dir("digits_lr", root) == os.path.join(root, "digits_lr")
+  assert runclaim.default_dir("digits_lr", root) == os.path.join(root, "digits_lr")
   (tmp_path / "runs" / "digits_lr" / "results.csv").write_text("x")
-  assert rundir.default_dir("digits_lr.yaml", root) == os.path.join(root, "digits_lr-2")
+  assert runclaim.default_dir("digits_lr.yaml", root) == os.path.join(root, "digits_lr-2")
   os.makedirs(os.path.join(root, "digits_lr-2", "tensorboard"))
   (tmp_path / "runs" / "digits_lr-3").write_text("a file, not a directory")
-  assert rundir.default_dir("digits_lr", root) == os.path.join(root, "digits_lr-4")
-  assert rundir.latest_dir("digits_lr", root) == os.path.join(root, "digits_lr-2")
+  assert runclaim.default_dir("digits_lr", root) == os.path.join(root, "digits_lr-4")
+  assert runclaim.latest_dir("digits_lr", root) == os.path.join(root, "digits_lr-2")
   os.makedirs(os.path.join(root, "digits_lr-10", "checkpoint"))
   os.makedirs(os.path.join(root, "digits_lr_other", "x"))
-  assert rundir.latest_dir("digits_lr", root) == os.path.join(root, "digits_lr-10")
+  assert runclaim.latest_dir("digits_lr", root) == os.path.join(root, "digits_lr-10")
 
 
 def test_second_run_gets_a_fresh_directory(work):

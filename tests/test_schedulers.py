@@ -18,6 +18,10 @@ import pytest
 import jaxsweep as js
 from jaxsweep import keys
 from jaxsweep import selection
+from jaxsweep.engine import halving as halving_lib
+from jaxsweep.engine import pbt as pbt_lib
+from jaxsweep.engine import proposals
+from jaxsweep.engine import ranking
 from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import schedulers, scheduling
 
@@ -97,7 +101,7 @@ def _published(R, eta):
 
 def test_li_et_al_worked_example():
   """R = 81, eta = 3 (Li et al. 2018, Table 1)."""
-  brackets = schedulers.hyperband(81, 3)
+  brackets = halving_lib.hyperband(81, 3)
   assert [(b.s, b.n, b.r) for b in brackets] == [(4, 81, 1), (3, 34, 3), (2, 15, 9),
                                                  (1, 8, 27), (0, 5, 81)]
   assert [[x.n for x in b.rounds] for b in brackets] == [
@@ -109,7 +113,7 @@ def test_li_et_al_worked_example():
 @pytest.mark.parametrize("eta", [2, 3, 4])
 @pytest.mark.parametrize("R", [1, 2, 3, 8, 9, 10, 16, 26, 27, 64, 80, 81, 100, 243, 256])
 def test_rung_counts_and_budgets_match_the_papers(R, eta):
-  ours, theirs = schedulers.hyperband(R, eta), _published(R, eta)
+  ours, theirs = halving_lib.hyperband(R, eta), _published(R, eta)
   assert [(b.s, b.n) for b in ours] == [(s, n) for s, n, _, _ in theirs]
   B = (ours[0].s + 1) * R  # Li et al.'s budget per bracket.
   for b, (s, _, r, rounds) in zip(ours, theirs, strict=True):
@@ -124,7 +128,7 @@ def test_rung_counts_and_budgets_match_the_papers(R, eta):
     # Ours resumes: sum n_i (r_i - r_{i-1}).
     resumed = sum(n_i * (r_i - (rounds[i - 1][1] if i else 0))
                   for i, (n_i, r_i) in enumerate(rounds))
-    assert fractions.Fraction(schedulers.variant_steps(b.rounds)) == resumed
+    assert fractions.Fraction(halving_lib.variant_steps(b.rounds)) == resumed
     assert b.rounds[-1].r == R
 
 
@@ -132,7 +136,7 @@ def test_hyperband_on_the_papers_population_keeps_the_papers_counts():
   """143 configurations (81+34+15+8+5), R = 81 steps of 1: at every rung each
   bracket keeps exactly Li et al.'s floor(n_i / eta)."""
   plan = _plan([float(i) for i in range(143)])
-  band = schedulers.Halving(eta=3, min_steps=1, brackets="all", seed=0)
+  band = halving_lib.Halving(eta=3, min_steps=1, brackets="all", seed=0)
   band.start(plan, _settings(plan, 81, 1))
   sizes = {s: n for s, (n, _) in band.bracket_rounds().items()}
   assert sizes == {4: 81, 3: 34, 2: 15, 1: 8, 0: 5}
@@ -140,20 +144,20 @@ def test_hyperband_on_the_papers_population_keeps_the_papers_counts():
   noise = rng.permutation(143)
   stopped = _drive(band, plan, 81, 1, lambda v, step: float(noise[v]))
   columns = band.columns()
-  for b in schedulers.hyperband(81, 3):
+  for b in halving_lib.hyperband(81, 3):
     members = [v for v, c in columns.items() if c["bracket"] == b.s]
     alive = len(members)
     for i, x in enumerate(b.rounds):
       assert alive == x.n, (b.s, i)
       at = b.r * 3 ** i
       alive -= sum(1 for v in members if stopped.get(v) == at)
-  assert band.budget() == sum(schedulers.variant_steps(b.rounds) for b in
-                              schedulers.hyperband(81, 3))
+  assert band.budget() == sum(halving_lib.variant_steps(b.rounds) for b in
+                              halving_lib.hyperband(81, 3))
 
 
 def test_halving_keeps_floor_n_over_eta_and_caps_its_bracket_by_the_population():
   plan = _plan([float(i) for i in range(10)])
-  halving = schedulers.Halving(eta=3, min_steps=10)
+  halving = halving_lib.Halving(eta=3, min_steps=10)
   halving.start(plan, _settings(plan, 270, 10))  # R = 27: s_max = 3, but 10 < 27.
   (s, (n, rungs)), = halving.bracket_rounds().items()
   assert (s, n, rungs) == (2, 10, [30, 90])  # s = floor(log3 10) = 2: r = 270 / 9.
@@ -165,7 +169,7 @@ def test_halving_keeps_floor_n_over_eta_and_caps_its_bracket_by_the_population()
 
 def test_rungs_are_rounded_to_a_boundary():
   plan = _plan([0.1 * (i + 1) for i in range(9)])
-  halving = schedulers.Halving(eta=3)
+  halving = halving_lib.Halving(eta=3)
   halving.start(plan, _settings(plan, 100, 10))  # R = 10: s = 2, r = 100/9 -> 10, 33 -> 30.
   assert halving.bracket_rounds() == {2: (9, [10, 30])}
 
@@ -180,7 +184,7 @@ def test_halving_ranks_across_groups_the_same_however_the_sweep_is_grouped():
   outcomes = []
   for groups in (None, [0, 1, 0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 2, 2, 3, 3]):
     plan = _plan(lrs, groups=groups)
-    halving = schedulers.Halving(eta=2, min_steps=10)
+    halving = halving_lib.Halving(eta=2, min_steps=10)
     halving.start(plan, _settings(plan, 80, 10))
     outcomes.append(_drive(halving, plan, 80, 10, score))
   assert outcomes[0] == outcomes[1] == outcomes[2]
@@ -189,7 +193,7 @@ def test_halving_ranks_across_groups_the_same_however_the_sweep_is_grouped():
 
 def test_near_equal_scores_fall_to_sweep_order_not_float_noise():
   plan = _plan([0.1, 0.2, 0.3])
-  halving = schedulers.Halving(eta=3, min_steps=10)
+  halving = halving_lib.Halving(eta=3, min_steps=10)
   halving.start(plan, _settings(plan, 30, 10))
   values = [0.10256409893, 0.10256410142, 0.05]
   d = halving.boundary(_boundary(plan, 10, lambda v: values[v]))
@@ -202,7 +206,7 @@ def test_a_configuration_scores_its_mean_over_seeds_as_selection_does():
   plan = _plan([0.1, 0.2, 0.3], seeds=(0, 1))
   values = [0.5, math.nan, 0.7, 0.2, math.nan, math.nan]  # Variant = 2 * config + seed.
   b = _boundary(plan, 10, lambda v: values[v])
-  configs = schedulers._Configs(plan, range(plan.num_variants))
+  configs = ranking.Configs(plan, range(plan.num_variants))
   scores = configs.scores(b, "val_accuracy", "max", set(range(plan.num_variants)))
   by_first = {configs.first(c): x for c, x in scores.items()}
   assert by_first == {0: selection.over_seeds([0.5, math.nan]).mean,
@@ -214,18 +218,18 @@ def test_a_configuration_scores_its_mean_over_seeds_as_selection_does():
 def test_groups_without_a_common_rung_are_a_config_error():
   plan = _plan([0.1, 0.2], groups=[0, 1])
   with pytest.raises(js.ConfigError) as e:
-    schedulers.Halving(eta=2).start(plan, _settings(plan, {0: 40, 1: 80}, 10))
+    halving_lib.Halving(eta=2).start(plan, _settings(plan, {0: 40, 1: 80}, 10))
   assert e.value.key == "train.steps"
   with pytest.raises(js.ConfigError) as e:
-    schedulers.PBT().start(plan, _settings(plan, 40, {0: 10, 1: 25}))
+    pbt_lib.PBT().start(plan, _settings(plan, 40, {0: 10, 1: 25}))
   assert e.value.key == "train.eval_every"
   with pytest.raises(js.ConfigError) as e:
-    schedulers.Halving(eta=2, min_steps=10).start(plan, _settings(plan, 80, {0: 10, 1: 20}))
+    halving_lib.Halving(eta=2, min_steps=10).start(plan, _settings(plan, 80, {0: 10, 1: 20}))
   assert e.value.key == "sweep.method.min_steps" and "20" in str(e.value)
 
 
 def test_sweep_wide_flags():
-  assert schedulers.Halving().sweep_wide and schedulers.PBT().sweep_wide
+  assert halving_lib.Halving().sweep_wide and pbt_lib.PBT().sweep_wide
   assert not schedulers.EarlyStopping().sweep_wide and not schedulers.Replay([]).sweep_wide
   assert schedulers.make("hyperband").sweep_wide
   assert schedulers.make("halving", early_stopping={"patience": 2}).sweep_wide
@@ -247,7 +251,7 @@ def test_pbt_exploit_never_makes_clones(factors):
   two losers get the same (partner, values), and none gets its partner's."""
   lrs = [0.01 * (i + 1) for i in range(8)]
   plan = _plan(lrs, groups=[0, 0, 0, 0, 0, 0, 0, 1])
-  pbt = schedulers.PBT(ready_every=10, quantile=0.5, factors=factors, seed=0)
+  pbt = pbt_lib.PBT(ready_every=10, quantile=0.5, factors=factors, seed=0)
   pbt.start(plan, _settings(plan, 100, 10))
   rng = np.random.default_rng(1)
   for step in range(10, 100, 10):
@@ -267,7 +271,7 @@ def test_pbt_exploit_never_makes_clones(factors):
 def test_pbt_partners_are_drawn_without_replacement():
   lrs = [0.01 * (i + 1) for i in range(8)]
   plan = _plan(lrs)
-  pbt = schedulers.PBT(ready_every=10, quantile=0.5, seed=3)
+  pbt = pbt_lib.PBT(ready_every=10, quantile=0.5, seed=3)
   pbt.start(plan, _settings(plan, 100, 10))
   d = _pbt_round(pbt, plan, 10, lambda v: float(v))
   assert sorted(d.copy) == [0, 1, 2, 3] and sorted(d.copy.values()) == [4, 5, 6, 7]
@@ -275,7 +279,7 @@ def test_pbt_partners_are_drawn_without_replacement():
 
 def test_pbt_copies_seeds_of_a_configuration_seed_by_seed():
   plan = _plan([0.01, 0.02, 0.03, 0.04], seeds=(0, 1))
-  pbt = schedulers.PBT(ready_every=10, quantile=0.25, seed=0)
+  pbt = pbt_lib.PBT(ready_every=10, quantile=0.25, seed=0)
   pbt.start(plan, _settings(plan, 100, 10))
   d = _pbt_round(pbt, plan, 10, lambda v: float(v // 2))  # lr 0.04 best, 0.01 worst.
   assert d.copy == {0: 6, 1: 7}
@@ -286,7 +290,7 @@ def test_pbt_copies_seeds_of_a_configuration_seed_by_seed():
 
 def test_pbt_rows_report_the_values_they_ended_with_and_their_lineage():
   plan = _plan([0.01, 0.02, 0.03, 0.04])
-  pbt = schedulers.PBT(ready_every=10, quantile=0.25, factors=[2.0], seed=0,
+  pbt = pbt_lib.PBT(ready_every=10, quantile=0.25, factors=[2.0], seed=0,
                        bounds={LR: (1e-4, 1.0)})
   pbt.start(plan, _settings(plan, 100, 10))
   _pbt_round(pbt, plan, 10, lambda v: float(v))          # 0 copies 3: lr 0.08.
@@ -311,7 +315,7 @@ def test_pbt_rows_report_the_values_they_ended_with_and_their_lineage():
 def test_pbt_refuses_to_explore_a_static_key():
   plan = _plan([0.01, 0.02], traced=())
   with pytest.raises(js.ConfigError) as e:
-    schedulers.PBT(hyperparams=[LR]).start(plan, _settings(plan, 100, 10))
+    pbt_lib.PBT(hyperparams=[LR]).start(plan, _settings(plan, 100, 10))
   assert e.value.key == "sweep.method.hyperparams"
 
 
@@ -346,9 +350,9 @@ def test_a_scheduler_resumed_from_its_state_decides_as_if_uninterrupted(name):
   rng = np.random.default_rng(0)
   table = rng.random((13, 12))
   make = {
-      "halving": lambda: schedulers.Halving(eta=2, min_steps=10),
-      "hyperband": lambda: schedulers.Halving(eta=2, min_steps=10, brackets="all", seed=1),
-      "pbt": lambda: schedulers.PBT(ready_every=10, quantile=0.25, seed=2,
+      "halving": lambda: halving_lib.Halving(eta=2, min_steps=10),
+      "hyperband": lambda: halving_lib.Halving(eta=2, min_steps=10, brackets="all", seed=1),
+      "pbt": lambda: pbt_lib.PBT(ready_every=10, quantile=0.25, seed=2,
                                     resample_probability=0.5),
       "early_stopping": lambda: schedulers.EarlyStopping(patience=2),
       "compose": lambda: schedulers.make("halving", early_stopping={"patience": 2}),
@@ -361,10 +365,10 @@ def test_a_scheduler_resumed_from_its_state_decides_as_if_uninterrupted(name):
 def test_columns_cover_every_variant_of_the_plan():
   """Issue #23: after a resume, groups finished before lost their rung column."""
   plan = _plan([0.01 * (i + 1) for i in range(6)], groups=[0, 1, 2, 0, 1, 2])
-  halving = schedulers.Halving(eta=2, min_steps=10)
+  halving = halving_lib.Halving(eta=2, min_steps=10)
   halving.start(plan, _settings(plan, 40, 10))
   assert set(halving.columns()) == set(range(6))
-  pbt = schedulers.PBT()
+  pbt = pbt_lib.PBT()
   pbt.start(plan, _settings(plan, 40, 10))
   assert set(pbt.columns()) == set(range(6))
 
@@ -409,7 +413,7 @@ def test_replay_refuses_a_step_that_is_not_a_boundary_and_a_wrong_start():
 def test_pbt_never_copies_across_programs():
   """A bottom member whose group holds no top member goes on unchanged."""
   plan = _plan([0.01, 0.02, 0.03, 0.04], groups=[0, 0, 1, 1])
-  pbt = schedulers.PBT(ready_every=10, quantile=0.5, seed=0)
+  pbt = pbt_lib.PBT(ready_every=10, quantile=0.5, seed=0)
   pbt.start(plan, _settings(plan, 100, 10))
   d = _pbt_round(pbt, plan, 10, lambda v: [0.1, 0.2, 0.9, 0.8][v])  # Group 1 on top.
   assert not d.copy and not d.assign
@@ -435,13 +439,13 @@ def test_pruning_hears_every_trial_before_asking_any():
   """The median pruner must see the same values whichever group a trial trains in."""
   log = []
   trials = {n: _Trial(n, log, prune=n == 2) for n in range(3)}
-  pruning = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  pruning = proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
   assert pruning.sweep_wide
   plan = _plan([0.1, 0.2, 0.3], groups=[0, 1, 2])
   d = pruning.boundary(_boundary(plan, 10, lambda v: 0.5, steps=30))
   assert [e[0] for e in log] == ["report"] * 3 + ["ask"] * 3
   assert d.stop == {2} and pruning.pruned == {2: 10}
   state = json.loads(json.dumps(pruning.state_dict()))
-  again = js.engine.proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
+  again = proposals.Pruning(trials, {n: [n] for n in range(3)}, "val_accuracy")
   again.load_state_dict(state)
   assert again.pruned == {2: 10} and again.reported == pruning.reported

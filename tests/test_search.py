@@ -16,6 +16,8 @@ import yaml
 import jaxsweep as js
 from jaxsweep import engine
 from jaxsweep.engine import scheduling
+from jaxsweep.engine import halving as halving_lib
+from jaxsweep.engine import pbt as pbt_lib
 from jaxsweep.engine import schedulers
 from tests import helpers
 
@@ -42,7 +44,7 @@ def grid():
 
 
 def test_halving_keeps_the_best_and_uses_the_schedules_budget(grid):
-  halving = schedulers.Halving(eta=3, min_steps=10)
+  halving = halving_lib.Halving(eta=3, min_steps=10)
   res = _run(method=halving)
   # Rungs at 10 and 30 steps: 9 -> 3 -> 1 variants.
   stopped = {r["learning_rate"]: r["stopped_step"] for r in res.rows}
@@ -69,7 +71,7 @@ def test_compacted_population_equals_the_masked_one():
   the same variants in an unchanged population of the same lanes."""
   mesh = engine.sharding.make_mesh(jax.devices()[:2])
   events = []
-  compact = _run(method=schedulers.Halving(eta=3, min_steps=10), lanes=2, mesh=mesh,
+  compact = _run(method=halving_lib.Halving(eta=3, min_steps=10), lanes=2, mesh=mesh,
                  progress=events.append)
   full = _run(lanes=2, mesh=mesh)
   assert compact.groups[0]["lanes"] == 2
@@ -82,7 +84,7 @@ def test_compacted_population_equals_the_masked_one():
 
 
 def test_hyperband_brackets_start_at_different_budgets():
-  band = schedulers.Halving(eta=3, min_steps=10, brackets=2, seed=0)
+  band = halving_lib.Halving(eta=3, min_steps=10, brackets=2, seed=0)
   res = _run(method=band)
   brackets = {}
   for r in res.rows:
@@ -342,9 +344,9 @@ def _scheduled_plan(lrs=LRS):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: schedulers.Halving(eta=3, min_steps=10),
-    lambda: schedulers.Halving(eta=3, min_steps=10, brackets="all", seed=0),
-    lambda: schedulers.PBT(ready_every=10, quantile=0.25, seed=0, factors=[0.5, 2.0]),
+    lambda: halving_lib.Halving(eta=3, min_steps=10),
+    lambda: halving_lib.Halving(eta=3, min_steps=10, brackets="all", seed=0),
+    lambda: pbt_lib.PBT(ready_every=10, quantile=0.25, seed=0, factors=[0.5, 2.0]),
 ], ids=["halving", "hyperband", "pbt"])
 @pytest.mark.parametrize("crash_at", [2, 4])
 def test_a_scheduled_sweep_resumed_at_a_boundary_equals_an_uninterrupted_one(

@@ -24,6 +24,7 @@ import pytest
 
 from jaxsweep import signals
 from jaxsweep.report import outputs
+from jaxsweep.report import runclaim
 from jaxsweep.report import rundir
 from tests import helpers
 
@@ -321,7 +322,7 @@ def test_simultaneous_claims_take_distinct_directories(tmp_path):
 
   def claim():
     barrier.wait()
-    got.append(rundir.claim_default_dir("tiny.yaml", root))
+    got.append(runclaim.claim_default_dir("tiny.yaml", root))
 
   threads = [threading.Thread(target=claim) for _ in range(8)]
   for t in threads:
@@ -331,7 +332,7 @@ def test_simultaneous_claims_take_distinct_directories(tmp_path):
   assert sorted(os.path.basename(p) for p in got) == sorted(
       ["tiny"] + [f"tiny-{k}" for k in range(2, 9)])
   for path in got:
-    rundir.release_claim(path)
+    runclaim.release_claim(path)
   assert os.listdir(root) == []  # Released claims leave nothing.
 
 

@@ -39,10 +39,11 @@ yet (a directory whose ``missing`` is not empty, or whose status is not
 ``finished``, is incomplete: ``jaxsweep report`` says so). A failure to
 write (disk full, permission, a config that cannot be dumped) is reported
 on stderr and in ``run.json``'s ``"error"``, not raised: the caller still
-has the results in memory. :func:`default_dir` names ``runs/<config name>``,
-or ``-2``, ``-3``... so a rerun never lands on an earlier one;
-:func:`claim_default_dir` takes it atomically (``os.mkdir``, then its lock),
-so runs started together each get their own. Preparing, writing and closing
+has the results in memory. :func:`~jaxsweep.report.runclaim.default_dir`
+names ``runs/<config name>``, or ``-2``, ``-3``... so a rerun never lands on
+an earlier one; :func:`~jaxsweep.report.runclaim.claim_default_dir` takes it
+atomically (``os.mkdir``, then its lock), so runs started together each get
+their own. Preparing, writing and closing
 hold signals back (:func:`jaxsweep.signals.critical`): an interrupted run
 leaves no lock and no temporary file, and ``run.json`` says ``interrupted``;
 temporary files a killed process left (``.tmp-*``) are removed by the next
@@ -56,7 +57,6 @@ import errno
 import fnmatch
 import json
 import os
-import re
 import shutil
 import socket
 import sys
@@ -70,12 +70,12 @@ from jaxsweep.engine import checkpoint
 from jaxsweep.engine import execute
 from jaxsweep.engine import memory
 from jaxsweep.report import outputs
+from jaxsweep.report import runclaim
 from jaxsweep.report import runlock
 
 MANIFEST = "run.json"
 LOCK = runlock.LOCK
 CHECKPOINT = "checkpoint"
-DEFAULT_ROOT = "runs"
 STATUS_RUNNING, STATUS_FINISHED = "running", "finished"
 STATUS_INTERRUPTED, STATUS_FAILED = "interrupted", "failed"
 # What a run may write: an entry of these names that the run did not write
@@ -93,148 +93,11 @@ INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, execute.Interr
 
 
 # --------------------------------------------------------------------------
-# Choosing a directory.
-
-def config_name(config_path_or_name: str) -> str:
-  """``configs/digits_lr.yaml`` -> ``digits_lr``.
-
-  Examples:
-    >>> config_name("configs/digits_lr.yaml"), config_name("lr")
-    ('digits_lr', 'lr')
-  """
-  base = os.path.basename(os.path.normpath(str(config_path_or_name)))
-  return os.path.splitext(base)[0] or "sweep"
-
-
-def default_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str:
-  """A directory for a new run that never lands on an earlier one.
-
-  ``root/<name>`` if it does not exist or is empty, else the first of
-  ``root/<name>-2``, ``-3``, ... that does not exist or is empty. Nothing is
-  created.
-
-  Examples:
-    >>> import tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> first = default_dir("configs/lr.yaml", root)
-    >>> os.path.relpath(first, root)
-    'lr'
-    >>> os.makedirs(os.path.join(first, "tensorboard"))
-    >>> os.path.relpath(default_dir("lr", root), root)
-    'lr-2'
-  """
-  name = config_name(config_path_or_name)
-  k = 1
-  while True:
-    path = os.path.join(root, name if k == 1 else f"{name}-{k}")
-    if _free(path):
-      return path
-    k += 1
-
-
-def latest_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str | None:
-  """The newest non-empty ``root/<name>[-k]`` (highest k), or None.
-
-  ``jaxsweep run CONFIG --resume`` (or ``--overwrite``) without ``--out``
-  acts on this directory.
-  """
-  name = config_name(config_path_or_name)
-  try:
-    entries = os.listdir(root)
-  except OSError:
-    return None
-  pattern = re.compile(re.escape(name) + r"(?:-(\d+))?")
-  found = []
-  for entry in entries:
-    m = pattern.fullmatch(entry)
-    path = os.path.join(root, entry)
-    if m and os.path.isdir(path) and not _free(path):
-      found.append((int(m.group(1) or 1), path))
-  return max(found)[1] if found else None
-
-
-# Directories taken by claim_default_dir, locked, until prepare() uses them.
-_claims: dict[str, runlock.Lock] = {}
-
-
-def claim_default_dir(config_path_or_name: str, root: str = DEFAULT_ROOT) -> str:
-  """:func:`default_dir`, taken atomically: simultaneous runs get distinct ones.
-
-  Each candidate ``root/<name>[-k]`` is claimed by creating it (``os.mkdir``)
-  or, when it exists and is empty, by its lock; the first claim that holds
-  wins and the others go on to the next ``k``. The directory stays locked
-  for this process until :func:`prepare` (which uses the lock) or
-  :func:`release_claim`.
-
-  Returns:
-    The directory (the path :func:`default_dir` would name if nothing were
-    running; where ``root`` cannot be created, that path unclaimed, for
-    :func:`prepare` to report).
-  """
-  name = config_name(config_path_or_name)
-  try:
-    os.makedirs(root, exist_ok=True)
-  except OSError:
-    return default_dir(config_path_or_name, root)
-  k = 1
-  while True:
-    path = os.path.join(root, name if k == 1 else f"{name}-{k}")
-    with signals.critical():
-      lock = _try_claim(path)
-      if isinstance(lock, runlock.Lock):
-        _claims[os.path.abspath(path)] = lock
-        return path
-    if lock is False:
-      return path
-    k += 1
-
-
-def _try_claim(path: str) -> runlock.Lock | bool | None:
-  """The lock of ``path`` if this process took it fresh; None if taken;
-  False if it cannot be created (prepare reports why)."""
-  try:
-    os.mkdir(path)
-  except FileExistsError:
-    if not _free(path):
-      return None
-  except OSError:
-    return False
-  try:
-    lock = runlock.acquire(path)
-  except errors.ConfigError:
-    return None  # Another run claimed it first.
-  try:
-    if set(os.listdir(path)) - {LOCK}:  # Written into before our lock: not free.
-      lock.release()
-      return None
-  except OSError:
-    lock.release()
-    return None
-  return lock
-
-
-def release_claim(path: str) -> None:
-  """Gives back a directory :func:`claim_default_dir` took and :func:`prepare`
-  did not use (removed if still empty)."""
-  lock = _claims.pop(os.path.abspath(path), None)
-  if lock is not None:
-    lock.release()
-    _remove_empty(path)
-
+# The checkpoint (the directory is chosen in runclaim.py).
 
 def checkpoint_path(path: str) -> str:
   """Where a run directory keeps its checkpoint (the engine writes it)."""
   return os.path.join(path, CHECKPOINT)
-
-
-def _free(path: str) -> bool:
-  """Whether a new run may take ``path``: missing, or an empty directory."""
-  if not os.path.lexists(path):
-    return True
-  try:
-    return os.path.isdir(path) and not os.listdir(path)
-  except OSError:
-    return False
 
 
 # --------------------------------------------------------------------------
@@ -328,7 +191,7 @@ def prepare(path: str, *, sweep_id: str, resume: bool = False, overwrite: bool =
 
 def _prepare(path: str, sweep_id: str, *, resume: bool, overwrite: bool,
              estimate_bytes: int) -> RunDir:
-  lock = _claims.pop(os.path.abspath(path), None)
+  lock = runclaim.take(path)
   created = lock is not None or not os.path.isdir(path)
   _check_path(path, estimate_bytes)
   if lock is None:
@@ -348,7 +211,7 @@ def _prepare(path: str, sweep_id: str, *, resume: bool, overwrite: bool,
     if lock is not None:
       lock.release()
     if created:
-      _remove_empty(path)
+      runclaim.remove_empty(path)
     raise
   return rd
 
@@ -383,13 +246,6 @@ def _check_path(path: str, estimate_bytes: int) -> None:
 def _os_error(path: str, e: OSError) -> errors.ConfigError:
   return errors.ConfigError(f"cannot create {path}: {e.strerror or e}.", key="out",
                             fix="give a directory you can write to")
-
-
-def _remove_empty(path: str) -> None:
-  try:
-    os.rmdir(path)
-  except OSError:
-    pass  # Not empty, or already gone: leave it.
 
 
 # --------------------------------------------------------------------------
@@ -683,7 +539,7 @@ class RunDir:
         os.unlink(os.path.join(self.path, MANIFEST))
         if self.created:
           self._lock.release()
-          _remove_empty(self.path)
+          runclaim.remove_empty(self.path)
         return
       self._manifest.update(status=status, ended=_now(), files=files)
       if self.error:
