@@ -16,7 +16,7 @@ halving rung a variant stopped at, None if it went on) and ``bracket``
 ``copied_from`` (the member it last copied, None if never overwritten),
 ``lineage`` (the history of its weights in words) and ``member`` (its
 configuration, so that members ending alike are not merged as seeds);
-:attr:`Results.lineage` has every copy and value, and :func:`schedule_of`
+:attr:`Results.lineage` has every copy and value, and :func:`jaxsweep.lineage.schedule_of`
 the replayable schedule (what ``best.yaml`` replays).
 
 Selection is on the validation split; with seeds swept it is on the mean
@@ -488,68 +488,6 @@ class Results:
     except ImportError as e:
       raise ImportError("to_pandas needs pandas: pip install pandas") from e
     return pd.DataFrame(self.table, columns=self.columns())
-
-
-# --------------------------------------------------------------------------
-# Lineage: what a scheduler did to a variant (PBT's copies, replayed values).
-
-def schedule_of(lineage: Mapping[int, Sequence[Mapping]], variant: int,
-                initial: Mapping[int, Mapping[str, float]]) -> list[dict]:
-  """The hyperparameter schedule a PBT member followed, ancestors included.
-
-  A member's parameters came from the members it copied; its schedule is
-  theirs up to each copy, then its own values.
-
-  Args:
-    lineage: ``Results.lineage`` (variant -> copies and values over steps).
-    variant: the member.
-    initial: variant -> its values at step 0 (its settings).
-
-  Returns:
-    ``[{"step": 0, "set": {...}}, {"step": s, "set": {...}, "fork": salt}, ...]``
-    (``fork``: where the member's random stream forked, see
-    :class:`jaxsweep.engine.scheduling.Decision`).
-
-  Examples:
-    >>> lineage = {1: [{"step": 20, "from": 0}, {"step": 20, "set": {"lr": 0.5}}]}
-    >>> schedule_of(lineage, 1, {0: {"lr": 0.1}, 1: {"lr": 0.2}})
-    [{'step': 0, 'set': {'lr': 0.1}}, {'step': 20, 'set': {'lr': 0.5}}]
-  """
-  events: list[dict] = []
-  current, until = variant, math.inf
-  while True:
-    own = [e for e in lineage.get(current, []) if e["step"] < until]
-    copies = [e for e in own if "from" in e]
-    last_copy = copies[-1] if copies else None
-    since = last_copy["step"] if last_copy else -1
-    events = [{"step": e["step"], "set": dict(e.get("set", {})),
-               **({"fork": e["fork"]} if "fork" in e else {})} for e in own
-              if ("set" in e or "fork" in e) and e["step"] >= since] + events
-    if last_copy is None:
-      events.insert(0, {"step": 0, "set": dict(initial[current])})
-      break
-    current, until = last_copy["from"], last_copy["step"]
-  merged: dict[int, dict] = {}
-  for e in events:
-    entry = merged.setdefault(e["step"], {"step": e["step"], "set": {}})
-    entry["set"].update(e["set"])
-    if "fork" in e:
-      entry["fork"] = e["fork"]
-  return [merged[s] for s in sorted(merged)]
-
-
-def root_of(lineage: Mapping[int, Sequence[Mapping]], variant: int) -> int:
-  """The member whose initialisation a PBT member's weights are (follows copies back).
-
-  Its settings are the replayed run's: along a chain of copies every value
-  not explored is the root's, and seed ``s`` copies seed ``s``.
-  """
-  current, until = variant, math.inf
-  while True:
-    copies = [e for e in lineage.get(current, []) if "from" in e and e["step"] < until]
-    if not copies:
-      return current
-    current, until = copies[-1]["from"], copies[-1]["step"]
 
 
 def seed_status(row: Mapping[str, Any]) -> str:

@@ -11,7 +11,8 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "jaxsweep")
 FLOORS = [
     ("jaxsweep.errors", "jaxsweep.signals"),
     ("jaxsweep.keys", "jaxsweep.format"),
-    ("jaxsweep.results", "jaxsweep.selection", "jaxsweep.space", "jaxsweep.components"),
+    ("jaxsweep.results", "jaxsweep.selection", "jaxsweep.space", "jaxsweep.components",
+     "jaxsweep.lineage"),
     ("jaxsweep.engine",),
     ("jaxsweep.report",),
     ("jaxsweep.config",),

@@ -155,7 +155,8 @@ def init_state(opt: Injected | optax.GradientTransformation, params,
   return set_hparams(state, values)
 
 
-_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+# A traced value used where Python needs a concrete one (control flow, int(), numpy).
+TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                   jax.errors.TracerIntegerConversionError,
                   jax.errors.TracerArrayConversionError)
 
@@ -179,7 +180,7 @@ def untraceable(opt: Injected, params) -> tuple[str, ...]:
       one = wrap(opt.factory, {**opt.static, **others}, {name: value})
       jax.eval_shape(lambda v, p, one=one, name=name: init_state(one, p, {name: v}),
                      jax.ShapeDtypeStruct((), jnp.float32), params)  # Nothing computes.
-    except _TRACER_ERRORS:
+    except TRACER_ERRORS:
       out.append(name)
     except Exception:  # pylint: disable=broad-except  # Another fault: not this one's.
       pass

@@ -55,7 +55,7 @@ class PBT(scheduling.Base):
   stay in ``Results.settings``); ``copied_from`` the member it last copied
   (None: never overwritten); ``lineage`` the history of its weights in words;
   ``member`` its configuration (so two members that end alike are not merged
-  as seeds). :func:`~jaxsweep.results.schedule_of` gives the replayable schedule.
+  as seeds). :func:`~jaxsweep.lineage.schedule_of` gives the replayable schedule.
 
   Args:
     ready_every: steps between decisions (a multiple of every group's
@@ -256,7 +256,7 @@ class PBT(scheduling.Base):
   def schedule(self, variant: int) -> list[dict]:
     """The explored values the member's weights trained with: ``[{"step": 0,
     "set": root's values}, {"step": s, "set": ...}, ...]`` (as
-    :func:`~jaxsweep.results.schedule_of`)."""
+    :func:`~jaxsweep.lineage.schedule_of`)."""
     root, chain = self.chain(variant)
     return [{"step": 0, "set": dict(self.initial[root])},
             *({"step": e["step"], "set": dict(e["set"])} for e in chain)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import functools
 import threading
@@ -43,6 +42,7 @@ from jaxsweep.components import losses as losses_lib
 from jaxsweep.components import models as models_lib
 from jaxsweep.components import optim
 from jaxsweep.components import registry
+from jaxsweep.engine import diagnose
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import sharding
@@ -378,89 +378,6 @@ def build(plan: plan_lib.Plan, group: plan_lib.Group) -> GroupProgram:
 # --------------------------------------------------------------------------
 # Checking: one variant traced abstractly, before anything trains.
 
-def _shape_str(x) -> str:
-  leaves = jax.tree.leaves(x)
-  if len(leaves) == 1:
-    return f"of shape {tuple(leaves[0].shape)} {leaves[0].dtype}"
-  return str(jax.tree.map(lambda a: tuple(a.shape), x))
-
-
-_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
-                  jax.errors.TracerIntegerConversionError,
-                  jax.errors.TracerArrayConversionError)
-
-
-def _shapes_differ(out, y) -> bool:
-  """Whether outputs and targets have shapes no loss would pair up.
-
-  ``[B, C]`` logits with ``[B]`` labels (and ``[B, T, V]`` with ``[B, T]``)
-  fit; so do equal shapes.
-  """
-  o, t = tuple(getattr(out, "shape", ())), tuple(getattr(y, "shape", ()))
-  return o != t and o[:-1] != t
-
-
-def _raised(e: Exception, what: str, key: str) -> errors.ModelError:
-  """An exception from the user's loss, metric or model, shown as itself."""
-  if isinstance(e, _TRACER_ERRORS):
-    return errors.ModelError(
-        f"the {what} is not traceable by jax.jit: it uses a traced value in Python "
-        f"control flow or converts it to a Python/numpy value, {errors.user_frame(e)}"
-        f"({type(e).__name__}: {errors.first_line(e)})", key=key,
-        fix="use jnp.where / lax.cond instead of if/else on array values, and no "
-            "float()/.item()/print of arrays inside the loss")
-  return errors.ModelError(
-      f"the {what} raised {type(e).__name__}: {errors.first_line(e)}"
-      + (f", {errors.user_frame(e).rstrip()}" if errors.user_frame(e) else ""), key=key,
-      fix=f"fix the {what} at the line named (it was traced once on one batch, "
-          "before training)")
-
-
-def _init_error(plan: plan_lib.Plan, built: GroupProgram, hp, data, e: Exception
-                ) -> errors.ConfigError:
-  """Why a variant failed to initialise: its model, or its optimizer (then
-  naming a traced argument the factory uses in Python control flow)."""
-  try:
-    x = data["train"]["x"]
-    init_kw = {k: v for k, v in hp["model"].items() if k in built.model.init_args}
-    # The key is made inside the trace: a concrete one would compile (and
-    # this runs before anything may).
-    variables = jax.eval_shape(
-        lambda x: built.model.init(jax.random.key(0), x, **init_kw),
-        jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype))
-  except Exception:  # pylint: disable=broad-except  # The model's fault: e says it.
-    return errors.ModelError(
-        f"the model failed to initialise on inputs of shape "
-        f"{tuple(built.dataset.train['x'].shape[1:])} per example, "
-        f"{errors.user_frame(e)}({type(e).__name__}: {errors.first_line(e)})",
-        key="model", fix="fix the model at the line named (it was traced once on one "
-                         "example, before training)")
-  opt, cause = built.optimizer, f"{errors.user_frame(e)}({type(e).__name__}: " \
-                                f"{errors.first_line(e)})"
-  names = ()
-  if isinstance(opt, optim.Injected) and isinstance(e, _TRACER_ERRORS):
-    names = optim.untraceable(opt, dict(variables)["params"])
-  if not names:
-    return errors.ConfigError(
-        f"the optimizer failed to initialise, {cause}", key="optimizer",
-        fix="fix the optimizer factory at the line named (it was traced once, before "
-            "training)")
-  name = names[0]
-  why = ("it is swept" if Key("optimizer", name) in plan.swept else
-         "a float is traced unless marked static, so sweeping it never recompiles")
-  factory = getattr(opt.factory, "__name__", "<lambda>")
-  factory = "" if factory == "<lambda>" else f" {factory}"
-  return errors.ConfigError(
-      f"the optimizer factory{factory} cannot take {name} as a traced per-variant value "
-      f"({why}): it, or Optax inside it, uses the value in Python control flow, {cause}",
-      key=f"optimizer.{name}",
-      fix=f"mark it static (static={list(names)}: one compiled program per value), or "
-          "use it only in arithmetic: js.optim.schedule(name, learning_rate, ...) and "
-          "js.optim.reduce_on_plateau(factor, patience) take traced values, and "
-          "lambda count: learning_rate * sched(count) scales an Optax schedule built "
-          "from constants")
-
-
 def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
           period: bool = True) -> None:
   """Checks a group's data, then traces one variant abstractly, before anything
@@ -491,7 +408,7 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
   except errors.ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise _init_error(plan, built, hp, data, e) from None  # It names the user's line.
+    raise diagnose.init_error(plan, built, hp, data, e) from None  # It names the user's line.
   batch = {k: jax.ShapeDtypeStruct((settings.batch_size,) + np.shape(a)[1:],
                                     np.asarray(a).dtype)
            for k, a in built.dataset.train.items()}
@@ -519,32 +436,22 @@ def check(plan: plan_lib.Plan, group: plan_lib.Group, built: GroupProgram, *,
     except errors.ConfigError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      if isinstance(e, (TypeError, ValueError)) and _shapes_differ(out, batch["y"]):
+      if isinstance(e, (TypeError, ValueError)) and diagnose.shapes_differ(out, batch["y"]):
         raise errors.ModelError(
-            f"the model's outputs {_shape_str(out)} do not fit the {what} with targets "
-            f"{_shape_str(batch['y'])}: {type(e).__name__}: {errors.first_line(e)}",
+            f"the model's outputs {diagnose.shape_str(out)} do not fit the {what} with targets "
+            f"{diagnose.shape_str(batch['y'])}: {type(e).__name__}: {errors.first_line(e)}",
             key=key, fix="make the model's output size match the targets (e.g. "
                          "num_outputs = number of classes) or use a loss for these "
                          "targets") from e
-      raise _raised(e, what, key) from None  # It names the user's line.
+      raise diagnose.raised(e, what, key) from None  # It names the user's line.
     if what == "loss" and tuple(getattr(result, "shape", ())) != ():
       raise errors.ModelError(
-          f"the loss returns an array {_shape_str(result)}, not a scalar (gradients need one "
-          "number per batch).", key="loss",
+          f"the loss returns an array {diagnose.shape_str(result)}, not a scalar (gradients "
+          "need one number per batch).", key="loss",
           fix="return the mean over the batch, e.g. per_example.mean()")
   if period:
-    with _training_step_errors():
+    with diagnose.training_step_errors():
       jax.eval_shape(built.program.period, state, hp, data)
-
-
-@contextlib.contextmanager
-def _training_step_errors():
-  try:
-    yield
-  except errors.ConfigError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    raise _raised(e, "training step", "model") from None  # It names the user's line.
 
 
 # --------------------------------------------------------------------------
@@ -656,7 +563,8 @@ def compile(built: GroupProgram, mesh, hp, data, *, lanes: int = 1,  # noqa: A00
                      donate_argnums=(0,))
     state = jax.eval_shape(init_fn, hp, data)
     flag = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)  # train_flag's.
-    with _training_step_errors():  # The first trace of the period when check() left it out.
+    # The first trace of the period when check() left it out.
+    with diagnose.training_step_errors():
       lowered = period.lower(state, hp, data, flag)
     _start_inits(built)  # Their tracing overlaps this compile, not the trace above.
     compiled_period = lowered.compile()

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from jaxsweep import errors
-from jaxsweep import results as results_lib
+from jaxsweep import lineage as lineage_lib
 from jaxsweep.engine import halving
 from jaxsweep.engine import pbt
 from jaxsweep.engine import plan as plan_lib
@@ -201,8 +201,8 @@ class Compose(scheduling.Base):
 
 
 # Lineage helpers live with the results (the report layer reads them there).
-schedule_of = results_lib.schedule_of
-root_of = results_lib.root_of
+schedule_of = lineage_lib.schedule_of
+root_of = lineage_lib.root_of
 
 
 def make(method: Any = None, *, early_stopping: Mapping | None = None):

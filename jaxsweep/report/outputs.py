@@ -33,6 +33,7 @@ import yaml
 from jaxsweep import errors
 from jaxsweep import format as format_lib
 from jaxsweep import keys
+from jaxsweep import lineage as lineage_lib
 from jaxsweep import results as results_lib
 from jaxsweep.report import plots as plots_lib
 from jaxsweep.report import tables
@@ -144,8 +145,8 @@ def replay_of(res: results_lib.Results, variant: int) -> dict[str, Any] | None:
   """
   if not any("set" in e for events in res.lineage.values() for e in events):
     return None
-  root = results_lib.root_of(res.lineage, variant)
-  schedule = [e for e in results_lib.schedule_of(res.lineage, variant, {root: {}})
+  root = lineage_lib.root_of(res.lineage, variant)
+  schedule = [e for e in lineage_lib.schedule_of(res.lineage, variant, {root: {}})
               if e["step"] > 0 and e["set"]]
   if not schedule:
     return None
