@@ -238,6 +238,9 @@ def main(argv=None) -> int:
                  help="JAX_PLATFORMS of the runs (cpu; cuda on a GPU machine)")
   p.add_argument("--variants", type=int, default=NUM_LRS,
                  help="learning rates per point (default %(default)s; 256 for the GPU target)")
+  p.add_argument("--points", nargs="+", default=None, metavar="WxB",
+                 help="the (width x batch) points, e.g. 32x32 128x128 (default: all)")
+  p.add_argument("--steps", type=int, default=None, help="steps per variant")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)
   p.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
@@ -247,7 +250,9 @@ def main(argv=None) -> int:
   NUM_LRS = args.variants
   PLATFORM["name"] = args.platform
   points = QUICK_POINTS if args.quick else POINTS
-  steps = QUICK_STEPS if args.quick else STEPS
+  if args.points:
+    points = [tuple(int(v) for v in p.split("x")) for p in args.points]
+  steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
   report = {"cpu": machine.cpu_model(), "cores": len(os.sched_getaffinity(0)),
             "platform": args.platform,
             "steps": steps, "variants": NUM_LRS, "quick": args.quick,
