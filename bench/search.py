@@ -13,7 +13,7 @@ with a budget of 64 full trainings (19,200 variant-steps):
 
 * grid: 4 x 4 x 4 points; random: 64 draws; PBT: 64 members (every 50 steps
   the bottom quarter copies the top quarter, values x0.8/x1.2 or resampled);
-* halving (eta 3, first rung at 50 steps) and Hyperband (3 brackets): as
+* halving (eta 3, first rung at 50 steps) and Hyperband (all brackets): as
   many random configurations as their schedule trains within the budget;
 * tpe: jaxsweep's batched TPE (64 trials, 4 rounds of 16, median pruner);
 * optuna: Optuna the usual way, one trial at a time (64 trials, n_jobs=2,
@@ -70,22 +70,23 @@ def base_config(s: dict) -> dict:
           "target": "val_accuracy", "mode": "max"}
 
 
-def halving_configs(s: dict, brackets: int | None) -> int:
-  """The most configurations the schedule trains within the budget."""
+def halving_configs(s: dict, brackets: int | str | None) -> int:
+  """The most configurations the schedule trains within the budget: the
+  scheduler's own count (``Halving.budget``) on a stand-in plan of ``n``
+  configurations, one seed each."""
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
   from jaxsweep.engine import halving  # pylint: disable=g-import-not-at-top
   budget, steps, period = s["configs"] * s["steps"], s["steps"], s["eval_every"]
-  h = halving.Halving(eta=3, min_steps=period)
+  settings = {0: SimpleNamespace(steps=steps, eval_every=period,
+                                 num_periods=-(-steps // period))}
 
   def cost(n):
-    if brackets is None:
-      return h.budget(n, steps, period, period)
-    # Hyperband's bracket sizes, as halving.Halving.start_group draws them.
-    count = min(brackets, len(h.rungs(period, steps, period)) + 1)
-    w = np.asarray([3.0 ** (count - 1 - b) / (count - b) for b in range(count)])
-    sizes = np.floor(w / w.sum() * n).astype(int)
-    sizes[0] += n - sizes.sum()
-    return sum(h.budget(int(m), steps, period, int(round(period * 3 ** b)))
-               for b, m in enumerate(sizes) if m)
+    plan = SimpleNamespace(
+        variants=[{"optimizer.learning_rate": float(i), "seed": 0} for i in range(n)],
+        groups=[SimpleNamespace(index=0, members=list(range(n)))], num_variants=n)
+    h = halving.Halving(eta=3, min_steps=period, brackets=brackets)
+    h.start(plan, settings)
+    return h.budget()
 
   n = s["configs"]
   while cost(n + 1) <= budget:
@@ -104,13 +105,13 @@ def sweep_of(method: str, repeat: int, s: dict) -> dict:
     return {"method": {"name": "tpe", "samples": s["configs"], "batch": s["batch"],
                        "seed": repeat}, **SPACE}
   n = {"halving": lambda: halving_configs(s, None),
-       "hyperband": lambda: halving_configs(s, 3)}.get(method, lambda: s["configs"])()
+       "hyperband": lambda: halving_configs(s, "all")}.get(method, lambda: s["configs"])()
   sweep = {"random": {"params": SPACE, "samples": n, "seed": repeat}}
   if method == "halving":
     sweep["method"] = {"name": "halving", "eta": 3, "min_steps": s["eval_every"]}
   elif method == "hyperband":
     sweep["method"] = {"name": "hyperband", "eta": 3, "min_steps": s["eval_every"],
-                       "brackets": 3, "seed": repeat}
+                       "seed": repeat}
   elif method == "pbt":
     sweep["method"] = {"name": "pbt", "ready_every": s["eval_every"], "quantile": 0.25,
                        "resample_probability": 0.25, "seed": repeat}
