@@ -12,6 +12,14 @@ import optax
 
 import jaxsweep as js
 
+# The smallest config a CLI test runs: append a `sweep:` (and what else it needs).
+TINY_BASE = """\
+data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
+model: {name: mlp, features: [16], activation: relu}
+loss: cross_entropy
+optimizer: {name: adam, learning_rate: 1.0e-3}
+train: {steps: 6, batch_size: 16, eval_every: 3}
+"""
 DATA = js.data.load("synthetic", num_train=64, num_test=40, num_features=8,
                     num_classes=4, seed=0)
 STEPS = 6

@@ -301,12 +301,7 @@ def test_a_file_in_place_of_the_checkpoint_directory_is_one_error(tmp_path):
     checkpoint.Reader(str(tmp_path / "checkpoint"), fingerprint="x")
 
 
-TINY = """\
-data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
-model: {name: mlp, features: [16], activation: relu}
-loss: cross_entropy
-optimizer: {name: adam, learning_rate: 1.0e-3}
-train: {steps: 6, batch_size: 16, eval_every: 3}
+TINY = helpers.TINY_BASE + """\
 sweep:
   optimizer.learning_rate: [1.0e-3, 1.0e-2]
 """

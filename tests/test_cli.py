@@ -10,13 +10,9 @@ import pytest
 import jaxsweep as js
 from jaxsweep import cli
 from jaxsweep import config as config_lib
+from tests import helpers
 
-TINY = """
-data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
-model: {name: mlp, features: [16], activation: relu}
-loss: cross_entropy
-optimizer: {name: adam, learning_rate: 1.0e-3}
-train: {steps: 6, batch_size: 16, eval_every: 3}
+TINY = helpers.TINY_BASE + """\
 sweep:
   optimizer.learning_rate: {log_uniform: [1.0e-3, 1.0e-1], num: 3}
   seed: [0, 1]

@@ -14,12 +14,7 @@ from jaxsweep.engine import sharding
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID = """
-data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
-model: {name: mlp, features: [16], activation: relu}
-loss: cross_entropy
-optimizer: {name: adam, learning_rate: 1.0e-3}
-train: {steps: 6, batch_size: 16, eval_every: 3}
+GRID = helpers.TINY_BASE + """\
 sweep:
   optimizer.learning_rate: [1.0e-3, 1.0e-2, 1.0e-1]
   seed: [0, 1]

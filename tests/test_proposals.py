@@ -142,12 +142,7 @@ def test_storage_keeps_the_study_and_a_later_run_goes_on(tmp_path):
   assert study.get_trials()[0].user_attrs["jaxsweep_round"] == 0
 
 
-TINY = """
-data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
-model: {name: mlp, features: [16], activation: relu}
-loss: cross_entropy
-optimizer: {name: adam, learning_rate: 1.0e-3}
-train: {steps: 6, batch_size: 16, eval_every: 3}
+TINY = helpers.TINY_BASE + """\
 sweep:
   method: {name: tpe, samples: 4, batch: 2, seed: 0}
   optimizer.learning_rate: {log_uniform: [1.0e-3, 1.0e-1]}

@@ -372,12 +372,7 @@ def test_learning_curves_start_at_step_0_with_val_and_train():
 # --------------------------------------------------------------------------
 # The effective config, and a dry run that compiles nothing.
 
-TINY = """\
-data: {name: synthetic, num_train: 64, num_test: 40, num_features: 8, num_classes: 4}
-model: {name: mlp, features: [16], activation: relu}
-loss: cross_entropy
-optimizer: {name: adam, learning_rate: 1.0e-3}
-train: {steps: 6, batch_size: 16, eval_every: 3}
+TINY = helpers.TINY_BASE + """\
 sweep:
   optimizer.learning_rate: [1.0e-3, 1.0e-2]
   seed: [0, 1]
