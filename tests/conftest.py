@@ -62,9 +62,10 @@ def pytest_addoption(parser):
   group = parser.getgroup("jaxsweep tiers")
   group.addoption("--slow", action="store_true",
                   help="run the slow tier too (every test)")
-  group.addoption("--store-durations", nargs="?", const=DURATIONS, default=None,
-                  metavar="PATH", help=f"merge this run's test durations into PATH "
-                                       f"(default {DURATIONS})")
+  # A flag, not an optional value: `--store-durations tests/x.py::t` would
+  # otherwise take the test id for the file to write.
+  group.addoption("--store-durations", action="store_const", const=DURATIONS, default=None,
+                  help=f"merge this run's test durations into {DURATIONS}")
 
 
 def pytest_configure(config):  # The slow marker is declared in pyproject.toml.
