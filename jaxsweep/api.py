@@ -272,9 +272,9 @@ def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
     overrides: ``key=value`` / ``key=v1,v2`` overrides (with a path only).
     out: a directory to write the results files into (with ``config.yaml``
       and ``best.yaml``); checked before training, as for :func:`run`.
-    resume, overwrite, checkpoint_every, outputs, progress, mesh,
-      compile_cache: as for :func:`run` (which says what the first call
-      changes in JAX's configuration).
+    resume, overwrite, checkpoint_every, outputs, progress, mesh, compile_cache: as
+      for :func:`run` (which says what the first call changes in JAX's
+      configuration).
     chunk_size, lanes, unstable_factor, memory_budget: override the config's
       ``run:`` section.
     method, early_stopping: override the config's ``sweep.method`` and
