@@ -32,6 +32,8 @@ DEFAULT_CHECKPOINT_EVERY = 300.0
 
 
 def _parser() -> argparse.ArgumentParser:
+  # Long on purpose: one flat table of every command and flag, in the order
+  # `--help` prints them (split, the help order would scatter over helpers).
   p = argparse.ArgumentParser(
       prog="jaxsweep",
       description="Train a population of hyperparameter variants in one compiled "

@@ -284,6 +284,8 @@ def _check_plain(obj: Any, path: str, depth: int = 0) -> None:
 
 
 def _load(raw, path, overrides, max_variants, imported=None) -> Config:
+  # Long on purpose: the config's sections checked top to bottom in the order
+  # a reader meets them, each check one line from the key it names.
   for k in raw:
     if k not in TOP_LEVEL:
       raise errors.unknown_key(str(k), TOP_LEVEL, what="top-level key")

@@ -279,7 +279,12 @@ def _make_init(model: models_lib.ModelFns, opt) -> Callable[..., RunState]:
 def _make_run_steps(model: models_lib.ModelFns, tx, loss_fn: Callable[..., jax.Array],
                     settings: TrainSettings, augment: Mapping[str, Any] | None) -> Callable:
   """A variant's ``run_steps(state, hparams, data, limit)``: up to one
-  period's optimisation steps under ``lax.scan`` (:func:`make_train`)."""
+  period's optimisation steps under ``lax.scan`` (:func:`make_train`).
+
+  Long on purpose: the body of one step (batch, loss, gradients, update, the
+  divergence guard, skipped steps) reads top to bottom as the step runs; its
+  pieces share the closure's model, optimizer and settings.
+  """
   steps, batch_size = settings.steps, settings.batch_size
 
   def extra(loss) -> dict:
