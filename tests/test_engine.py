@@ -4,6 +4,7 @@ state and the scheduler hook at the period boundary."""
 
 import flax.linen as nn
 import jax
+import jax.extend.random
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -77,8 +78,10 @@ def _reference(module, tx, *, seed, steps, batch_size, call_kwargs=None):
 
   A variant's key is ``jax.random.key(seed)``, split into an init key (itself
   split into the ``params`` and ``dropout`` keys of ``module.init``) and a run
-  key; step ``t`` draws its batch indices and dropout key from
-  ``split(fold_in(run_key, t))``, sampling the batch with replacement.
+  key; step ``t``'s batch indices and dropout key are Threefry-2x32 under the
+  run key's words at counters ``(t, j)``: ``j < batch_size`` gives example
+  ``word0 % num_train`` (with replacement), ``j = batch_size`` the dropout
+  key's two words.
   """
   call_kwargs = dict(call_kwargs or {})
   data = helpers.DATA
@@ -92,8 +95,12 @@ def _reference(module, tx, *, seed, steps, batch_size, call_kwargs=None):
 
   @jax.jit
   def step(params, state, opt_state, t):
-    k_batch, k_drop = jax.random.split(jax.random.fold_in(k_run, t))
-    idx = jax.random.randint(k_batch, (batch_size,), 0, x.shape[0])
+    words = jax.random.key_data(k_run)
+    cols = jnp.arange(batch_size + 1, dtype=jnp.uint32)
+    y0, y1 = jax.extend.random.threefry2x32_p.bind(
+        words[0], words[1], jnp.full(cols.shape, t, jnp.uint32), cols)
+    idx = (y0[:batch_size] % x.shape[0]).astype(jnp.int32)
+    k_drop = jax.random.wrap_key_data(jnp.stack([y0[-1], y1[-1]]))
 
     def loss_fn(p):
       out, updates = module.apply({"params": p, **state}, x[idx], train=True,

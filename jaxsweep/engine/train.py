@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import chex
 import jax
+import jax.extend.random  # pylint: disable=unused-import  # jax.extend.random.threefry_2x32.
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -276,6 +277,48 @@ def _make_init(model: models_lib.ModelFns, opt) -> Callable[..., RunState]:
   return init
 
 
+def draws(key, first: jax.Array, count: int, batch_size: int, num_train: int,
+          num_keys: int) -> tuple[jax.Array, jax.Array]:
+  """Steps ``first .. first + count - 1``'s batch indices and keys.
+
+  Step ``t``'s randomness is the Threefry-2x32 block cipher under the run
+  key's words applied to the counters ``(t, j)``: for ``j < batch_size``
+  the first output word modulo ``num_train`` is the batch's ``j``-th
+  example (drawn with replacement; the modulo's bias is below
+  ``num_train / 2**32``), and the next counters' words are the step's
+  ``num_keys`` keys (the dropout key, then the augmentation key). So a
+  step's draws depend on its run key and step index alone (a resumed or
+  replayed variant draws the same ones), and one cipher call serves a whole
+  period: fewer instructions to compile than a ``fold_in``, a ``split`` and
+  a ``randint`` per step (bench/ENGINE_NOTES.md).
+
+  Args:
+    key: the variant's run key (:func:`run_key`).
+    first: the first step's index (traced).
+    count: how many steps.
+    batch_size: examples per step.
+    num_train: the training split's size.
+    num_keys: keys per step.
+
+  Returns:
+    ``(indices [count, batch_size] int32, keys [count, num_keys])``.
+  """
+  words = jax.random.key_data(key).astype(jnp.uint32)
+  impl = jax.random.key_impl(key)
+  key_words = words.shape[-1]
+  per_key = -(-key_words // 2)  # Counters per key: each gives two words.
+  width = batch_size + num_keys * per_key
+  steps = (first + jnp.arange(count)).astype(jnp.uint32)
+  x0 = jnp.broadcast_to(steps[:, None], (count, width)).ravel()
+  x1 = jnp.broadcast_to(jnp.arange(width, dtype=jnp.uint32)[None], (count, width)).ravel()
+  out = jax.extend.random.threefry_2x32((words[0], words[1]), jnp.concatenate([x0, x1]))
+  y0, y1 = out[:count * width].reshape(count, width), out[count * width:].reshape(count, width)
+  idx = (y0[:, :batch_size] % jnp.uint32(num_train)).astype(jnp.int32)
+  pairs = jnp.stack([y0[:, batch_size:], y1[:, batch_size:]], -1)  # [count, keys * per_key, 2]
+  data = pairs.reshape(count, num_keys, 2 * per_key)[..., :key_words]
+  return idx, jax.random.wrap_key_data(data, impl=impl)
+
+
 def _make_run_steps(model: models_lib.ModelFns, tx, loss_fn: Callable[..., jax.Array],
                     settings: TrainSettings, augment: Mapping[str, Any] | None) -> Callable:
   """A variant's ``run_steps(state, hparams, data, limit)``: up to one
@@ -293,18 +336,6 @@ def _make_run_steps(model: models_lib.ModelFns, tx, loss_fn: Callable[..., jax.A
     if isinstance(tx, optax.GradientTransformationExtraArgs):
       return {"value": loss}
     return {}
-
-  def step_randomness(key, step, num_train):
-    """Step ``step``'s batch indices, dropout key and augmentation key.
-
-    ``split(fold_in(key, step))`` gives the batch key and the dropout key
-    (with augmentation, ``split(..., 3)`` adds the crops-and-flips key);
-    the batch is sampled with replacement (O(batch) per step). A period draws
-    all its steps' indices at once (the same values: the draws are per step).
-    """
-    step_keys = jax.random.split(jax.random.fold_in(key, step), 3 if augment else 2)
-    return (jax.random.randint(step_keys[0], (batch_size,), 0, num_train), step_keys[1],
-            step_keys[2] if augment else None)
 
   def train_step(hparams, train, limit, carry, xs):
     """One optimisation step; a non-finite result is discarded and freezes.
@@ -365,8 +396,9 @@ def _make_run_steps(model: models_lib.ModelFns, tx, loss_fn: Callable[..., jax.A
     carry = (state, jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
     train = data["train"]
     index = jnp.arange(settings.eval_every, dtype=state.step.dtype)
-    drawn = jax.vmap(step_randomness, in_axes=(None, 0, None))(
-        state.key, state.step + index, train["x"].shape[0])
+    idx, keys = draws(state.key, state.step, settings.eval_every, batch_size,
+                      train["x"].shape[0], 2 if augment else 1)
+    drawn = (idx, keys[:, 0], keys[:, 1] if augment else None)
     return jax.lax.scan(lambda c, x: (train_step(hparams, train, limit, c, x), None), carry,
                         (index, drawn))[0]
 
