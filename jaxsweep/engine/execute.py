@@ -62,23 +62,9 @@ Grid = scheduling.Grid
 Scheduler = scheduling.Scheduler
 
 
-class Interrupted(Exception):
-  """A signal stopped the sweep at a period boundary.
-
-  Attributes:
-    signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-    exit_code: the conventional exit status, ``128 + signum`` (130, 143).
-    step: the step the interrupted chunk had reached.
-    saved: the checkpoint written, or ``None`` without a checkpoint directory.
-  """
-
-  def __init__(self, signum: int, step: int, saved: str | None):
-    self.signum, self.step, self.saved = signum, step, saved
-    self.exit_code = 128 + signum
-    name = signal.Signals(signum).name
-    super().__init__(f"{name} at step {step}: "
-                     + (f"the population was saved in {saved}" if saved else
-                        "nothing was saved (no checkpoint directory)"))
+# Raised at a period boundary after saving; defined in the JAX-free leaf
+# module so that reading a run directory needs no engine (issue #24).
+Interrupted = signals.Interrupted
 
 
 def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,

@@ -64,11 +64,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxsweep import errors
+from jaxsweep import format as format_lib
 from jaxsweep import results as results_lib
 from jaxsweep import signals
 from jaxsweep.engine import checkpoint
-from jaxsweep.engine import execute
-from jaxsweep.engine import memory
 from jaxsweep.report import outputs
 from jaxsweep.report import runclaim
 from jaxsweep.report import runlock
@@ -88,8 +87,8 @@ MARGIN_BYTES = 8 * 2**20
 # Outputs are written here, then moved into the directory.
 _STAGING = ".tmp-outputs"
 # A KeyboardInterrupt, or the engine's Interrupted (a signal stopped the run
-# after saving it), marks a run interrupted rather than failed.
-INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, execute.Interrupted)
+# after saving it; defined in signals.py), marks a run interrupted, not failed.
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, signals.Interrupted)
 
 
 # --------------------------------------------------------------------------
@@ -238,8 +237,8 @@ def _check_path(path: str, estimate_bytes: int) -> None:
   need = int(estimate_bytes) + int(estimate_bytes) // 10 + MARGIN_BYTES
   if free < need:
     raise errors.ConfigError(
-        f"not enough free space for {path}: {memory.format_bytes(free)} free, about "
-        f"{memory.format_bytes(need)} needed.", key="out",
+        f"not enough free space for {path}: {format_lib.format_bytes(free)} free, about "
+        f"{format_lib.format_bytes(need)} needed.", key="out",
         fix="free some space, or give an --out on another disk")
 
 
