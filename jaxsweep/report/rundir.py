@@ -67,7 +67,7 @@ from jaxsweep import errors
 from jaxsweep import format as format_lib
 from jaxsweep import results as results_lib
 from jaxsweep import signals
-from jaxsweep.engine import checkpoint
+from jaxsweep.engine import ckptdir
 from jaxsweep.report import outputs
 from jaxsweep.report import runclaim
 from jaxsweep.report import runlock
@@ -370,7 +370,7 @@ class RunDir:
     for name in names:
       target = os.path.join(self.path, _bare(name))
       if _bare(name) == CHECKPOINT:  # Only what the engine wrote: a user's file stays.
-        checkpoint.clear(target)
+        ckptdir.clear(target)
       elif os.path.isdir(target) and not os.path.islink(target):
         shutil.rmtree(target)
       elif os.path.lexists(target):
@@ -531,8 +531,8 @@ class RunDir:
     self.status = status
     try:
       ckpt = self.checkpoint_dir
-      if os.path.isdir(ckpt) and not checkpoint.exists(ckpt):
-        checkpoint.clear(ckpt)  # Nothing saved (a user's file in it stays).
+      if os.path.isdir(ckpt) and not ckptdir.exists(ckpt):
+        ckptdir.clear(ckpt)  # Nothing saved (a user's file in it stays).
       files = self.owned()
       if status != STATUS_FINISHED and not files and not self.resumed:
         os.unlink(os.path.join(self.path, MANIFEST))
