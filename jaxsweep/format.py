@@ -48,6 +48,23 @@ def fmt(value: Any) -> str:
   return str(value)
 
 
+def format_bytes(num: float | None) -> str:
+  """``1536 -> '1.5 KiB'``: binary units, 3 significant digits.
+
+  Examples:
+    >>> format_bytes(1536), format_bytes(100), format_bytes(None)
+    ('1.5 KiB', '100 B', '?')
+  """
+  if num is None:
+    return "?"
+  num = float(num)
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    if abs(num) < 1024 or unit == "TiB":
+      return f"{num:.0f} {unit}" if unit == "B" else f"{num:.3g} {unit}"
+    num /= 1024
+  raise AssertionError("unreachable")
+
+
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
   """``0.8125 ± 0.0625``; the mean alone when the spread is unknown."""
   if mean is None:

@@ -36,7 +36,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from jaxsweep import errors
@@ -406,13 +405,12 @@ class Results:
     ``apply`` needs the variant's ``<arg>_index`` (e.g. ``features_index``).
     """
     host, j = self._state(i)
-    return jax.tree.map(lambda a: a[j], host["params"])
+    return _unstack(host["params"], j)
 
   def variables(self, i: int) -> dict:
     """Variant ``i``'s Flax variables: ``{"params": ..., **model_state}``."""
     host, j = self._state(i)
-    return {"params": self.params(i),
-            **jax.tree.map(lambda a: a[j], host["model_state"])}
+    return {"params": self.params(i), **_unstack(host["model_state"], j)}
 
   def _state(self, i: int):
     if i not in self._states:
@@ -488,6 +486,14 @@ class Results:
     except ImportError as e:
       raise ImportError("to_pandas needs pandas: pip install pandas") from e
     return pd.DataFrame(self.table, columns=self.columns())
+
+
+def _unstack(tree, j: int):
+  """Entry ``j`` of every leaf of a stacked pytree."""
+  # JAX only here, where trained parameters exist (and JAX with them):
+  # results read from disk are rendered without it (issue #24).
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(lambda a: a[j], tree)
 
 
 def seed_status(row: Mapping[str, Any]) -> str:

@@ -71,6 +71,27 @@ class Interrupt(KeyboardInterrupt):
     super().__init__(signal.Signals(signum).name)
 
 
+class Interrupted(Exception):
+  """A signal stopped the sweep at a period boundary (raised by the engine
+  after saving; here, beside :class:`Interrupt`, so that code reading a run
+  directory can catch it without importing the engine, which imports JAX).
+
+  Attributes:
+    signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+    exit_code: the conventional exit status, ``128 + signum`` (130, 143).
+    step: the step the interrupted chunk had reached.
+    saved: the checkpoint written, or ``None`` without a checkpoint directory.
+  """
+
+  def __init__(self, signum: int, step: int, saved: str | None):
+    self.signum, self.step, self.saved = signum, step, saved
+    self.exit_code = 128 + signum
+    name = signal.Signals(signum).name
+    super().__init__(f"{name} at step {step}: "
+                     + (f"the population was saved in {saved}" if saved else
+                        "nothing was saved (no checkpoint directory)"))
+
+
 class _State:
   """The policy's state (one per process)."""
 

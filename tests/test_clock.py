@@ -181,3 +181,27 @@ def test_first_eval_adds_an_early_boundary_and_changes_no_bits(grid):
   for i in range(6):
     _tree_equal(res.params(i), grid.params(i))
     assert res.rows[i]["val_accuracy"] == grid.rows[i]["val_accuracy"]
+
+
+def test_compiling_thread_is_shut_down_when_preparing_fails(monkeypatch):
+  """An error after the first compile was submitted (e.g. restoring a
+  checkpoint) still shuts the compiling thread down: nothing keeps compiling
+  for a failed run, and the process does not wait for it at exit."""
+  made = []
+
+  class Recorded(engine.execute._Compiler):  # pylint: disable=protected-access
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      made.append(self)
+
+  def fail(*args, **kwargs):
+    del args, kwargs  # Unused.
+    raise _Crash
+
+  monkeypatch.setattr(engine.execute, "_Compiler", Recorded)
+  monkeypatch.setattr(engine.execute, "_make_record", fail)
+  with pytest.raises(_Crash):
+    engine.execute.execute(_plan(widths=((8,),), lrs=LRS[:1], steps=2))
+  (compiler,) = made
+  assert compiler.jobs and compiler.pool._shutdown  # pylint: disable=protected-access
+  assert all(job.done() for job in compiler.jobs.values())

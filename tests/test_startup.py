@@ -16,6 +16,7 @@ import pytest
 import jaxsweep as js
 from jaxsweep import api
 from jaxsweep import cli
+from jaxsweep.report import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Modules no start-up path needs: JAX and friends for help and usage errors;
@@ -53,6 +54,42 @@ def test_help_and_usage_errors_do_not_import_jax(argv):
       "  except SystemExit:\n"
       "    pass")
   assert not _loaded(modules, JAX), _loaded(modules, JAX)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished run's directory (run.json, results files), written without training."""
+  path = str(tmp_path_factory.mktemp("finished") / "run")
+  rows = [{"variant": i, "id": f"id{i}", "optimizer.learning_rate": lr, "group": 0,
+           "status": "ok", "note": "", "diverged_step": None, "stopped_step": None,
+           "steps": 4, "params": 10, "seconds": 0.1, "val_accuracy": acc,
+           "test_accuracy": acc - 0.01}
+          for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9), (0.001, 0.7)])]
+  res = js.Results(rows, {i: [{"step": 4, "val_accuracy": r["val_accuracy"]}]
+                          for i, r in enumerate(rows)},
+                   swept=["optimizer.learning_rate"], target="val_accuracy", mode="max",
+                   metrics=["val_accuracy", "test_accuracy"])
+  with rundir.prepare(path, sweep_id="startup-test") as rd:
+    rd.write_outputs(res, plots=False)
+  assert rundir.read_manifest(path)["status"] == rundir.STATUS_FINISHED
+  return path
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_report_and_compare_of_a_finished_run_do_not_import_jax(finished_run, command):
+  argv = ["report", finished_run] if command == "report" else ["compare", finished_run,
+                                                                finished_run]
+  modules = _modules_after(
+      "import contextlib, io\n"
+      "from jaxsweep import cli\n"
+      "out = io.StringIO()\n"
+      "with contextlib.redirect_stdout(out):\n"
+      f"  code = cli.main({argv!r})\n"
+      "assert code == 0 and '0.001' in out.getvalue(), (code, out.getvalue())")
+  assert not _loaded(modules, JAX[:-1]), _loaded(modules, JAX)  # numpy it may use.
+  # The package's JAX-free layers, and none of the engine's JAX modules.
+  assert "jaxsweep.report.rundir" in modules and "jaxsweep.results" in modules
+  assert "jaxsweep.report.plan" not in modules and "jaxsweep.engine.checkpoint" not in modules
 
 
 def test_python_m_jaxsweep_prints_help():

@@ -52,15 +52,18 @@ import numpy as np
 
 from jaxsweep import errors
 from jaxsweep import signals
+from jaxsweep.engine import ckptdir
 from jaxsweep.engine import sharding
 
 FORMAT = 2  # 2: several groups live at once (sweep-wide boundaries).
-LATEST = "LATEST"
-MANIFEST = "manifest.json"
-MANIFEST_SUM = "manifest.sha256"
-DONE = "done"
-_CKPT_NAME = re.compile(r"ckpt-\d{6,}")
-_DONE_NAME = re.compile(r"g\d+-\d+\.npz(\.tmp)?")
+# The directory's names, and what reads or clears it without JAX (a run
+# directory, issue #24), live in ckptdir.py.
+LATEST = ckptdir.LATEST
+MANIFEST = ckptdir.MANIFEST
+MANIFEST_SUM = ckptdir.MANIFEST_SUM
+DONE = ckptdir.DONE
+clear = ckptdir.clear
+exists = ckptdir.exists
 
 
 @dataclasses.dataclass
@@ -200,10 +203,10 @@ class Writer:
     with _writing(directory, "created"):
       _check_directory(directory)
       os.makedirs(os.path.join(directory, DONE), exist_ok=True)
-      _remove_temporary(directory)  # Left by a process that died while saving.
+      ckptdir.remove_temporary(directory)  # Left by a process that died while saving.
     self._done: dict[str, dict] = {}
     self._done_count = 0
-    self._count = _latest_number(directory)
+    self._count = ckptdir.latest_number(directory)
 
   def keep_done(self, done: dict[str, dict]) -> None:
     """Carries the finished variants of a resumed checkpoint into the next ones."""
@@ -275,11 +278,11 @@ class Writer:
     return final
 
   def _prune(self, newest: str) -> None:
-    names = sorted(n for n in os.listdir(self.directory) if _CKPT_NAME.fullmatch(n))
+    names = sorted(n for n in os.listdir(self.directory) if ckptdir.CKPT_NAME.fullmatch(n))
     for n in names[:-self.keep]:
       if n != newest:
         shutil.rmtree(os.path.join(self.directory, n), ignore_errors=True)
-    _remove_temporary(self.directory)
+    ckptdir.remove_temporary(self.directory)
 
 
 class _writing:  # pylint: disable=invalid-name
@@ -323,66 +326,6 @@ def _check_directory(directory: str) -> None:
     raise OSError(errno.ENOTDIR, "not a directory", directory)
 
 
-def _remove_temporary(directory: str) -> None:
-  """Temporary entries of interrupted writes (``.tmp-*``, ``done/*.tmp``)."""
-  for n in os.listdir(directory):
-    if n.startswith(".tmp-"):
-      path = os.path.join(directory, n)
-      if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-      else:
-        _unlink(path)
-  done = os.path.join(directory, DONE)
-  if os.path.isdir(done):
-    for n in os.listdir(done):
-      if n.endswith(".tmp") and _DONE_NAME.fullmatch(n):
-        _unlink(os.path.join(done, n))
-
-
-def _unlink(path: str) -> None:
-  try:
-    os.unlink(path)
-  except OSError:
-    pass
-
-
-def clear(directory: str) -> bool:
-  """Removes what a :class:`Writer` wrote in ``directory``, nothing else.
-
-  ``LATEST``, ``ckpt-*/``, ``done/g*-*.npz`` and temporary entries go; a
-  file of the user's stays (with the directories holding it).
-
-  Returns:
-    Whether the directory is gone (False: something else is in it).
-  """
-  if not os.path.isdir(directory) or os.path.islink(directory):
-    if os.path.lexists(directory):
-      os.unlink(directory)
-    return True
-  _remove_temporary(directory)
-  for n in os.listdir(directory):
-    path = os.path.join(directory, n)
-    if n == LATEST and not os.path.isdir(path):
-      os.unlink(path)
-    elif _CKPT_NAME.fullmatch(n) and os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-  done = os.path.join(directory, DONE)
-  if os.path.isdir(done) and not os.path.islink(done):
-    for n in os.listdir(done):
-      if _DONE_NAME.fullmatch(n):
-        os.unlink(os.path.join(done, n))
-    _rmdir(done)
-  return _rmdir(directory)
-
-
-def _rmdir(path: str) -> bool:
-  try:
-    os.rmdir(path)
-  except OSError:
-    return False
-  return True
-
-
 def _fsync_dir(directory: str) -> None:
   try:
     fd = os.open(directory, os.O_RDONLY)
@@ -396,30 +339,8 @@ def _fsync_dir(directory: str) -> None:
     os.close(fd)
 
 
-def _latest_number(directory: str) -> int:
-  nums = [int(n[5:]) for n in os.listdir(directory) if _CKPT_NAME.fullmatch(n)]
-  return max(nums, default=0)
-
-
 # --------------------------------------------------------------------------
 # Loading.
-
-def exists(directory: str | None) -> bool:
-  """Whether ``directory`` holds a checkpoint (``LATEST``, or a ``ckpt-*``)."""
-  if not directory or not os.path.isdir(directory):
-    return False
-  return os.path.isfile(os.path.join(directory, LATEST)) or bool(_saved_names(directory))
-
-
-def _saved_names(directory: str) -> list[str]:
-  """Checkpoints with a manifest, newest first."""
-  try:
-    names = os.listdir(directory)
-  except OSError:
-    return []
-  return sorted((n for n in names if _CKPT_NAME.fullmatch(n)
-                 and os.path.isfile(os.path.join(directory, n, MANIFEST))), reverse=True)
-
 
 def _refuse(directory: str, why: str) -> errors.CheckpointError:
   return errors.CheckpointError(
@@ -447,7 +368,7 @@ class Reader:
       name = self._recover()
     except (OSError, ValueError) as e:
       raise _refuse(directory, f"{LATEST} is unreadable ({errors.first_line(e)})") from None
-    if not _CKPT_NAME.fullmatch(name):
+    if not ckptdir.CKPT_NAME.fullmatch(name):
       raise _refuse(directory, f"{LATEST} names no checkpoint ({name[:40]!r})")
     self.path = os.path.join(directory, name)
     self.manifest = self._load(self.path)
@@ -457,7 +378,7 @@ class Reader:
 
   def _recover(self) -> str:
     """The newest complete checkpoint when ``LATEST`` is gone."""
-    for name in _saved_names(self.directory):
+    for name in ckptdir.saved_names(self.directory):
       try:
         self._load(os.path.join(self.directory, name))
       except errors.CheckpointError:

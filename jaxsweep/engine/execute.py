@@ -62,23 +62,9 @@ Grid = scheduling.Grid
 Scheduler = scheduling.Scheduler
 
 
-class Interrupted(Exception):
-  """A signal stopped the sweep at a period boundary.
-
-  Attributes:
-    signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-    exit_code: the conventional exit status, ``128 + signum`` (130, 143).
-    step: the step the interrupted chunk had reached.
-    saved: the checkpoint written, or ``None`` without a checkpoint directory.
-  """
-
-  def __init__(self, signum: int, step: int, saved: str | None):
-    self.signum, self.step, self.saved = signum, step, saved
-    self.exit_code = 128 + signum
-    name = signal.Signals(signum).name
-    super().__init__(f"{name} at step {step}: "
-                     + (f"the population was saved in {saved}" if saved else
-                        "nothing was saved (no checkpoint directory)"))
+# Raised at a period boundary after saving; defined in the JAX-free leaf
+# module so that reading a run directory needs no engine (issue #24).
+Interrupted = signals.Interrupted
 
 
 def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
@@ -176,42 +162,45 @@ def execute(plan: plan_lib.Plan, *, mesh=None, lanes: int | str | None = None,
   if "scheduler" in snap.extra:
     scheduler.load_state_dict(snap.extra["scheduler"])
   compiler = _Compiler(plan, mesh, limit, built_of, choice_of, snap, chunk_size)
-  if pending:
-    compiler.submit(pending[0].group)
-  record = _make_record(plan, snap, built_of, unstable_factor)
-  if reader is not None:
-    _restore_done(reader, writer, record, plan, built_of, mesh)
-  for gr in groups:
-    if gr.done:  # Finished before a resume.
-      record.groups.append(snap.extra["group_info"][str(gr.index)])
-  ctx = _Context(plan, mesh, emit, record, saver, compiler, reader, snap, pending)
-  snap.live = {}  # Read by the groups; a checkpoint writes what is live then.
-  # --- The clock: train to each boundary, decide, persist. ---
-  with signals.deferred(), compiler:
-    for gr in pending:
-      if gr.resumed is not None:  # Live when saved: back on the devices first.
-        gr.open(ctx)
-    while True:
-      at = _next_boundary(pending, scheduler.sweep_wide)
-      if not at:
-        break
-      step = at[0].next_step
-      for gr in at:
-        if gr.pop is None:
+  # The compiling thread is shut down however this ends (an error restoring
+  # a checkpoint too): a failed run does not wait for a compile nobody needs.
+  with compiler:
+    if pending:
+      compiler.submit(pending[0].group)
+    record = _make_record(plan, snap, built_of, unstable_factor)
+    if reader is not None:
+      _restore_done(reader, writer, record, plan, built_of, mesh)
+    for gr in groups:
+      if gr.done:  # Finished before a resume.
+        record.groups.append(snap.extra["group_info"][str(gr.index)])
+    ctx = _Context(plan, mesh, emit, record, saver, compiler, reader, snap, pending)
+    snap.live = {}  # Read by the groups; a checkpoint writes what is live then.
+    # --- The clock: train to each boundary, decide, persist. ---
+    with signals.deferred():
+      for gr in pending:
+        if gr.resumed is not None:  # Live when saved: back on the devices first.
           gr.open(ctx)
-        gr.advance(ctx)
-      decision = scheduler.boundary(_boundary(at, step, target, record.task))
-      _apply(decision, at, record, step)
-      for gr in at:
-        gr.settle(ctx)
-      ctx.park_between_turns()
-      more = any(not gr.done for gr in pending)
-      stopping = more and distributed.agree_any(signals.requested() is not None)
-      # A finished group is saved at once (a crash later costs none of it).
-      if stopping or any(gr.done for gr in at) or (more and saver.due()):
-        saved_to = saver.save(scheduler, step, [gr for gr in pending if gr.live])
-        if stopping:
-          raise Interrupted(signals.requested() or signal.SIGTERM, step, saved_to)
+      while True:
+        at = _next_boundary(pending, scheduler.sweep_wide)
+        if not at:
+          break
+        step = at[0].next_step
+        for gr in at:
+          if gr.pop is None:
+            gr.open(ctx)
+          gr.advance(ctx)
+        decision = scheduler.boundary(_boundary(at, step, target, record.task))
+        _apply(decision, at, record, step)
+        for gr in at:
+          gr.settle(ctx)
+        ctx.park_between_turns()
+        more = any(not gr.done for gr in pending)
+        stopping = more and distributed.agree_any(signals.requested() is not None)
+        # A finished group is saved at once (a crash later costs none of it).
+        if stopping or any(gr.done for gr in at) or (more and saver.due()):
+          saved_to = saver.save(scheduler, step, [gr for gr in pending if gr.live])
+          if stopping:
+            raise Interrupted(signals.requested() or signal.SIGTERM, step, saved_to)
   seconds = time.perf_counter() - t_start
   emit({"event": "done", "seconds": seconds})
   record.groups.sort(key=lambda info: info["group"])

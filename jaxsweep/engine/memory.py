@@ -40,6 +40,7 @@ import jax
 import numpy as np
 
 from jaxsweep import errors
+from jaxsweep import format as format_lib
 from jaxsweep.engine import distributed
 from jaxsweep.engine import sharding
 
@@ -99,16 +100,9 @@ def parse_bytes(value: Any, *, key: str = "memory_budget") -> int:
   return int(size)
 
 
-def format_bytes(num: float | None) -> str:
-  """``1536 -> '1.5 KiB'``: binary units, 3 significant digits."""
-  if num is None:
-    return "?"
-  num = float(num)
-  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-    if abs(num) < 1024 or unit == "TiB":
-      return f"{num:.0f} {unit}" if unit == "B" else f"{num:.3g} {unit}"
-    num /= 1024
-  raise AssertionError("unreachable")
+# Shared with the report (a run directory's free space), which reads it
+# without importing JAX.
+format_bytes = format_lib.format_bytes
 
 
 @dataclasses.dataclass(frozen=True)

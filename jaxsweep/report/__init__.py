@@ -23,14 +23,20 @@ only; everything below the engine is pure.
 
 Cells are formatted by :mod:`jaxsweep.format` (shared with ``repr`` of
 results). matplotlib, pandas, pyarrow, rich and tensorboardX are imported
-only by the functions that use them.
+only by the functions that use them. Reading and rendering a finished run
+imports no JAX (issue #24): :mod:`~jaxsweep.report.plan`, the one module here
+that needs the engine, is loaded on first use of ``report.plan`` (PEP 562).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from jaxsweep.format import describe_settings, fmt, fmt_mean_std, short_names
 from jaxsweep.report import compare
 from jaxsweep.report import console
 from jaxsweep.report import outputs
-from jaxsweep.report import plan
 from jaxsweep.report import plots
 from jaxsweep.report import progress
 from jaxsweep.report import rundir
@@ -116,3 +122,18 @@ __all__ = [
     "write_outputs",
     "write_tensorboard",
 ]
+
+if TYPE_CHECKING:  # What type checkers and IDEs see: the eager import.
+  from jaxsweep.report import plan
+
+
+def __getattr__(name: str):
+  if name != "plan":
+    raise AttributeError(f"module 'jaxsweep.report' has no attribute {name!r}")
+  value = importlib.import_module("jaxsweep.report.plan")
+  globals()[name] = value  # Later lookups skip this function.
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *__all__})

@@ -64,11 +64,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxsweep import errors
+from jaxsweep import format as format_lib
 from jaxsweep import results as results_lib
 from jaxsweep import signals
-from jaxsweep.engine import checkpoint
-from jaxsweep.engine import execute
-from jaxsweep.engine import memory
+from jaxsweep.engine import ckptdir
 from jaxsweep.report import outputs
 from jaxsweep.report import runclaim
 from jaxsweep.report import runlock
@@ -88,8 +87,8 @@ MARGIN_BYTES = 8 * 2**20
 # Outputs are written here, then moved into the directory.
 _STAGING = ".tmp-outputs"
 # A KeyboardInterrupt, or the engine's Interrupted (a signal stopped the run
-# after saving it), marks a run interrupted rather than failed.
-INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, execute.Interrupted)
+# after saving it; defined in signals.py), marks a run interrupted, not failed.
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, signals.Interrupted)
 
 
 # --------------------------------------------------------------------------
@@ -238,8 +237,8 @@ def _check_path(path: str, estimate_bytes: int) -> None:
   need = int(estimate_bytes) + int(estimate_bytes) // 10 + MARGIN_BYTES
   if free < need:
     raise errors.ConfigError(
-        f"not enough free space for {path}: {memory.format_bytes(free)} free, about "
-        f"{memory.format_bytes(need)} needed.", key="out",
+        f"not enough free space for {path}: {format_lib.format_bytes(free)} free, about "
+        f"{format_lib.format_bytes(need)} needed.", key="out",
         fix="free some space, or give an --out on another disk")
 
 
@@ -371,7 +370,7 @@ class RunDir:
     for name in names:
       target = os.path.join(self.path, _bare(name))
       if _bare(name) == CHECKPOINT:  # Only what the engine wrote: a user's file stays.
-        checkpoint.clear(target)
+        ckptdir.clear(target)
       elif os.path.isdir(target) and not os.path.islink(target):
         shutil.rmtree(target)
       elif os.path.lexists(target):
@@ -532,8 +531,8 @@ class RunDir:
     self.status = status
     try:
       ckpt = self.checkpoint_dir
-      if os.path.isdir(ckpt) and not checkpoint.exists(ckpt):
-        checkpoint.clear(ckpt)  # Nothing saved (a user's file in it stays).
+      if os.path.isdir(ckpt) and not ckptdir.exists(ckpt):
+        ckptdir.clear(ckpt)  # Nothing saved (a user's file in it stays).
       files = self.owned()
       if status != STATUS_FINISHED and not files and not self.resumed:
         os.unlink(os.path.join(self.path, MANIFEST))

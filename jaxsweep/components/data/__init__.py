@@ -16,7 +16,11 @@
 The engine puts the arrays on every device once and passes them to the
 compiled program as an un-batched argument, so a population of variants
 never copies the data per variant; minibatch indices are drawn inside the
-compiled program from each variant's key.
+compiled program from each variant's key. The engine loads a registered
+dataset with :func:`~jaxsweep.components.data.dataset.load_cached`: the 8
+most recently used, each keyed on its arguments and on the files they name
+(path, size, modification time), so an edited file is read again;
+:func:`~jaxsweep.components.data.dataset.clear_cache` empties it.
 
 Examples:
   >>> import jaxsweep as js
@@ -41,6 +45,7 @@ from jaxsweep.components.data.dataset import Dataset
 from jaxsweep.components.data.dataset import arrays
 from jaxsweep.components.data.dataset import check_array
 from jaxsweep.components.data.dataset import check_finite
+from jaxsweep.components.data.dataset import clear_cache
 from jaxsweep.components.data.dataset import first_example
 from jaxsweep.components.data.dataset import hold_out
 from jaxsweep.components.data.dataset import load
@@ -54,7 +59,8 @@ loader = REGISTRY.get
 
 __all__ = [
     "Dataset", "NPZ_KEYS", "REGISTRY", "TASKS", "UNKNOWN_CHAR", "VAL_FRACTION", "arrays",
-    "augment", "builtin", "check_array", "check_finite", "dataset", "decode", "encode_texts",
+    "augment", "builtin", "check_array", "check_finite", "clear_cache", "dataset", "decode",
+    "encode_texts",
     "first_example", "hold_out", "images", "load", "load_cached", "loader", "names",
     "register", "split", "textcls", "with_augment",
 ]
