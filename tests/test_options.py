@@ -100,7 +100,8 @@ def test_a_config_checks_unstable_factor_with_the_runs_rule():
 
 
 def _cli_args(*flags):
-  return cli._parser().parse_args(["--compile-cache", "off", "run", "c.yaml", *flags])  # pylint: disable=protected-access
+  parser = cli._parser()  # pylint: disable=protected-access
+  return parser.parse_args(["--compile-cache", "off", "run", "c.yaml", *flags])
 
 
 def test_the_command_builds_the_options_run_takes():
