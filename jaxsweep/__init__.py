@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ConfigError": ("jaxsweep.errors", "ConfigError"),
     "Results": ("jaxsweep.results", "Results"),
+    "RunOptions": ("jaxsweep.options", "RunOptions"),
     "api": ("jaxsweep.api", None),
     "config": ("jaxsweep.config", None),
     "data": ("jaxsweep.components.data", None),
@@ -48,6 +49,7 @@ _LAZY = {
 __all__ = [
     "ConfigError",
     "Results",
+    "RunOptions",
     "api",
     "config",
     "data",
@@ -86,6 +88,7 @@ if TYPE_CHECKING:  # What type checkers and IDEs see: the eager imports.
   from jaxsweep.engine import sharding
   from jaxsweep.engine.train import make_train
   from jaxsweep.errors import ConfigError
+  from jaxsweep.options import RunOptions
   from jaxsweep.results import Results
 
 

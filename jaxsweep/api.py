@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from jaxsweep import config as config_lib
 from jaxsweep import errors
 from jaxsweep import keys
+from jaxsweep import options as options_lib
 from jaxsweep import report
 from jaxsweep import results as results_lib
 from jaxsweep import space
@@ -41,12 +43,15 @@ from jaxsweep.engine import schedulers
 from jaxsweep.engine import search_space as search_space_lib
 from jaxsweep.engine import sharding
 from jaxsweep.engine import structure
+from jaxsweep.engine import validate
 from jaxsweep.engine import xla_cache
 from jaxsweep.report import rundir
 
 # Seconds between checkpoints of a run with an output directory (0: at every
 # period boundary); one is also written when a chunk finishes and on a signal.
 DEFAULT_CHECKPOINT_EVERY = execute.CHECKPOINT_EVERY
+# The default of run's option keywords: not given (see options_lib.merge).
+UNSET = options_lib.UNSET
 
 
 def expand_sweep(sweep: Any, *, max_variants: int = 10_000) -> list[dict[str, Any]]:
@@ -73,16 +78,16 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
         batch_size: int = 128, eval_every: int | None = None,
         eval_batch_size: int = 1024, seed: int = 0, static: Iterable[str] = (),
         vectorize: Iterable[str] | bool = (), group: Iterable[str] = (),
-        target: str | None = None, mode: str | None = None,
-        chunk_size: int | None = None, lanes: int | None = None,
-        unstable_factor: float | None = None, memory_budget: int | str | None = None,
-        method: Any = None, early_stopping: Mapping[str, Any] | None = None,
-        mesh=None, out: str | None = None, resume: bool = False, overwrite: bool = False,
-        checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
-        outputs: Mapping[str, Any] | None = None,
-        progress: bool | Callable[[dict], None] = True,
-        compile_cache: str | bool | None = None,
-        max_variants: int = 10_000) -> results_lib.Results:
+        options: options_lib.RunOptions | None = None,
+        target: str | None = UNSET, mode: str | None = UNSET,
+        chunk_size: int | None = UNSET, lanes: int | str | None = UNSET,
+        unstable_factor: float | None = UNSET, memory_budget: int | str | None = UNSET,
+        method: Any = UNSET, early_stopping: Mapping[str, Any] | None = UNSET,
+        mesh=UNSET, out: str | None = UNSET, resume: bool = UNSET, overwrite: bool = UNSET,
+        checkpoint_every: float = UNSET, outputs: Mapping[str, Any] | None = UNSET,
+        progress: bool | Callable[[dict], None] = UNSET,
+        compile_cache: str | bool | None = UNSET, max_variants: int | None = UNSET,
+        allow_zero_learning_rate: bool = UNSET) -> results_lib.Results:
   """Trains every variant of a sweep, vectorized, and returns the results.
 
   It runs as the ``jaxsweep`` command does: the same devices, compilation
@@ -102,6 +107,13 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
     ``jax_enable_compilation_cache``,
     ``jax_persistent_cache_min_compile_time_secs``), as ``compile_cache``
     says (:func:`jaxsweep.engine.xla_cache.enable`).
+
+  The run options (how the population runs and what is written, from
+  ``target`` to ``allow_zero_learning_rate``) are the fields of
+  :class:`~jaxsweep.options.RunOptions`, documented there, with its
+  defaults. Give them as keywords (``out=DIR, resume=True``) or as one
+  ``options=js.RunOptions(...)``, or both: a keyword then fills a field
+  that ``options`` leaves at its default.
 
   Args:
     model: a ``flax.linen.Module``; a model factory whose keyword arguments
@@ -142,72 +154,28 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       ``vectorize=False`` groups every key not listed.
     group: structural keys forced to split compile groups (one program per
       value).
-    target, mode: the metric to rank on and ``"max"``/``"min"`` (default: the
-      validation accuracy, nll or mse, by task; ``test_*`` only for data
-      without a validation split). An ``*_objective`` is refused when the
-      sweep varies the loss (each variant's objective is its own loss).
-    chunk_size: at most this many variants per compiled call.
-    lanes: variants each device computes together (vmapped). A variant's
-      results depend on this and on nothing else of the layout (chunk size,
-      devices, neighbours). Default: 1 on CPU, 128 on GPU/TPU.
-    unstable_factor: a variant whose training objective ends above this
-      multiple of its value at step 0 is ``unstable`` (default 3; one whose
-      validation metric ends at chance without learning is too).
-    method: how the population is searched: ``None``/``"grid"`` (every
-      variant trains to the end), ``"halving"``, ``"hyperband"``, ``"pbt"``,
-      ``"replay"``, a mapping with options (``{"name": "halving", "eta": 3,
-      "min_steps": 100}``) or a scheduler (:mod:`jaxsweep.engine.schedulers`);
-      or Bayesian proposals through Optuna, ``{"name": "tpe" | "gp" | "qmc",
-      "samples": 64, "batch": 16, "seed": 0, "storage": URL, "study": NAME,
-      "pruner": "median" | "none"}`` (:mod:`jaxsweep.engine.proposals`): the
-      sweep's distributions are then sampled, ``batch`` trials a round
-      trained as one population; with ``out``, ``resume`` goes on from the
-      round a crash interrupted (with ``storage``, run again without
-      ``resume``: the study knows its trials).
-    early_stopping: ``{"patience": 3, "min_delta": 0.0}``: a variant whose
-      validation target has not improved for ``patience`` evaluations stops.
-    memory_budget: memory the run may use (``"2GiB"``, bytes); groups that
-      would not fit are split into chunks that do (default: the device's
-      memory, or 75 % of free RAM on CPU).
-    mesh: a ``jax.sharding.Mesh`` with axis ``"sweep"`` (default: all devices).
-    out: a directory to write the results files into (nothing is written
-      without it). It is checked and locked before training
-      (:func:`jaxsweep.report.rundir.prepare`): a file, a path that cannot be
-      created or written, a directory in use by another run, or one holding
-      another sweep's results or files jaxsweep did not write is refused
-      (``ConfigError``, ``key="out"``) before anything trains. The engine's
-      checkpoint goes to ``out/checkpoint/``. If writing the files fails
-      (disk full, permission), the error is printed and the results are
-      still returned.
-    resume: continue the run of the same sweep in ``out`` (from its
-      checkpoint); a new or empty ``out`` starts from the beginning.
-    overwrite: replace the run in ``out`` (only the files its ``run.json``
-      lists are deleted: never files jaxsweep did not write).
-    checkpoint_every: seconds between checkpoints with ``out`` (0: at every
-      period boundary); one is also written when a chunk finishes and on
-      SIGINT/SIGTERM.
-    outputs: options of :func:`jaxsweep.report.write_outputs` for ``out``
-      (``aggregate``, ``plots``, ``tensorboard``, ``curves``).
-    progress: ``True`` (the default) shows progress on stderr as the
-      command does: a live display in a terminal (with rich), plain lines
-      elsewhere (a notebook, a log); ``False`` is silent; a callable
-      receives events instead (the engine's, plus ``{"event": "rundir",
-      "dir", "resumed"}`` once ``out`` is ready and ``{"event": "outputs",
-      "dir", "paths", "error"}`` after its files are written).
-    compile_cache: where compiled programs are kept for later runs (a
-      directory), or ``"off"``/``False``; ``None``: this process's earlier
-      choice, else ``JAXSWEEP_COMPILE_CACHE``, else a directory configured in
-      JAX, else ``~/.cache/jaxsweep/xla`` (the command's ``--compile-cache``).
-    max_variants: refuse larger sweeps unless raised.
+    options: a :class:`~jaxsweep.options.RunOptions`.
+    target, mode, chunk_size, lanes, unstable_factor, memory_budget, method,
+      early_stopping, mesh, out, resume, overwrite, checkpoint_every, outputs,
+      progress, compile_cache, max_variants, allow_zero_learning_rate: the
+      fields of :class:`~jaxsweep.options.RunOptions`, as keywords.
 
   Returns:
     :class:`~jaxsweep.results.Results`: ``.table`` (best first), ``.best``,
     ``.params(i)``, ``.history``, ``.to_csv()``, ``.to_pandas()``.
 
   Raises:
-    ConfigError: for names no component accepts, impossible values, or a
-      model whose outputs do not fit the loss (raised before training).
+    ConfigError: for names no component accepts, impossible values, a run
+      option given both as a keyword and in ``options``, or a model whose
+      outputs do not fit the loss (raised before training).
   """
+  opts = options_lib.merge(options, dict(
+      target=target, mode=mode, chunk_size=chunk_size, lanes=lanes,
+      unstable_factor=unstable_factor, memory_budget=memory_budget, method=method,
+      early_stopping=early_stopping, mesh=mesh, out=out, resume=resume, overwrite=overwrite,
+      checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
+      compile_cache=compile_cache, max_variants=max_variants,
+      allow_zero_learning_rate=allow_zero_learning_rate))
   if isinstance(data, Mapping):
     missing = [k for k in data_lib.NPZ_KEYS if k not in data]
     if missing:
@@ -220,8 +188,10 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
   components = plan_lib.Components(model=model, optimizer=optimizer, loss=loss, data=data,
                                    metrics=metrics)
   # A proposal method (tpe, gp, qmc) searches the sweep's distributions as they are.
-  search = search_space_lib.search_space(sweep) if proposals.method_name(method) else None
-  points = [{}] if search else expand_sweep(sweep, max_variants=max_variants)
+  search = (search_space_lib.search_space(sweep) if proposals.method_name(opts.method)
+            else None)
+  limit = space.DEFAULT_MAX_VARIANTS if opts.max_variants is None else opts.max_variants
+  points = [{}] if search else expand_sweep(sweep, max_variants=limit)
   fixed = dict(fixed or {})
   swept = search.names() if search else [k for p in points for k in p]
   names = list(dict.fromkeys([*fixed, *swept]))
@@ -240,15 +210,13 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
           "train.eval_batch_size": eval_batch_size, "seed": seed}
   base.update({qualified[k]: v for k, v in fixed.items()})
   display = {q: n for n, q in qualified.items()}
-  common = dict(display=display, target=target, mode=mode, method=method,
-                early_stopping=early_stopping, chunk_size=chunk_size, lanes=lanes,
-                unstable_factor=unstable_factor, memory_budget=memory_budget, mesh=mesh,
-                out=out, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
-                outputs=outputs, progress=progress, compile_cache=compile_cache)
   if search is not None:
-    return run_sweep(components, base, space=search.renamed(qualified), **common)
+    validate.check_learning_rate([{}], base, allow_zero=opts.allow_zero_learning_rate)
+    return run_sweep(components, base, space=search.renamed(qualified), display=display,
+                     options=opts)
   q_points = [{qualified[k]: v for k, v in p.items()} for p in points]
-  return run_sweep(components, base, points=q_points, **common)
+  validate.check_learning_rate(q_points, base, allow_zero=opts.allow_zero_learning_rate)
+  return run_sweep(components, base, points=q_points, display=display, options=opts)
 
 
 def _keys(qualified: Mapping[str, str]) -> frozenset:
@@ -256,50 +224,49 @@ def _keys(qualified: Mapping[str, str]) -> frozenset:
 
 
 def run_config(cfg: config_lib.Config | str, overrides: Sequence[str] = (), *,
-               out: str | None = None, resume: bool = False, overwrite: bool = False,
-               checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
-               outputs: Mapping[str, Any] | None = None,
-               progress: bool | Callable[[dict], None] = True,
-               mesh=None, chunk_size: int | None = None, lanes: int | str | None = None,
-               unstable_factor: float | None = None, method: Any = None,
-               early_stopping: Mapping[str, Any] | None = None,
-               memory_budget: int | str | None = None,
-               compile_cache: str | bool | None = None) -> results_lib.Results:
+               options: options_lib.RunOptions | None = None,
+               **keywords: Any) -> results_lib.Results:
   """Runs a config file (or a loaded config) through the same engine as :func:`run`.
 
   Args:
     cfg: a path to a YAML config, or a :class:`~jaxsweep.config.Config`.
     overrides: ``key=value`` / ``key=v1,v2`` overrides (with a path only).
-    out: a directory to write the results files into (with ``config.yaml``
-      and ``best.yaml``); checked before training, as for :func:`run`.
-    resume, overwrite, checkpoint_every, outputs, progress, mesh, compile_cache: as
-      for :func:`run` (which says what the first call changes in JAX's
-      configuration).
-    chunk_size, lanes, unstable_factor, memory_budget: override the config's
-      ``run:`` section.
-    method, early_stopping: override the config's ``sweep.method`` and
-      ``early_stopping``.
+    options: a :class:`~jaxsweep.options.RunOptions`. A field left at None
+      takes the config's value: ``target``, ``mode``, ``method``
+      (``sweep.method``), ``early_stopping``, and ``chunk_size``, ``lanes``,
+      ``unstable_factor``, ``memory_budget``, ``max_variants`` (its ``run:``
+      section; ``max_variants`` with a path only). With ``out``, the
+      directory also gets ``config.yaml`` and ``best.yaml``.
+    **keywords: fields of :class:`~jaxsweep.options.RunOptions` (``out=``,
+      ``resume=``, ``progress=`` ...), as for :func:`run` (which says what
+      the first call changes in JAX's configuration).
+
+  Raises:
+    ConfigError: as for :func:`run`, naming the config file where the
+      mistake is in it.
   """
+  opts = options_lib.merge(options, keywords)
   if not isinstance(cfg, config_lib.Config):
-    cfg = config_lib.load(cfg, overrides)
-  common = dict(target=cfg.target, mode=cfg.mode,
-                chunk_size=_given(chunk_size, cfg.run.get("chunk_size")),
-                lanes=_given(lanes, cfg.run.get("lanes")),
-                unstable_factor=_given(unstable_factor, cfg.run.get("unstable_factor")),
-                method=_given(method, cfg.method),
-                early_stopping=_given(early_stopping, cfg.early_stopping),
-                memory_budget=_given(memory_budget, cfg.run.get("memory_budget")),
-                mesh=mesh, out=out, resume=resume, overwrite=overwrite,
-                checkpoint_every=checkpoint_every, outputs=outputs, progress=progress,
-                compile_cache=compile_cache, config=cfg.raw)
+    cfg = config_lib.load(cfg, overrides, max_variants=opts.max_variants)
+  override = opts.method
+  opts = dataclasses.replace(
+      opts, target=_given(opts.target, cfg.target), mode=_given(opts.mode, cfg.mode),
+      chunk_size=_given(opts.chunk_size, cfg.run.get("chunk_size")),
+      lanes=_given(opts.lanes, cfg.run.get("lanes")),
+      unstable_factor=_given(opts.unstable_factor, cfg.run.get("unstable_factor")),
+      method=_given(opts.method, cfg.method),
+      early_stopping=_given(opts.early_stopping, cfg.early_stopping),
+      memory_budget=_given(opts.memory_budget, cfg.run.get("memory_budget")))
   try:
     if cfg.search is not None:
-      if method is not None and not proposals.method_name(method):
+      if override is not None and not proposals.method_name(override):
         raise errors.ConfigError(
             "the config's sweep is a search space for a proposal method, not variants.",
             key="sweep.method", fix="give method= tpe, gp or qmc, or a config with a sweep")
-      return run_sweep(cfg.components, cfg.base, space=cfg.search, **common)
-    return run_sweep(cfg.components, cfg.base, points=cfg.points, **common)
+      return run_sweep(cfg.components, cfg.base, space=cfg.search, options=opts,
+                       config=cfg.raw)
+    return run_sweep(cfg.components, cfg.base, points=cfg.points, options=opts,
+                     config=cfg.raw)
   except errors.ConfigError as e:
     # A problem of the output directory is not the config file's.
     raise (e.with_file(cfg.path) if cfg.path and e.key != "out" else e) from None
@@ -313,16 +280,8 @@ def _given(value: Any, default: Any) -> Any:
 def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
               points: Sequence[Mapping[str, Any]] | None = None,
               space: search_space_lib.Space | None = None,
-              display: Mapping[str, str] | None = None, target: str | None = None,
-              mode: str | None = None, method: Any = None,
-              early_stopping: Mapping[str, Any] | None = None,
-              chunk_size: int | None = None, lanes: int | str | None = None,
-              unstable_factor: float | None = None, memory_budget: int | str | None = None,
-              mesh=None, out: str | None = None, resume: bool = False,
-              overwrite: bool = False, checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
-              outputs: Mapping[str, Any] | None = None,
-              progress: bool | Callable[[dict], None] = True,
-              compile_cache: str | bool | None = None,
+              display: Mapping[str, str] | None = None,
+              options: options_lib.RunOptions | None = None,
               config: Mapping[str, Any] | None = None) -> results_lib.Results:
   """The one run entry, under :func:`run` and :func:`run_config`: plans and
   trains qualified settings, or searches a space; with ``out``, prepares,
@@ -340,7 +299,8 @@ def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
 
   With ``out``, the directory is prepared (checked, locked) before anything
   trains, and its files written after (see :func:`run`, whose arguments
-  these are, qualified).
+  these are, qualified; ``options``: how it runs, default ``RunOptions()``;
+  ``config``: the config to write as ``config.yaml``).
 
   Raises:
     ConfigError: for bad options, a proposal method given points (or a
@@ -349,36 +309,38 @@ def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
   """
   if (points is None) == (space is None):
     raise ValueError("give points (variants to plan) or space (a search), not both")
+  opts = options_lib.RunOptions() if options is None else options
+  method, out = opts.method, opts.out
   if space is None and proposals.method_name(method):
     raise errors.ConfigError(
         f"method {proposals.method_name(method)} searches the sweep's distributions, not "
         "expanded variants.", key="sweep.method",
         fix="pass the sweep to js.run(method=...), or set sweep.method in the config")
-  opts = proposals.options(method) if space is not None else None
-  _check_run_options(out, resume, overwrite, checkpoint_every)
-  configure(mesh=mesh, compile_cache=compile_cache)
-  callback = _callback(progress)
-  engine = dict(target=target, mode=mode, callback=callback, mesh=mesh,
-                chunk_size=chunk_size, lanes=lanes, memory_budget=memory_budget,
-                unstable_factor=unstable_factor, checkpoint_every=checkpoint_every)
+  search_opts = proposals.options(method) if space is not None else None
+  opts.check_out()
+  configure(mesh=opts.mesh, compile_cache=opts.compile_cache)
+  callback = _callback(opts.progress)
+  engine = dict(target=opts.target, mode=opts.mode, callback=callback, mesh=opts.mesh,
+                chunk_size=opts.chunk_size, lanes=opts.lanes, memory_budget=opts.memory_budget,
+                unstable_factor=opts.unstable_factor, checkpoint_every=opts.checkpoint_every)
   if space is not None:
-    sweep_id = proposals.fingerprint(components, base, space, opts)
-    samples = 64 if opts.samples is None else opts.samples
+    sweep_id = proposals.fingerprint(components, base, space, search_opts)
+    samples = 64 if search_opts.samples is None else search_opts.samples
     estimate = 4 * 2**20 + 4_000 * samples
 
     def train(checkpoint_dir: str | None, resume: bool) -> results_lib.Results:
-      return proposals.search(components, base, space, opts, display=display,
-                              early_stopping=early_stopping, checkpoint_dir=checkpoint_dir,
-                              resume=resume, **engine)
+      return proposals.search(components, base, space, search_opts, display=display,
+                              early_stopping=opts.early_stopping,
+                              checkpoint_dir=checkpoint_dir, resume=resume, **engine)
 
     # Only process 0 keeps a search's rounds (the other processes' samplers
     # propose the same trials).
     shared_checkpoint = None
   else:
     plan = structure.make_plan(components, base, points, display=display)
-    if target is not None:  # Before training: an objective of varied losses is refused.
-      results_lib.check_comparable(target, plan.variants)
-    scheduler = schedulers.make(method, early_stopping=early_stopping)
+    if opts.target is not None:  # Before training: an objective of varied losses is refused.
+      results_lib.check_comparable(opts.target, plan.variants)
+    scheduler = schedulers.make(method, early_stopping=opts.early_stopping)
     sweep_id, estimate = fingerprint.fingerprint(plan), estimate_bytes(plan)
 
     def train(checkpoint_dir: str | None, resume: bool) -> results_lib.Results:
@@ -389,14 +351,15 @@ def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
     shared_checkpoint = out and rundir.checkpoint_path(out)
   if out is None or not distributed.is_primary():
     # Process 0 owns the directory.
-    return train(shared_checkpoint, resume and shared_checkpoint is not None)
-  with rundir.prepare(out, sweep_id=sweep_id, resume=resume, overwrite=overwrite,
+    return train(shared_checkpoint, opts.resume and shared_checkpoint is not None)
+  with rundir.prepare(out, sweep_id=sweep_id, resume=opts.resume, overwrite=opts.overwrite,
                       estimate_bytes=estimate) as rd:
     if callback is not None:
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
-    _preload_plots(outputs)
+    _preload_plots(opts.outputs)
     res = train(rd.checkpoint_dir, rd.resumed)  # Nothing to resume in a new directory.
-    paths = rd.write_outputs(res, config=as_run(config, res.groups), **dict(outputs or {}))
+    paths = rd.write_outputs(res, config=as_run(config, res.groups),
+                             **dict(opts.outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})
   return res
@@ -430,16 +393,6 @@ def as_run(config: Mapping[str, Any] | None, groups: Sequence[Mapping[str, Any]]
     return config
   run_opts = config.get("run") if isinstance(config.get("run"), Mapping) else {}
   return {**config, "run": {**run_opts, "lanes": lanes.pop()}}
-
-
-def _check_run_options(out, resume: bool, overwrite: bool, checkpoint_every) -> None:
-  if out is None and (resume or overwrite):
-    raise errors.ConfigError(f"{'resume' if resume else 'overwrite'}=True needs out=.",
-                             key="out", fix="give out=DIR: the run directory to act on")
-  if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
-    raise errors.ConfigError(f"checkpoint_every must be a number of seconds >= 0, not "
-                             f"{checkpoint_every!r}.", key="checkpoint_every",
-                             fix="give e.g. 300, or 0 to save at every period boundary")
 
 
 def _callback(progress: bool | Callable[[dict], None]) -> Callable[[dict], None] | None:

@@ -13,6 +13,7 @@ locked before training; ``report`` and ``compare`` only read a run, and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -241,6 +242,44 @@ def _lanes(text: str) -> int | str:
   return value
 
 
+def run_options(args: argparse.Namespace):
+  """The :class:`~jaxsweep.options.RunOptions` of ``jaxsweep run``'s flags.
+
+  The one mapping from the command's flags to the options :func:`jaxsweep.run`
+  takes as keywords: ``--out``, ``--resume``, ``--overwrite``,
+  ``--checkpoint-every``, ``--chunk-size``, ``--lanes``, ``--unstable-factor``,
+  ``--memory-budget``, ``--max-variants``, ``--compile-cache``, the output
+  flags (``outputs``) and ``--quiet`` (``progress``; :func:`_run` then
+  passes its own progress printer). Flags left out are None: the config's
+  values, else the defaults.
+
+  Args:
+    args: the parsed arguments of ``jaxsweep run``.
+
+  Raises:
+    ConfigError: naming the flag and its value, for a value out of range.
+  """
+  from jaxsweep import options as options_lib
+  from jaxsweep import report
+  given = dict(
+      out=args.out, resume=args.resume, overwrite=args.overwrite,
+      checkpoint_every=args.checkpoint_every, chunk_size=args.chunk_size, lanes=args.lanes,
+      unstable_factor=args.unstable_factor, memory_budget=args.memory_budget,
+      max_variants=args.max_variants, compile_cache=args.compile_cache,
+      progress=not args.quiet,
+      outputs={"aggregate": args.aggregate, "plots": args.plots,
+               "tensorboard": args.tensorboard,
+               "curves": report.DEFAULT_CURVES if args.top is None else args.top})
+  try:
+    return options_lib.RunOptions(**given)
+  except errors.ConfigError as e:
+    if e.key not in given:
+      raise
+    flag, value = "--" + e.key.replace("_", "-"), given[e.key]
+    shown = format(value, "g") if isinstance(value, float) else value
+    raise errors.ConfigError(f"{flag} {shown}: {e.detail}", fix=e.fix) from None
+
+
 def _run(args) -> int:
   from jaxsweep import api
   from jaxsweep import config as config_lib
@@ -248,10 +287,7 @@ def _run(args) -> int:
   from jaxsweep.engine import distributed
   from jaxsweep.report import runclaim
   from jaxsweep.report import rundir
-  if not args.checkpoint_every >= 0:  # NaN too.
-    raise errors.ConfigError(f"--checkpoint-every {args.checkpoint_every:g} is not a number "
-                             "of seconds >= 0.", key="checkpoint-every",
-                             fix="give e.g. 300, or 0 to save at every period boundary")
+  opts = run_options(args)  # Checked before the config loads.
   cfg = config_lib.load(args.config, args.overrides, max_variants=args.max_variants,
                         wandb=args.wandb)
   if args.out is not None:
@@ -263,14 +299,7 @@ def _run(args) -> int:
   watch = _Watch(None if args.quiet else report.ProgressPrinter(verbose=args.verbose),
                  announce=chosen)
   try:
-    res = api.run_config(
-        cfg, out=out, resume=args.resume, overwrite=args.overwrite,
-        checkpoint_every=args.checkpoint_every, progress=watch, chunk_size=args.chunk_size,
-        lanes=args.lanes, unstable_factor=args.unstable_factor,
-        memory_budget=args.memory_budget,
-        outputs={"aggregate": args.aggregate, "plots": args.plots,
-                 "tensorboard": args.tensorboard,
-                 "curves": report.DEFAULT_CURVES if args.top is None else args.top})
+    res = api.run_config(cfg, options=dataclasses.replace(opts, out=out, progress=watch))
   except rundir.INTERRUPTS as e:
     return _interrupted(e, args, watch.dir or out, watch)
   finally:

@@ -30,6 +30,7 @@ import yaml
 
 from jaxsweep import errors
 from jaxsweep import keys
+from jaxsweep import selection
 from jaxsweep import space
 from jaxsweep.components import data as data_lib
 from jaxsweep.components import losses as losses_lib
@@ -38,7 +39,9 @@ from jaxsweep.components import optim
 from jaxsweep.engine import memory as memory_lib
 from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
+from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import search_space as search_space_lib
+from jaxsweep.engine import validate
 from jaxsweep.space import wandb as wandb_lib
 from jaxsweep.space import yaml12
 
@@ -47,7 +50,6 @@ TOP_LEVEL = (*SECTIONS, "seed", "sweep", "target", "mode", "name", "description"
              "early_stopping", "vectorize", "group")
 RUN_KEYS = ("chunk_size", "lanes", "max_variants", "memory_budget", "unstable_factor",
             "allow_zero_learning_rate")
-LEARNING_RATE = "optimizer.learning_rate"
 
 
 @dataclasses.dataclass
@@ -247,18 +249,11 @@ def _run_options(run: Any) -> dict[str, Any]:
         raise errors.ConfigError(f"must be true or false, got {v!r}.", key=f"run.{k}",
                                  fix="write run: {allow_zero_learning_rate: true}")
     elif k == "unstable_factor":
-      if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                            or not v > 1):
-        raise errors.ConfigError(f"must be a number above 1, got {v!r}.", key=f"run.{k}",
-                                 fix="write e.g. run: {unstable_factor: 3}")
+      record_lib.unstable_factor(v, key=f"run.{k}", fix="write e.g. run: {unstable_factor: 3}")
     elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
       raise errors.ConfigError(f"must be a positive integer, got {v!r}.", key=f"run.{k}",
                                fix=f"write e.g. run: {{{k}: {64 if k == 'chunk_size' else 20000}}}")
   return {k: v for k, v in run.items() if v is not None}
-
-
-def _is_number(v: Any) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # What a config (a YAML file or the raw= dict of the API) may hold.
@@ -364,18 +359,10 @@ def _load(raw, path, overrides, max_variants, imported=None) -> Config:
             "combinator; it would be ignored.", key=k,
             fix=f"take {k} out of the config's sweep section (it is set inside random:, "
                 "zip:, chain: or when: there), then fix it in the config or by the override")
-  if not run_opts.get("allow_zero_learning_rate"):
-    for p in points:
-      lr = p.get(LEARNING_RATE, base.get(LEARNING_RATE))
-      if _is_number(lr) and lr == 0:
-        raise errors.ConfigError(
-            "a learning rate of 0 never changes the parameters: every variant would end "
-            "as it started.", key=LEARNING_RATE,
-            fix="give a positive learning rate (e.g. 1.0e-3); to train nothing on purpose "
-                "(an untrained baseline) write run: {allow_zero_learning_rate: true}")
+  validate.check_learning_rate(points, base,
+                               allow_zero=run_opts.get("allow_zero_learning_rate", False))
   mode = raw.get("mode")
-  if mode not in (None, "max", "min"):
-    raise errors.ConfigError(f"mode must be max or min, got {mode!r}.", key="mode")
+  selection.check_mode(mode)
   raw_out = dict(raw)
   effective = effective_sweep(sweep_obj, parsed_override)
   if method is not None:  # The search method stays with the sweep it searches.

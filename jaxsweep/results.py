@@ -108,8 +108,7 @@ class Results:
     if self.rows and target not in self.rows[0]:
       raise errors.ConfigError(f"unknown target metric '{target}'.", key="target",
                                fix=_target_fix(target, self.metrics))
-    if mode not in (None, "max", "min"):
-      raise errors.ConfigError(f"mode must be 'max' or 'min', got {mode!r}.", key="mode")
+    selection.check_mode(mode)
     selection.check_comparable(target, self.settings.values())
     mode = mode or ("max" if "accuracy" in target else "min")
     rows, metrics = self.rows, self.metrics

@@ -51,6 +51,17 @@ def mode_of(metric: str) -> str:
   return "max" if "accuracy" in metric else "min"
 
 
+def check_mode(mode: str | None) -> None:
+  """Refuses a ranking mode other than ``"max"``, ``"min"`` or None (by the target).
+
+  Raises:
+    ConfigError: with ``key="mode"``.
+  """
+  if mode not in (None, "max", "min"):
+    raise errors.ConfigError(f"mode must be 'max' or 'min', got {mode!r}.", key="mode",
+                             fix="give mode='max' (higher is better) or 'min'")
+
+
 def default_target(metric_names: Sequence[str], task: str | None = None) -> tuple[str, str]:
   """The metric ranked on by default, and whether higher is better.
 

@@ -14,6 +14,7 @@ FLOORS = [
     ("jaxsweep.results", "jaxsweep.selection", "jaxsweep.space", "jaxsweep.components",
      "jaxsweep.lineage"),
     ("jaxsweep.engine",),
+    ("jaxsweep.options",),
     ("jaxsweep.report",),
     ("jaxsweep.config",),
     ("jaxsweep.api",),

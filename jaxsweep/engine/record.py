@@ -25,12 +25,19 @@ from jaxsweep.engine import plan as plan_lib
 UNSTABLE_FACTOR = 3.0
 
 
-def unstable_factor(value: float | None) -> float:
+def unstable_factor(value: float | None, *, key: str = "unstable_factor",
+                    fix: str = "give e.g. unstable_factor=3") -> float:
   """The unstable factor a run uses: ``value``, or :data:`UNSTABLE_FACTOR` for None.
 
   The one place its default and range live: :func:`jaxsweep.run`, the
-  command and a config's ``run:`` section pass theirs on as given (None for
-  the default).
+  command (:class:`jaxsweep.options.RunOptions`) and a config's ``run:``
+  section (:func:`jaxsweep.config.load`) check theirs here and pass them on
+  as given (None for the default).
+
+  Args:
+    value: the factor, or None.
+    key: where it was given, for the error.
+    fix: how to write a good one there, for the error.
 
   Raises:
     ConfigError: for a value that is not a number above 1 (at or below 1 a
@@ -40,7 +47,7 @@ def unstable_factor(value: float | None) -> float:
     return UNSTABLE_FACTOR
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
     raise errors.ConfigError(f"unstable_factor must be a number above 1, got {value!r}.",
-                             key="unstable_factor", fix="give e.g. unstable_factor=3")
+                             key=key, fix=fix)
   return float(value)
 
 

@@ -307,6 +307,18 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> LanesChoice:
                      f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
 
 
+def check_lanes(lanes: int | str) -> None:
+  """Refuses lanes that are neither a positive integer nor ``"auto"``.
+
+  Raises:
+    ConfigError: with ``key="lanes"``.
+  """
+  if lanes == "auto" or (isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1):
+    return
+  raise errors.ConfigError(f"lanes must be a positive integer or 'auto', got {lanes!r}.",
+                           key="lanes", fix="give e.g. lanes=8 (--lanes 8), or 'auto' to measure")
+
+
 def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
            ) -> LanesChoice:
   """The lanes a group runs with.
@@ -319,13 +331,11 @@ def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | 
   Raises:
     ConfigError: for anything else.
   """
-  if isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1:
-    return LanesChoice(lanes, SOURCE_USER)
   if lanes is None:
     return rule(plan, group, mesh)
+  check_lanes(lanes)
   if lanes != "auto":
-    raise errors.ConfigError(f"lanes must be a positive integer or 'auto', got {lanes!r}.",
-                             key="lanes", fix="e.g. --lanes 8, or --lanes auto to measure")
+    return LanesChoice(lanes, SOURCE_USER)
   sig = signature(plan, group, mesh)
   entry = cached(sig)
   if entry is not None:

@@ -3,7 +3,9 @@ anything compiles.
 
 :func:`check_values` (called by the planner for every variant): a number
 where a component's numeric argument belongs, whole numbers for structural
-counts, seeds in ``[0, 2**32)``, no negative learning rate.
+counts, seeds in ``[0, 2**32)``, no negative learning rate;
+:func:`check_learning_rate` (called by :func:`jaxsweep.run` and the config
+loader): no learning rate of 0 unless allowed.
 
 :func:`jaxsweep.engine.program.check` calls these for each group, so that a
 mistake in the data is one clear error before training rather than a
@@ -39,7 +41,7 @@ import functools
 import math
 import numbers
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -199,6 +201,8 @@ def check_output_width(out: Any, ds: data_lib.Dataset, *, loss: Callable | None,
 _INIT_SCALE = Key("model", "init_scale")
 # Arguments that take a number even when the factory gives no default.
 NUMERIC_ARGS = ("learning_rate", "lr")
+# The learning rate refused at 0 (check_learning_rate), qualified.
+LEARNING_RATE = "optimizer.learning_rate"
 # Arguments that must not be negative.
 NON_NEGATIVE_ARGS = ("learning_rate", "lr")
 # The ranges of the built-in components' numeric arguments: (slot, arg) ->
@@ -318,6 +322,35 @@ def check_values(settings: Mapping[Key, Any], accepted: Mapping, call_args: Mapp
       raise errors.ConfigError(
           f"{value:g} is beyond any size that fits in memory (at most {MAX_SIZE:,}).",
           key=str(key), fix=f"give a realistic size, e.g. {key}: {example}")
+
+
+def check_learning_rate(variants: Iterable[Mapping[str, Any]], base: Mapping[str, Any], *,
+                        allow_zero: bool = False) -> None:
+  """Refuses a learning rate of 0 (``optimizer.learning_rate``) unless allowed.
+
+  A config file (:func:`jaxsweep.config.load`, ``run: {allow_zero_learning_rate:
+  true}``) and :func:`jaxsweep.run` (``allow_zero_learning_rate=True``)
+  both check here.
+
+  Args:
+    variants: each variant's qualified settings (``"optimizer.learning_rate"``).
+    base: the settings every variant shares (used where a variant sets none).
+    allow_zero: accept it (an untrained baseline on purpose).
+
+  Raises:
+    ConfigError: with ``key="optimizer.learning_rate"``.
+  """
+  if allow_zero:
+    return
+  for variant in variants:
+    lr = variant.get(LEARNING_RATE, base.get(LEARNING_RATE))
+    if _is_number(lr) and lr == 0:
+      raise errors.ConfigError(
+          "a learning rate of 0 never changes the parameters: every variant would end as it "
+          "started.", key=LEARNING_RATE,
+          fix="give a positive learning rate (e.g. 1.0e-3); to train nothing on purpose (an "
+              "untrained baseline) write run: {allow_zero_learning_rate: true} in a config, "
+              "or give js.run(..., allow_zero_learning_rate=True)")
 
 
 def _beyond_float32(value: Any) -> bool:
