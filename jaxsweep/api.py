@@ -358,7 +358,9 @@ def run_sweep(components: plan_lib.Components, base: Mapping[str, Any], *,
       callback({"event": "rundir", "dir": rd.path, "resumed": rd.resumed})
     _preload_plots(opts.outputs)
     res = train(rd.checkpoint_dir, rd.resumed)  # Nothing to resume in a new directory.
-    paths = rd.write_outputs(res, config=as_run(config, res.groups),
+    published = None if callback is None else (
+        lambda: callback({"event": "results", "dir": rd.path, "results": res}))
+    paths = rd.write_outputs(res, config=as_run(config, res.groups), on_results=published,
                              **dict(opts.outputs or {}))
     if callback is not None:
       callback({"event": "outputs", "dir": rd.path, "paths": paths, "error": rd.error})

@@ -296,8 +296,11 @@ def _run(args) -> int:
     latest = runclaim.latest_dir(args.config) if args.resume or args.overwrite else None
     # A fresh directory is claimed at once: simultaneous runs get distinct ones.
     out, chosen = latest or runclaim.claim_default_dir(args.config), True
+  def render(res) -> None:  # The table, as soon as the results are on disk.
+    report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
+
   watch = _Watch(None if args.quiet else report.ProgressPrinter(verbose=args.verbose),
-                 announce=chosen)
+                 announce=chosen, render=render if distributed.is_primary() else None)
   try:
     res = api.run_config(cfg, options=dataclasses.replace(opts, out=out, progress=watch))
   except rundir.INTERRUPTS as e:
@@ -306,7 +309,8 @@ def _run(args) -> int:
     runclaim.release_claim(out)  # Unless the run took it.
   if not distributed.is_primary():  # One coordinated table, printed by process 0.
     return 0
-  report.render(res, top=args.top, aggregate=args.aggregate, fmt_name=args.format)
+  if not watch.rendered:  # The results could not be written: the table from memory.
+    render(res)
   if args.format not in ("csv", "json"):
     print(report.describe_outputs(out))
   return 1 if watch.error else 0
@@ -319,11 +323,15 @@ class _Watch:
     dir: the output directory once prepared.
     step: the last period boundary's step.
     error: why the outputs could not be written, or None.
+    rendered: whether the table was printed (``render``, called once the
+      results are on disk, before the plots are drawn).
   """
 
-  def __init__(self, printer, *, announce: bool):
+  def __init__(self, printer, *, announce: bool, render=None):
     self.printer = printer
     self.announce = announce
+    self.render = render
+    self.rendered = False
     self.dir: str | None = None
     self.step: int | None = None
     self.error: str | None = None
@@ -338,6 +346,11 @@ class _Watch:
       return
     if kind == "outputs":
       self.error = event["error"]
+      return
+    if kind == "results":
+      if self.render is not None:
+        self.render(event["results"])
+        self.rendered = True
       return
     if kind == "period":
       self.step = event["step"]

@@ -113,7 +113,9 @@ class RunOptions:
       command does: a live display in a terminal (with rich), plain lines
       elsewhere (a notebook, a log); ``False`` is silent; a callable
       receives events instead (the engine's, plus ``{"event": "rundir",
-      "dir", "resumed"}`` once ``out`` is ready and ``{"event": "outputs",
+      "dir", "resumed"}`` once ``out`` is ready, ``{"event": "results",
+      "dir", "results"}`` once the results files are whole (before the
+      plots; the command prints its table then) and ``{"event": "outputs",
       "dir", "paths", "error"}`` after its files are written).
     compile_cache: where compiled programs are kept for later runs (a
       directory), or ``"off"``/``False``; ``None``: this process's earlier

@@ -146,3 +146,34 @@ def test_default_config_expands_to_48_variants_in_one_group():
   assert plan.num_variants == 48 and len(plan.groups) == 1
   lrs = sorted({v["optimizer.learning_rate"] for v in plan.variants})
   np.testing.assert_allclose(lrs, np.geomspace(1e-4, 1.0, 16), rtol=1e-12)
+
+
+def test_the_table_prints_once_the_results_are_on_disk_before_the_plots(
+    tiny_config, tmp_path, capsys, monkeypatch):
+  """Time to the table: the plots (the slowest file) come after it."""
+  from jaxsweep.report import outputs  # pylint: disable=g-import-not-at-top
+  seen = {}
+  write_extras = outputs.write_extras
+
+  def spy(res, staging, **kwargs):
+    seen["printed"] = capsys.readouterr().out
+    seen["results_csv"] = os.path.exists(tmp_path / "out" / "results.csv")
+    return write_extras(res, staging, **kwargs)
+
+  monkeypatch.setattr(outputs, "write_extras", spy)
+  assert cli.main(["run", tiny_config, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+  assert "val_accuracy (mean ± std)" in seen["printed"] and seen["results_csv"]
+  after = capsys.readouterr().out
+  assert "val_accuracy (mean ± std)" not in after  # Printed once.
+  assert "results in" in after
+
+
+def test_the_api_reports_the_results_event_before_the_outputs_event(tmp_path):
+  events = []
+  path = tmp_path / "tiny.yaml"
+  path.write_text(TINY)
+  js.run_config(str(path), out=str(tmp_path / "out"), progress=events.append)
+  kinds = [e["event"] for e in events if e["event"] in ("rundir", "results", "outputs")]
+  assert kinds == ["rundir", "results", "outputs"]
+  results = next(e for e in events if e["event"] == "results")["results"]
+  assert len(results.table) == 6

@@ -60,7 +60,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jaxsweep import errors
@@ -392,7 +392,8 @@ class RunDir:
 
   def write_outputs(self, res: results_lib.Results, *, config: Mapping[str, Any] | None = None,
                     aggregate: bool = True, plots: bool = True, tensorboard: bool = False,
-                    curves: int = outputs.DEFAULT_CURVES) -> dict[str, Any] | None:
+                    curves: int = outputs.DEFAULT_CURVES,
+                    on_results: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Writes the run's files; a failure is reported on stderr, never raised.
 
     Arguments as for :func:`jaxsweep.report.outputs.write_outputs`. Two steps,
@@ -407,6 +408,9 @@ class RunDir:
        (a config that cannot be dumped, a plot, a full disk) is one line on
        stderr and ``run.json``'s ``"error"``, never the results' loss; a
        signal stops them (nothing half-written is moved in).
+
+    ``on_results`` is called between the two (the results are on disk, whole),
+    so the command prints its table before the plots are drawn.
 
     Until both are done ``run.json`` lists under ``"missing"`` the steps
     not yet written (``"results"`` and the names of
@@ -451,6 +455,8 @@ class RunDir:
     def on_error(name: str, e: Exception) -> None:
       failed[name] = f"{type(e).__name__}: {errors.first_line(e)}"
 
+    if on_results is not None:
+      on_results()
     try:
       signals.pause_for_test("extras")
       paths.update(outputs.write_extras(
