@@ -291,6 +291,10 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> LanesChoice:
   platform = mesh.devices.flat[0].platform
   if platform != "cpu":
     return LanesChoice(sharding.default_lanes(mesh), SOURCE_RULE, platform)
+  work = len(group.members) * program_lib.build(plan, group).program.settings.steps
+  if work < RULE_CPU_MIN_WORK:  # Short: the model's cost does not matter (not traced).
+    return LanesChoice(1, SOURCE_RULE,
+                       f"cpu, {work:,} variant-steps < {RULE_CPU_MIN_WORK:,}")
   try:
     flops = forward_flops(plan, group)
   except Exception:  # pylint: disable=broad-except
@@ -298,13 +302,12 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> LanesChoice:
     # mode is the first group's compile to report (as a ModelError naming the
     # user's line), not this estimate's.
     return LanesChoice(1, SOURCE_RULE, "cpu, the model's training pass could not be costed")
-  work = len(group.members) * program_lib.build(plan, group).program.settings.steps
-  small, long = flops < RULE_CPU_FLOPS, work >= RULE_CPU_MIN_WORK
-  lanes = RULE_SMALL_LANES if small and long else 1
+  small = flops < RULE_CPU_FLOPS
+  lanes = RULE_SMALL_LANES if small else 1
   return LanesChoice(lanes, SOURCE_RULE,
                      f"cpu, forward {flops / 1e6:.3g} MFLOP/batch {'<' if small else '>='} "
-                     f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps "
-                     f"{'>=' if long else '<'} {RULE_CPU_MIN_WORK:,}")
+                     f"{RULE_CPU_FLOPS / 1e6:g}, {work:,} variant-steps >= "
+                     f"{RULE_CPU_MIN_WORK:,}")
 
 
 def check_lanes(lanes: int | str) -> None:
