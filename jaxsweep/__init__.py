@@ -17,8 +17,9 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from jaxsweep import lazy
 
 __version__ = "0.1.0"
 
@@ -92,17 +93,4 @@ if TYPE_CHECKING:  # What type checkers and IDEs see: the eager imports.
   from jaxsweep.results import Results
 
 
-def __getattr__(name: str):
-  try:
-    module, attribute = _LAZY[name]
-  except KeyError:
-    raise AttributeError(f"module 'jaxsweep' has no attribute {name!r}") from None
-  value = importlib.import_module(module)
-  if attribute is not None:
-    value = getattr(value, attribute)
-  globals()[name] = value  # Later lookups skip this function.
-  return value
-
-
-def __dir__() -> list[str]:
-  return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY, __all__)

@@ -9,7 +9,7 @@ import pytest
 ROOT = os.path.join(os.path.dirname(__file__), "..", "jaxsweep")
 # Floors, bottom up: a module may import its own floor and those below.
 FLOORS = [
-    ("jaxsweep.errors", "jaxsweep.signals"),
+    ("jaxsweep.errors", "jaxsweep.signals", "jaxsweep.lazy"),
     ("jaxsweep.keys", "jaxsweep.format"),
     ("jaxsweep.results", "jaxsweep.selection", "jaxsweep.space", "jaxsweep.components",
      "jaxsweep.lineage"),

@@ -22,8 +22,9 @@ which a run directory uses) does not import the rest, and with it JAX.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from jaxsweep import lazy
 
 # Public name -> (module, attribute or None for the module itself).
 _LAZY = {
@@ -83,17 +84,4 @@ if TYPE_CHECKING:  # What type checkers and IDEs see: the eager imports.
   from jaxsweep.engine.train import make_train
 
 
-def __getattr__(name: str):
-  try:
-    module, attribute = _LAZY[name]
-  except KeyError:
-    raise AttributeError(f"module 'jaxsweep.engine' has no attribute {name!r}") from None
-  value = importlib.import_module(module)
-  if attribute is not None:
-    value = getattr(value, attribute)
-  globals()[name] = value  # Later lookups skip this function.
-  return value
-
-
-def __dir__() -> list[str]:
-  return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY, __all__)

@@ -30,9 +30,9 @@ that needs the engine, is loaded on first use of ``report.plan`` (PEP 562).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from jaxsweep import lazy
 from jaxsweep.format import describe_settings, fmt, fmt_mean_std, short_names
 from jaxsweep.report import compare
 from jaxsweep.report import console
@@ -127,13 +127,4 @@ if TYPE_CHECKING:  # What type checkers and IDEs see: the eager import.
   from jaxsweep.report import plan
 
 
-def __getattr__(name: str):
-  if name != "plan":
-    raise AttributeError(f"module 'jaxsweep.report' has no attribute {name!r}")
-  value = importlib.import_module("jaxsweep.report.plan")
-  globals()[name] = value  # Later lookups skip this function.
-  return value
-
-
-def __dir__() -> list[str]:
-  return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy.attach(__name__, {"plan": ("jaxsweep.report.plan", None)}, __all__)
