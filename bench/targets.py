@@ -259,16 +259,17 @@ def _sizes_measured(rep: dict) -> str:
 
 SIZES_NOTE = ("`bench/sizes.py --points {p}`: `jaxsweep run` with its default settings "
               "(`--no-plots --format csv`), a first run (fresh caches), against the careful "
-              "Optuna script at this batch size (64 learning rates enqueued, `n_jobs=2`), each "
-              "timed from spawn to exit.")
+              "Optuna script at this batch size ({n} learning rates enqueued, `n_jobs=2`), each "
+              "timed from spawn to exit, jaxsweep first.")
 
 
 def target_default_mlp(args, tmp: str) -> dict:
   rep = _sizes(args, tmp, "128x128")
   ratio = rep["rows"][0]["speedup_vs_optuna"]
   return _row(3, _sizes_measured(rep), ratio, ratio >= 1.0, args.quick,
-              {"sizes": rep}, SIZES_NOTE.format(p="128x128") + " (Not throughput.py's "
-              "headline: the same workload, but sizes.py runs it alone and quicker.)")
+              {"sizes": rep}, SIZES_NOTE.format(p="128x128", n=rep["variants"])
+              + " The workload of `bench/throughput.py`'s headline (64 log-spaced rates in "
+              "[1e-4, 1e-1], batch 128), run here by sizes.py, one round.")
 
 
 def target_small(args, tmp: str) -> dict:
@@ -283,9 +284,9 @@ def target_small(args, tmp: str) -> dict:
                  f"{r['speedup_lanes8_vs_optuna']:.2f}x Optuna, step "
                  f"{r['step_lanes8_vs_matmul']:.0%} of the matmul")
   return _row(4, measured, ratio, ratio >= 2.0, args.quick, {"sizes": rep},
-              SIZES_NOTE.format(p="32x32") + " The step's share: its training GFLOP/s "
-              "against a jitted chain of batched `einsum`s of the MLP's layer shapes over "
-              "the same variants and devices.")
+              SIZES_NOTE.format(p="32x32", n=rep["variants"])
+              + " The step's share: its training GFLOP/s against a jitted chain of batched "
+              "`einsum`s of the MLP's layer shapes over the same variants and devices.")
 
 
 # ---------------------------------------------------------------- 5. ablation
@@ -303,7 +304,8 @@ def target_ablation(args, tmp: str) -> dict:
   ratio = o["seconds"] / a["seconds"]
   others = ", ".join(f"{m} {cold[m]['seconds']:.0f} s ({o['seconds'] / cold[m]['seconds']:.2f}x)"
                      for m in ("masked", "grouped") if m in cold)
-  measured = (f"{st['variants']} MLPs: jaxsweep (planner's choice, {a['programs']} programs) "
+  programs = f"{a['programs']} program" + ("s" if a["programs"] != 1 else "")
+  measured = (f"{st['variants']} MLPs: jaxsweep (planner's choice, {programs}) "
               f"{a['seconds']:.0f} s vs Optuna {o['seconds']:.0f} s, cold cache; " + others)
   return _row(5, measured, ratio, ratio >= 4.0, args.quick, {"structural": st},
               "`bench/structural.py`: each way a fresh process from start to the metrics, "
@@ -409,9 +411,9 @@ def markdown(result: dict) -> str:
            f"Load average (1/5/15 min) before: {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f}, after: "
            f"{lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f}. Whole run: {meta['seconds'] / 60:.1f} min. "
            f"Command: `{meta['command']}`; raw numbers (each script's own JSON included) in "
-           "`targets.json` beside this file. Ratios are Optuna's time / jaxsweep's (target 2: jaxsweep's "
-           "compile / the plain program's); each row's methods ran one after another in this "
-           "run.", ""]
+           "`targets.json` beside this file. Ratios are Optuna's time / jaxsweep's (target 2: "
+           "jaxsweep's compile / the plain program's); each row's methods ran one after another "
+           "in this run.", ""]
   if meta["quick"]:
     lines += [f"**`--quick`**: tiny sizes to check the harness ({QUICK_NOTE}); no row "
               "claims its target.", ""]
