@@ -105,13 +105,13 @@ def stream(cmd: list[str], env: dict | None = None) -> float:
   log("    $ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
                           for c in cmd[1:]))
   t0 = time.perf_counter()
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env or env_for_scripts(), cwd=ROOT)
   tail = []
-  for line in proc.stdout:
-    tail = (tail + [line])[-40:]
-    print("    | " + line.rstrip(), flush=True)
-  if proc.wait() != 0:
+  with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        env=env or env_for_scripts(), cwd=ROOT) as proc:
+    for line in proc.stdout:
+      tail = (tail + [line])[-40:]
+      print("    | " + line.rstrip(), flush=True)
+  if proc.returncode != 0:
     raise RuntimeError(f"{' '.join(cmd[1:3])} exited {proc.returncode}:\n" + "".join(tail))
   return time.perf_counter() - t0
 
@@ -431,7 +431,10 @@ def markdown(result: dict) -> str:
 def update_results_md(path: str, section: str) -> None:
   """Replaces the section between the markers, else inserts it near the top
   (after the title and its introduction, before the first section)."""
-  text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
+  text = "# Benchmark results\n"
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
   if BEGIN in text and END in text:
     a, b = text.index(BEGIN), text.index(END) + len(END)
     text = text[:a] + section.rstrip("\n") + text[b:]
