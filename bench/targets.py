@@ -1,8 +1,8 @@
 """Issue #24's targets, measured side by side in one run: one row each in RESULTS.md.
 
-  python bench/targets.py                 # every target but the ablation (~20 min)
+  python bench/targets.py                 # every target but the ablation (~10 min, estimated)
   python bench/targets.py --ablation      # and the 384-MLP ablation (~40 min more)
-  python bench/targets.py --quick         # tiny sizes, a temp dir (a few minutes; CI)
+  python bench/targets.py --quick         # tiny sizes, a temp dir (77 s here; CI)
   python bench/targets.py --only 2,4      # some targets only
 
 The harness measures nothing itself: each target runs an existing script of
