@@ -23,8 +23,8 @@ persistent cache with the same settings as jaxsweep's).
 
 Run:   python bench/structural.py            (~35 min on a 2-core CPU)
        python bench/structural.py --quick    (a 2 x 2 x 2 x 2 x 2 grid, seconds)
-Writes bench/structural.json and prints a markdown table for
-bench/RESULTS.md.
+Writes bench/structural.json (``--quick``: only to an ``--out`` given) and prints a
+markdown table for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="a tiny grid, for CI")
   p.add_argument("--methods", default=",".join(METHODS))
-  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "structural.json"))
+  p.add_argument("--out", default=None,
+                 help="the JSON file (default bench/structural.json; --quick writes one only "
+                      "when given)")
   p.add_argument("--worker", help=argparse.SUPPRESS)
   p.add_argument("--cache", help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -223,10 +225,12 @@ def main() -> None:
             f"best val {result['best_val']:.4f}", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
   print(table(runs))
-  if not args.quick:
+  if args.out or not args.quick:
+    args.out = args.out or os.path.join(os.path.dirname(__file__), "structural.json")
     with open(args.out, "w", encoding="utf-8") as f:
       json.dump({"bench": "structural", "settings": s, "variants": len(grid(s)),
-                 "cpu": cpu_name(), "load_average_at_start": load, "runs": runs}, f, indent=1)
+                 "cpu": cpu_name(), "load_average_at_start": load, "quick": args.quick,
+                 "runs": runs}, f, indent=1)
     print(f"wrote {args.out}")
 
 

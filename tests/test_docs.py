@@ -43,6 +43,7 @@ SKIPS = {
     "docs/guide.md": 1,  # Downloads CIFAR-10.
     "docs/scaling.md": 1,  # Needs several hosts.
     "docs/development.md": 4,  # Installs, runs the test suite (2), builds the site.
+    "docs/benchmarks.md": 1,  # Runs the targets harness (minutes).
 }
 
 

@@ -1,0 +1,42 @@
+"""bench/targets.py: its RESULTS.md section and target 6's time to a level (no benchmark runs)."""
+
+from bench import targets
+
+
+def _search(curves: dict) -> dict:
+  runs = [{"method": m, "repeat": 0, "seconds": c[-1][1] + 1.0, "best_val": c[-1][2],
+           "curve": c} for m, c in curves.items()]
+  return {"meta": {"repeats": 1}, "runs": runs}
+
+
+def test_search_row_times_the_fastest_method_to_the_level():
+  sr = _search({"grid": [[10, 1.0, 0.5], [20, 2.0, 0.6]],
+                "tpe": [[10, 1.5, 0.9], [20, 3.0, 0.99]],
+                "random": [[10, 1.0, 0.97], [20, 2.5, 0.985]],
+                "optuna": [[10, 0.5, 0.9], [20, 2.0, 0.981]]})
+  row = targets.search_row(sr, 0.98, quick=False)
+  assert row["raw"]["time_to_level_s"] == {"grid": None, "tpe": 3.0, "random": 2.5,
+                                           "optuna": 2.0}
+  assert row["ratio"] == 2.0 / 2.5 and row["met"] is False
+  assert "random 2.5 s vs Optuna 2.0 s" in row["measured"]
+  # --quick: the lower of Optuna's final best and jaxsweep's best method's; never met.
+  quick = targets.search_row(sr, None, quick=True)
+  assert quick["raw"]["level"] == 0.981 and quick["met"] is None
+
+
+def test_section_goes_near_the_top_then_is_replaced(tmp_path):
+  path = tmp_path / "RESULTS.md"
+  path.write_text("# Benchmark results\n\nIntro.\n\n<!-- x:begin -->\n## X\n<!-- x:end -->\n")
+  result = {"meta": {"date": "2026-12-07", "cpu": "CPU", "cores": 2, "python": "3.11",
+                     "jax": "0.10", "optuna": None, "quick": True, "command": "c",
+                     "load_before": (1, 1, 1), "load_after": (2, 2, 2), "seconds": 60},
+            "rows": [targets._row(5, "not run", None, None, True, {})]}  # pylint: disable=protected-access
+  targets.update_results_md(str(path), targets.markdown(result))
+  text = path.read_text()
+  assert text.index("Intro.") < text.index(targets.BEGIN) < text.index("<!-- x:begin -->")
+  assert "| 5 | Ablation" in text and "claims its target" in text
+  result["meta"]["quick"] = False
+  targets.update_results_md(str(path), targets.markdown(result))
+  again = path.read_text()
+  assert again.count(targets.BEGIN) == again.count(targets.END) == 1
+  assert "claims its target" not in again and again.endswith("<!-- x:end -->\n")
