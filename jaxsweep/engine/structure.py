@@ -48,8 +48,8 @@ from jaxsweep.engine import program as program_lib
 from jaxsweep.keys import Key
 
 # bench/compile_cost.py --calibrate: compile CPU seconds = base + per_op * ops.
-CPU_COMPILE_BASE_S = 2.7
-CPU_COMPILE_S_PER_OP = 0.73e-3
+CPU_COMPILE_BASE_S = 1.67
+CPU_COMPILE_S_PER_OP = 0.337e-3
 
 
 @dataclasses.dataclass(frozen=True)
