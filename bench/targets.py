@@ -402,6 +402,29 @@ def _met(row: dict) -> str:
   return "**yes**" if row["met"] else "no"
 
 
+def _earlier_rows(path: str, quick: bool) -> dict[int, dict]:
+  """The rows an earlier run in the same ``--out`` measured (same ``--quick``),
+  by target, each tagged with that run's date and load: an ``--only`` run
+  replaces its own rows and keeps the others."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      prev = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  meta = prev.get("meta", {})
+  if bool(meta.get("quick")) != quick:
+    return {}
+  out = {}
+  for row in prev.get("rows", []):
+    if row.get("ratio") is None and not row.get("error"):
+      continue  # Not measured there either.
+    row = dict(row)
+    row.setdefault("earlier", {"date": meta.get("date"), "command": meta.get("command"),
+                               "load_before": row.get("load_before")})
+    out[row["id"]] = row
+  return out
+
+
 def markdown(result: dict) -> str:
   meta = result["meta"]
   la, lb = meta["load_before"], meta["load_after"]
@@ -419,7 +442,10 @@ def markdown(result: dict) -> str:
               "claims its target.", ""]
   lines += ["| # | target | measured | ratio | target | met |", "|---|---|---|---:|---:|---|"]
   for row in result["rows"]:
-    lines.append(f"| {row['id']} | {row['target']} | {row['measured']} | {_x(row['ratio'])} | "
+    when = row.get("earlier")
+    measured = row["measured"] + (
+        f" (an earlier run: `{when['command']}`, {when['date']})" if when else "")
+    lines.append(f"| {row['id']} | {row['target']} | {measured} | {_x(row['ratio'])} | "
                  f"{row['target_ratio']} | {_met(row)} |")
   notes = [f"{row['id']}. {row['note']}" for row in result["rows"] if row.get("note")]
   if notes:
@@ -480,11 +506,12 @@ def main(argv=None) -> int:
       + (" (quick)" if args.quick else "") + f"; writing to {out}")
   t_all = time.perf_counter()
   rows, errors = [], []
+  earlier = _earlier_rows(os.path.join(out, "targets.json"), args.quick)
   with tempfile.TemporaryDirectory(prefix="jaxsweep-targets-run-") as tmp:
     for tid in sorted(RUNNERS):
       if tid not in only:
-        rows.append(_row(tid, "not run in this invocation (--only)", None,
-                         None, True, {}))
+        rows.append(earlier.get(tid) or _row(tid, "not run in this invocation (--only)", None,
+                                             None, True, {}))
         continue
       log(f"[{only.index(tid) + 1}/{len(only)}] target {tid}: {TARGETS[tid]}")
       t0, load0 = time.perf_counter(), os.getloadavg()

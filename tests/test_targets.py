@@ -1,5 +1,7 @@
 """bench/targets.py: its RESULTS.md section and target 6's time to a level (no benchmark runs)."""
 
+import json
+
 from bench import targets
 
 
@@ -40,3 +42,19 @@ def test_section_goes_near_the_top_then_is_replaced(tmp_path):
   again = path.read_text()
   assert again.count(targets.BEGIN) == again.count(targets.END) == 1
   assert "claims its target" not in again and again.endswith("<!-- x:end -->\n")
+
+
+def test_an_only_run_keeps_the_rows_an_earlier_run_measured(tmp_path):
+  """--only replaces its own rows; the others come from the last targets.json
+  in the same --out, tagged with that run's date (never a quick run's)."""
+  measured = targets._row(3, "64 x 1000: 14.0 s vs 11.2 s", 0.8, False, False, {})
+  unmeasured = targets._row(5, "not run in this invocation (pass --ablation)", None, None,
+                            True, {})
+  path = tmp_path / "targets.json"
+  path.write_text(json.dumps({"meta": {"date": "2026-12-07", "command": "python bench/targets.py",
+                                       "quick": False},
+                              "rows": [measured, unmeasured]}))
+  kept = targets._earlier_rows(str(path), quick=False)
+  assert list(kept) == [3] and kept[3]["earlier"]["date"] == "2026-12-07"
+  assert targets._earlier_rows(str(path), quick=True) == {}  # A quick run keeps none.
+  assert targets._earlier_rows(str(tmp_path / "none.json"), quick=False) == {}
