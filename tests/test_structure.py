@@ -3,6 +3,7 @@ it (jaxsweep.engine.structure): estimates, forcing, and the plan it gives."""
 
 import pytest
 
+from bench import structural
 import jaxsweep as js
 from jaxsweep import errors
 from jaxsweep.components import losses as losses_lib
@@ -123,3 +124,22 @@ def test_the_public_make_plan_is_what_run_plans_with():
   assert len(_plan(sweep).groups) == 1  # Vectorized, as js.run would.
   grouped = _plan(sweep, auto=False)
   assert len(grouped.groups) == 2 and not grouped.structure
+
+
+def test_the_384_mlp_ablation_is_one_masked_program():
+  """bench/structural.py's ablation (depth 1-4 x width 32-256 x activation x
+  optimizer x 4 learning rates, batch 32, 200 steps): measured cold on the
+  project's 2-core CPU (bench/RESULTS.md, 2026-12-07), one masked program
+  took 54 s and the widths grouped into 16 programs 67 s. The CPU profile
+  (a per-step overhead: small networks reach less of the peak) picks the
+  masked one; the single rate it replaced picked the 16 programs."""
+  s = structural.FULL
+  sweep = {"model.features": [[w] * d for d in s["depths"] for w in s["widths"]],
+           "model.activation": s["activations"], "optimizer.name": s["optimizers"],
+           "optimizer.learning_rate": s["lrs"]}
+  cfg = js.config.load(raw={"data": {"name": "digits"}, "model": {"name": "mlp"},
+                            "optimizer": {"name": "adam"}, "loss": {"name": "cross_entropy"},
+                            "seed": 0, "sweep": sweep,
+                            "train": {"steps": s["steps"], "batch_size": s["batch_size"]}})
+  plan = structure.make_plan(cfg.components, cfg.base, cfg.points)
+  assert len(plan.variants) == 384 and len(plan.groups) == 1

@@ -58,15 +58,21 @@ class Profile:
 
   Attributes:
     compile_s: seconds to compile one group's program.
-    flops_per_s: floating-point operations per second a vmapped population
-      of small networks reaches.
+    flops_per_s: floating-point operations per second a population of
+      networks large enough to fill the device reaches.
     compile_growth: a vectorized program's compile time grows by this
       fraction per extra option (more branches to compile).
+    step_overhead_flops: what a variant-step costs beyond its arithmetic
+      (small ops, the optimizer's and the guard's elementwise work), in
+      floating-point operations at ``flops_per_s``: a step of ``f``
+      operations runs at ``flops_per_s * f / (f + step_overhead_flops)``,
+      so small networks reach less.
   """
 
   compile_s: float
   flops_per_s: float
   compile_growth: float = 0.06
+  step_overhead_flops: float = 0.0
   compile_base_s: float | None = None
   compile_s_per_op: float | None = None
 
@@ -81,9 +87,14 @@ class Profile:
 def profile(platform: str | None = None) -> Profile:
   """The cost profile of a platform (default: JAX's default backend).
 
-  CPU: measured on a 2-core AMD EPYC (jax 0.10.2): 3.5-4 s to compile a
-  digits-MLP group, 23 GFLOP/s for a population of 64-64 MLPs at batch 128
-  (``bench/choice_vs_groups.json``); a compile costs
+  CPU: measured on a quiet 2-core AMD EPYC (jax 0.10.2, 2026-12-07,
+  ``bench/RESULTS.md``'s targets), in the ``6 * batch * parameters``
+  count: 80 GFLOP/s for networks that fill the cores, and 1.05 MFLOP of
+  overhead per variant-step (digits MLPs at 64 learning rates: 32-32 at
+  batch 32 trained at 30.5 GFLOP/s, 128-128 at batch 128 at 77, the
+  384-MLP ablation masked to 4 x 256 at batch 32 at 71). The earlier single
+  rate (23 GFLOP/s, measured under load) priced the masked ablation at 2.6x
+  its 54 s and grouped it into 16 programs that took 67 s. A compile costs
   ``compile_base_s + compile_s_per_op * HLO instructions`` of the period
   program, a line fitted to the process CPU seconds of XLA's compile of
   MLP periods of depth 1-4, grouped and with a vectorized activation
@@ -95,7 +106,8 @@ def profile(platform: str | None = None) -> Profile:
   """
   platform = platform or jax.default_backend()
   if platform == "cpu":
-    return Profile(compile_s=4.0, flops_per_s=2.3e10, compile_base_s=CPU_COMPILE_BASE_S,
+    return Profile(compile_s=4.0, flops_per_s=8e10, step_overhead_flops=1.05e6,
+                   compile_base_s=CPU_COMPILE_BASE_S,
                    compile_s_per_op=CPU_COMPILE_S_PER_OP)
   if platform == "tpu":
     return Profile(compile_s=8.0, flops_per_s=2e13)
@@ -301,7 +313,8 @@ def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile,
   params = _params(plan)  # variant -> parameters (its own network).
   step_flops = {i: 6.0 * _train(v, "batch_size") * params[i] for i, v in enumerate(plan.variants)}
   steps = {i: _train(v, "steps") for i, v in enumerate(plan.variants)}
-  compute = sum(step_flops[i] * steps[i] for i in step_flops)
+  # Each variant-step's overhead counts once, whatever is vectorized.
+  compute = sum((step_flops[i] + prof.step_overhead_flops) * steps[i] for i in step_flops)
   extras: dict[Key, tuple[float, str]] = {}
   for k in candidates:
     try:
