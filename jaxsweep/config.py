@@ -41,6 +41,7 @@ from jaxsweep.engine import plan as plan_lib
 from jaxsweep.engine import proposals
 from jaxsweep.engine import record as record_lib
 from jaxsweep.engine import search_space as search_space_lib
+from jaxsweep.engine import strategy
 from jaxsweep.engine import validate
 from jaxsweep.space import wandb as wandb_lib
 from jaxsweep.space import yaml12
@@ -250,6 +251,9 @@ def _run_options(run: Any) -> dict[str, Any]:
                                  fix="write run: {allow_zero_learning_rate: true}")
     elif k == "unstable_factor":
       record_lib.unstable_factor(v, key=f"run.{k}", fix="write e.g. run: {unstable_factor: 3}")
+    elif k == "lanes":  # The rule of js.run and --lanes: a positive integer or auto.
+      if v is not None:
+        strategy.check_lanes(v, key="run.lanes", fix="write e.g. run: {lanes: 8} (or auto)")
     elif v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
       raise errors.ConfigError(f"must be a positive integer, got {v!r}.", key=f"run.{k}",
                                fix=f"write e.g. run: {{{k}: {64 if k == 'chunk_size' else 20000}}}")

@@ -129,3 +129,19 @@ def test_the_command_names_the_flag_of_a_bad_option(flags, shown):
   with pytest.raises(js.ConfigError) as e:
     cli.run_options(_cli_args(*flags))
   assert shown in str(e.value)
+
+
+@pytest.mark.parametrize("lanes,ok", [("auto", True), (8, True), (0, False), ("fast", False),
+                                      (True, False)])
+def test_a_configs_run_lanes_follows_the_same_rule_as_the_api(lanes, ok):
+  """run.lanes takes what js.run(lanes=) and --lanes take: a positive integer or auto."""
+  raw = {"data": {"name": "digits"}, "model": {"name": "mlp"},
+         "optimizer": {"name": "adam", "learning_rate": 0.01}, "train": {"steps": 10},
+         "run": {"lanes": lanes}}
+  if ok:
+    assert config_lib.load(raw=raw).run["lanes"] == lanes
+    js.RunOptions(lanes=lanes)
+  else:
+    with pytest.raises(js.ConfigError) as e:
+      config_lib.load(raw=raw)
+    assert e.value.key == "run.lanes"

@@ -310,16 +310,17 @@ def rule(plan: plan_lib.Plan, group: plan_lib.Group, mesh) -> LanesChoice:
                      f"{RULE_CPU_MIN_WORK:,}")
 
 
-def check_lanes(lanes: int | str) -> None:
+def check_lanes(lanes: int | str, *, key: str = "lanes",
+                fix: str = "give e.g. lanes=8 (--lanes 8), or 'auto' to measure") -> None:
   """Refuses lanes that are neither a positive integer nor ``"auto"``.
 
   Raises:
-    ConfigError: with ``key="lanes"``.
+    ConfigError: with ``key`` (``"lanes"``; a config's ``"run.lanes"``).
   """
   if lanes == "auto" or (isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1):
     return
   raise errors.ConfigError(f"lanes must be a positive integer or 'auto', got {lanes!r}.",
-                           key="lanes", fix="give e.g. lanes=8 (--lanes 8), or 'auto' to measure")
+                           key=key, fix=fix)
 
 
 def choose(plan: plan_lib.Plan, group: plan_lib.Group, mesh, lanes: int | str | None
