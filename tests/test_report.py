@@ -474,7 +474,7 @@ EVENTS = [
     {"event": "compiled", "group": 0, "seconds": 2.5},
     *[{"event": "period", "group": 0, "chunk_start": c0, "chunk_variants": n,
        "group_variants": 6, "step": step, "steps": 4, "diverged": div,
-       "variant_steps_per_s": 100.0, "elapsed": 0.01 * step}
+       "variant_steps_per_s": 400.0, "elapsed": 0.01 * step}
       for c0, n, div in ((0, 4, 1), (4, 2, 1)) for step in (2, 4)],
     {"event": "done", "seconds": 3.0},
 ]
@@ -550,6 +550,19 @@ def test_progress_plain_lines_and_eta():
   # 4 variants x 2 steps done in 0.02 s: 400/s; 24 - 8 left: 0.04 s.
   assert "step 2/4" in line and "variants 1-4/6" in line and "400 variant-steps/s" in line
   assert "ETA <1s" in line and "diverged 1" in line
+
+
+def test_progress_after_a_resume_shows_the_engines_rate():
+  """A resumed group's first period reports step 4 of 4 after 0.01 s: its
+  earlier steps were trained by another process and do not count."""
+  stream = io.StringIO()
+  printer = report.ProgressPrinter(stream, min_interval=0.0)
+  for e in EVENTS[:3]:
+    printer(e)
+  printer({"event": "period", "group": 0, "chunk_start": 0, "chunk_variants": 6,
+           "group_variants": 6, "step": 4, "steps": 4, "diverged": 0,
+           "variant_steps_per_s": 1200.0, "elapsed": 0.01})
+  assert "1,200 variant-steps/s" in stream.getvalue()  # Not 24 / 0.01 = 2,400.
 
 
 def test_progress_counts_diverged_over_groups():

@@ -61,6 +61,7 @@ class _Tracker:
     self.finished_seconds = 0.0   # training seconds of finished chunks
     self.current_elapsed = 0.0
     self.done = 0                 # variant-steps done in the current group
+    self.engine_rate: float | None = None  # the engine's: variants that trained, this process
     self.diverged_total = 0       # in finished groups
     self.train_total = 0.0        # training seconds of finished chunks, all groups
     self.compile_seconds = 0.0
@@ -79,12 +80,13 @@ class _Tracker:
       self.diverged_total += self.diverged
       self.group = dict(event)
       self.chunk_diverged, self.finished_seconds, self.current_elapsed = {}, 0.0, 0.0
-      self.done, self.group_compile = 0, None
+      self.done, self.group_compile, self.engine_rate = 0, None, None
     elif kind == "compiled":
       self.group_compile = event["seconds"]
       self.compile_seconds += event["seconds"]
     elif kind == "period":
       self.last_period = dict(event)
+      self.engine_rate = event.get("variant_steps_per_s")
       self.chunk_diverged[event["chunk_start"]] = event["diverged"]
       self.done = (event["chunk_start"] * event["steps"]
                    + event["chunk_variants"] * event["step"])
@@ -104,6 +106,11 @@ class _Tracker:
 
   @property
   def rate(self) -> float | None:
+    """Variant-steps per second: the engine's count when it sends one (only
+    the variants that trained, in this process: a resumed run's earlier steps
+    and stopped variants do not count), else steps over elapsed seconds."""
+    if self.engine_rate:
+      return self.engine_rate
     seconds = self.finished_seconds + self.current_elapsed
     return self.done / seconds if seconds > 0 and self.done else None
 
