@@ -154,11 +154,13 @@ def run(model: Any, optimizer: Callable, loss: Callable | None = None, *,
       ``vectorize=False`` groups every key not listed.
     group: structural keys forced to split compile groups (one program per
       value).
-    options: a :class:`~jaxsweep.options.RunOptions`.
-    target, mode, chunk_size, lanes, unstable_factor, memory_budget, method,
-      early_stopping, mesh, out, resume, overwrite, checkpoint_every, outputs,
-      progress, compile_cache, max_variants, allow_zero_learning_rate: the
-      fields of :class:`~jaxsweep.options.RunOptions`, as keywords.
+    options: a :class:`~jaxsweep.options.RunOptions`. Its fields
+      (``target``, ``mode``, ``chunk_size``, ``lanes``, ``unstable_factor``,
+      ``memory_budget``, ``method``, ``early_stopping``, ``mesh``, ``out``,
+      ``resume``, ``overwrite``, ``checkpoint_every``, ``outputs``,
+      ``progress``, ``compile_cache``, ``max_variants``,
+      ``allow_zero_learning_rate``) are keywords of this function too; one
+      given both ways is refused.
 
   Returns:
     :class:`~jaxsweep.results.Results`: ``.table`` (best first), ``.best``,
