@@ -50,6 +50,8 @@ from jaxsweep.keys import Key
 # bench/compile_cost.py --calibrate: compile CPU seconds = base + per_op * ops.
 CPU_COMPILE_BASE_S = 1.67
 CPU_COMPILE_S_PER_OP = 0.337e-3
+# bench/compile_cost.py: the digits MLP's init on the mesh, CPU seconds (2026-12-07).
+CPU_INIT_COMPILE_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Profile:
       networks large enough to fill the device reaches.
     compile_growth: a vectorized program's compile time grows by this
       fraction per extra option (more branches to compile).
+    init_compile_s: what each program's init (compiled beside its period)
+      adds to the per-instruction price, which fits the period alone.
     step_overhead_flops: what a variant-step costs beyond its arithmetic
       (small ops, the optimizer's and the guard's elementwise work), in
       floating-point operations at ``flops_per_s``: a step of ``f``
@@ -75,6 +79,7 @@ class Profile:
   step_overhead_flops: float = 0.0
   compile_base_s: float | None = None
   compile_s_per_op: float | None = None
+  init_compile_s: float = 0.0
 
   def compile_seconds(self, ops: int) -> float:
     """Estimated seconds to compile a group whose training period lowers to
@@ -98,7 +103,9 @@ def profile(platform: str | None = None) -> Profile:
   ``compile_base_s + compile_s_per_op * HLO instructions`` of the period
   program, a line fitted to the process CPU seconds of XLA's compile of
   MLP periods of depth 1-4, grouped and with a vectorized activation
-  (``bench/compile_calibration.json``, 2026-12-07). GPU and TPU: assumed, not measured
+  (``bench/compile_calibration.json``, 2026-12-07), plus 1.0 s for the
+  program's init (``bench/compile_cost.py``'s init on the mesh; with it, the
+  ablation's 16 grouped programs are priced at 64 s, measured 67). GPU and TPU: assumed, not measured
   here (a few seconds per compile, ~10 TFLOP/s for small networks); force
   the choice there when it matters. The profile does not read the machine
   (its cores, the compilation cache), so a config gets the same decision,
@@ -107,7 +114,7 @@ def profile(platform: str | None = None) -> Profile:
   platform = platform or jax.default_backend()
   if platform == "cpu":
     return Profile(compile_s=4.0, flops_per_s=8e10, step_overhead_flops=1.05e6,
-                   compile_base_s=CPU_COMPILE_BASE_S,
+                   init_compile_s=CPU_INIT_COMPILE_S, compile_base_s=CPU_COMPILE_BASE_S,
                    compile_s_per_op=CPU_COMPILE_S_PER_OP)
   if platform == "tpu":
     return Profile(compile_s=8.0, flops_per_s=2e13)
@@ -335,8 +342,8 @@ def _decide_all(plan: plan_lib.Plan, candidates: Sequence[Key], prof: Profile,
     compile_s = None
     if ops is not None:
       grouped_ops, merged_ops = ops[k]
-      compile_s = (prof.compile_seconds(round(grouped_ops * growth)),
-                   prof.compile_seconds(round(merged_ops * growth)))
+      compile_s = (prof.compile_seconds(round(grouped_ops * growth)) + prof.init_compile_s,
+                   prof.compile_seconds(round(merged_ops * growth)) + prof.init_compile_s)
     c = decide(k, options=_options(plan, k), programs=_programs(plan, removed),
                merged_programs=_programs(plan, removed | {k}), compute_flops=compute,
                extra_flops=extra, prof=prof, why=why, compile_s=compile_s)
