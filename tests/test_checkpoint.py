@@ -239,6 +239,20 @@ def _set_history_value(m):
   m["history"]["0"][-1]["test_accuracy"] = 0.99
 
 
+@pytest.mark.parametrize("found, needle", [
+    (2, r"written by an earlier jaxsweep \(checkpoint format 2, this one reads 3\), whose "
+        "training steps drew other batches"),
+    (99, "unknown format 99")])
+def test_a_checkpoint_of_another_format_is_refused(found, needle, tmp_path):
+  """A run saved before the per-period draws (format 2) would go on with other
+  batches: refused, with the way out."""
+  ckpt = _crashed_checkpoint(tmp_path)
+  _edit(ckpt, lambda m: m.update(format=found))
+  with pytest.raises(errors.CheckpointError, match=needle) as e:
+    _resume(tmp_path)
+  assert "--overwrite" in e.value.fix
+
+
 def test_a_manifest_edited_by_hand_is_refused(tmp_path):
   """A history value (carried into results.json before) or the periods
   (6 -> 19 gave a "finished" run of 350 steps): the manifest's checksum."""

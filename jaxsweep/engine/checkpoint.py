@@ -55,7 +55,10 @@ from jaxsweep import signals
 from jaxsweep.engine import ckptdir
 from jaxsweep.engine import sharding
 
-FORMAT = 2  # 2: several groups live at once (sweep-wide boundaries).
+# 2: several groups live at once (sweep-wide boundaries); 3: a step's batch
+# and keys from one Threefry call per period (train.draws): a run saved
+# by an earlier format would go on with other draws, so it is refused.
+FORMAT = 3
 # The directory's names, and what reads or clears it without JAX (a run
 # directory, issue #24), live in ckptdir.py.
 LATEST = ckptdir.LATEST
@@ -407,8 +410,7 @@ class Reader:
     except (ValueError, UnicodeDecodeError) as e:
       raise _refuse(self.directory, f"{name}/{MANIFEST} is not JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-      raise _refuse(self.directory, f"unknown format {manifest.get('format')!r}"
-                    if isinstance(manifest, dict) else "its manifest is not an object")
+      raise _refuse(self.directory, _format_problem(manifest))
     problem = _malformed(manifest)
     if problem:
       raise _refuse(self.directory, f"{name}/{MANIFEST} is malformed ({problem})")
@@ -481,6 +483,18 @@ def _is_int(x) -> bool:
 
 def _int_key(k) -> bool:
   return isinstance(k, str) and k.isdigit()
+
+
+def _format_problem(manifest) -> str:
+  """Why a manifest's format cannot be resumed."""
+  if not isinstance(manifest, dict):
+    return "its manifest is not an object"
+  found = manifest.get("format")
+  if isinstance(found, int) and not isinstance(found, bool) and 0 < found < FORMAT:
+    return (f"it was written by an earlier jaxsweep (checkpoint format {found}, this one "
+            f"reads {FORMAT}), whose training steps drew other batches: going on would mix "
+            "the two")
+  return f"unknown format {found!r}"
 
 
 def _malformed(m: dict[str, Any]) -> str | None:
