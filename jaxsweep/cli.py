@@ -198,12 +198,17 @@ def _main(argv: Sequence[str] | None) -> int:
     args.overrides = list(args.overrides) + extra
   # Only now that the arguments are understood (see the note at the top).
   from jaxsweep.report import rundir
+  if args.command in ("run", "plan", "bench"):
+    # JAX, Flax and Optax import while a signal is only recorded (an exception
+    # raised inside an import can crash: signals.py; a Ctrl-C 0.3 s after the
+    # start once ended in SIGSEGV under load); arm() acts on it just after.
+    from jaxsweep import api  # noqa: F401  # pylint: disable=unused-import
+    from jaxsweep.engine import distributed
+    from jaxsweep.engine import sharding
+    from jaxsweep.engine import xla_cache
   try:
     signals.arm()
     if args.command in ("run", "plan", "bench"):
-      from jaxsweep.engine import distributed
-      from jaxsweep.engine import sharding
-      from jaxsweep.engine import xla_cache
       # Before anything touches JAX: one virtual device per core on CPU, and
       # joining a multi-process run when launched as one; js.run does the
       # same (jaxsweep.api.configure) and keeps the cache choice made here.
