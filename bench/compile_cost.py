@@ -39,7 +39,10 @@ import statistics
 import sys
 import time
 
-from jaxsweep.engine import sharding
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput_workers as workers  # noqa: E402  (bench/: the careful per-trial program)
+
+from jaxsweep.engine import sharding  # noqa: E402
 
 DEVICES = 2
 ENGINE = "group as the engine compiles it (init overlapped)"
@@ -160,7 +163,6 @@ def main(argv=None) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
 
   from jaxsweep import config as config_lib  # pylint: disable=g-import-not-at-top
   from jaxsweep.engine import program as program_lib  # pylint: disable=g-import-not-at-top
@@ -233,28 +235,10 @@ def main(argv=None) -> int:
   x, y = data1["train"]["x"], data1["train"]["y"]
   xt, yt = data1["test"]["x"], data1["test"]["y"]
 
-  def plain(lr, seed, x, y, xt, yt):
-    k_init, k_data = jax.random.split(jax.random.key(seed))
-    params = model.init(k_init, x[:1])["params"]
-    tx = optax.adam(lr)
-    opt_state = tx.init(params)
-
-    def step(carry, key):
-      params, opt_state = carry
-      idx = jax.random.randint(key, (batch,), 0, x.shape[0])
-
-      def loss_fn(p):
-        logits, _ = model.apply({"params": p}, x[idx], train=True, rng=None)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
-
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(step, (params, opt_state),
-                                       jax.random.split(k_data, steps))
-    logits, _ = model.apply({"params": params}, xt, train=False, rng=None)
-    return losses[-1], jnp.mean(logits.argmax(-1) == yt)
+  plain = workers.careful_trial(
+      lambda key, x: model.init(key, x)["params"],
+      lambda params, x, train: model.apply({"params": params}, x, train=train, rng=None)[0],
+      steps, batch)
 
   programs["plain per-trial (init+scan+eval)"] = (
       lambda: jax.jit(plain), (jnp.float32(1e-3), jnp.uint32(0), x, y, xt, yt), None)

@@ -170,6 +170,48 @@ def child_jaxsweep(spec):
 _CAREFUL = {}
 
 
+def careful_trial(init, apply, steps: int, batch: int):
+  """The careful per-trial program a user writes (the Optuna objective here,
+  the plain program of ``compile_cost.py``): ``train(lr, seed, x, y, x_test,
+  y_test) -> (last batch loss, test accuracy)``, one jitted function: init,
+  a ``lax.scan`` of ``steps`` Adam steps on batches of ``batch`` drawn with
+  replacement, one evaluation; the learning rate and seed traced, so one
+  program serves every trial.
+
+  Args:
+    init: ``init(key, x) -> params``.
+    apply: ``apply(params, x, train) -> logits``.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  def train(lr, seed, x, y, x_test, y_test):
+    k_init, k_data = jax.random.split(jax.random.key(seed))
+    params = init(k_init, x[:1])
+    tx = optax.adam(lr)  # lr is traced: one program for every learning rate.
+    opt_state = tx.init(params)
+
+    def step(carry, key):
+      params, opt_state = carry
+      idx = jax.random.randint(key, (batch,), 0, x.shape[0])
+
+      def loss_fn(p):
+        logits = apply(p, x[idx], True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, opt_state),
+                                       jax.random.split(k_data, steps))
+    acc = jnp.mean(apply(params, x_test, False).argmax(-1) == y_test)
+    return losses[-1], acc
+
+  return train
+
+
 def _careful(width: int, steps: int):
   """The careful per-variant program: (compiled fn, data args), compile seconds
   (0 when a previous job of this process compiled it: batched --quick jobs)."""
@@ -178,7 +220,6 @@ def _careful(width: int, steps: int):
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
 
   import jaxsweep as js  # pylint: disable=g-import-not-at-top
 
@@ -195,28 +236,9 @@ def _careful(width: int, steps: int):
 
   model = MLP()
 
-  def train(lr, seed, x, y, x_test, y_test):
-    k_init, k_data = jax.random.split(jax.random.key(seed))
-    params = model.init(k_init, x[:1])["params"]
-    tx = optax.adam(lr)  # lr is traced: one program for every learning rate.
-    opt_state = tx.init(params)
-
-    def step(carry, key):
-      params, opt_state = carry
-      idx = jax.random.randint(key, (BATCH,), 0, x.shape[0])
-
-      def loss_fn(p):
-        logits = model.apply({"params": p}, x[idx])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
-
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(step, (params, opt_state),
-                                       jax.random.split(k_data, steps))
-    acc = jnp.mean(model.apply({"params": params}, x_test).argmax(-1) == y_test)
-    return losses[-1], acc
+  train = careful_trial(lambda key, x: model.init(key, x)["params"],
+                        lambda params, x, train: model.apply({"params": params}, x),
+                        steps, BATCH)
 
   t0 = time.perf_counter()
   compiled = jax.jit(train).lower(jnp.float32(1e-3), jnp.uint32(0), *data).compile()
